@@ -1,0 +1,325 @@
+
+import { ApplicationFailure } from '@temporalio/activity';
+import * as oidc from 'openid-client';
+import type { AuditTrail } from '../lib/audit.js';
+import { AuthorizationRequestSchema, CredentialSchema, type AuthorizationRequest, type Credential } from '../lib/db/entities.js';
+import { fork, type Orm } from '../lib/db/orm.js';
+import type { CredentialOwner } from '../lib/domain.js';
+import type { Logger } from '../lib/log.js';
+import { classifyOAuthError, type OAuthClients } from '../lib/oauth/client.js';
+import type { Tool, ToolRegistry } from '../lib/tools.js';
+import { sha256Hex, type SecretContext, type Vault } from '../lib/vault/crypto.js';
+
+export interface ActivityDeps {
+  orm: Orm;
+  vault: Vault;
+  tools: ToolRegistry;
+  oauth: OAuthClients;
+  audit: AuditTrail;
+  log: Logger;
+  redirectUri: string;
+}
+
+/** What activities return about tokens: timestamps and flags, never the tokens. */
+export interface TokenMetadata {
+  generation: number;
+  acquiredAt: number;
+  accessExpiresAt: number | null;
+  ttlExpiresAt: number;
+  hasRefreshToken: boolean;
+  scope: string | null;
+}
+
+export interface BeginAuthorizationInput {
+  owner: CredentialOwner;
+  workflowId: string;
+  credentialId: string;
+  authorizationRequestId: string;
+  authorizationTimeoutSeconds: number;
+}
+
+const ACTOR = 'credential-workflow';
+
+/** Activities for the credential workflow. Each is idempotent: a retry after a crash does not redo the grant. */
+export function createActivities(deps: ActivityDeps) {
+  const { orm, vault, audit } = deps;
+
+  return {
+    async beginAuthorization(input: BeginAuthorizationInput): Promise<{ authorizationUrl: string; authorizationExpiresAt: number }> {
+      const { owner } = input;
+      const tool = requireTool(deps.tools, owner.toolId);
+      const client = await forTool(deps.oauth, tool);
+      const em = fork(orm);
+      const now = new Date();
+      const credential = await em.findOne(CredentialSchema, { id: input.credentialId });
+      if (!credential) {
+        em.create(CredentialSchema, {
+          id: input.credentialId,
+          ...owner,
+          workflowId: input.workflowId,
+          status: 'awaiting_authorization',
+          tokenGeneration: 0,
+          createdAt: now,
+          updatedAt: now,
+        });
+      }
+      const state = vault.deriveToken('state', input.authorizationRequestId);
+      const requestCtx = secretContext(owner, input.authorizationRequestId, 'code_verifier');
+      let request = await em.findOne(AuthorizationRequestSchema, { id: input.authorizationRequestId });
+      let verifier: string;
+      if (request) {
+        verifier = vault.decrypt(request.codeVerifier!, requestCtx);
+      } else {
+        verifier = oidc.randomPKCECodeVerifier();
+        request = em.create(AuthorizationRequestSchema, {
+          id: input.authorizationRequestId,
+          credentialId: input.credentialId,
+          workflowId: input.workflowId,
+          ...owner,
+          stateHash: sha256Hex(state),
+          codeVerifier: vault.encrypt(verifier, requestCtx),
+          redirectUri: deps.redirectUri,
+          expiresAt: new Date(now.getTime() + input.authorizationTimeoutSeconds * 1000),
+          createdAt: now,
+        });
+      }
+      await em.flush();
+      const params: Record<string, string> = {
+        response_type: 'code',
+        redirect_uri: deps.redirectUri,
+        state,
+        code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        ...(tool.auth.scopeList.length ? { scope: tool.auth.scopeList.join(' ') } : {}),
+        ...tool.auth.authorization_params,
+      };
+      const url = oidc.buildAuthorizationUrl(client.config, params);
+      await audit.record(em, {
+        eventType: 'authorization.started',
+        outcome: 'success',
+        actor: ACTOR,
+        ...owner,
+        credentialId: input.credentialId,
+        detail: { authorizationRequestId: input.authorizationRequestId, expiresAt: request.expiresAt.toISOString() },
+      });
+      return { authorizationUrl: url.href, authorizationExpiresAt: request.expiresAt.getTime() };
+    },
+
+    async exchangeCode(input: {
+      credentialId: string;
+      authorizationRequestId: string;
+      expectedGeneration: number;
+      ttlSeconds: number;
+    }): Promise<TokenMetadata> {
+      const em = fork(orm);
+      const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+      if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
+      const owner = ownerOf(credential);
+      const request = await em.findOne(AuthorizationRequestSchema, { id: input.authorizationRequestId, credentialId: credential.id });
+      if (!request?.callbackParams || !request.codeVerifier) {
+        throw ApplicationFailure.nonRetryable('no callback is recorded for this authorization', 'invalid_callback');
+      }
+      const params = JSON.parse(vault.decrypt(request.callbackParams, secretContext(owner, request.id, 'callback_params'))) as Record<string, string>;
+      if (params.error) {
+        const code = /^[a-z_]{1,64}$/.test(params.error) ? params.error : 'authorization_error';
+        await failAudit(em, 'authorization.completed', credential, code);
+        throw ApplicationFailure.nonRetryable(`the provider reported ${code}`, code);
+      }
+      const tool = requireTool(deps.tools, credential.toolId);
+      const client = await forTool(deps.oauth, tool);
+      const callbackUrl = new URL(request.redirectUri);
+      for (const [k, v] of Object.entries(params)) {
+        // Without a configured issuer there is nothing to check `iss` against.
+        if (k === 'iss' && !client.issuerKnown) continue;
+        callbackUrl.searchParams.set(k, v);
+      }
+      let tokens: oidc.TokenEndpointResponse;
+      try {
+        tokens = await oidc.authorizationCodeGrant(client.config, callbackUrl, {
+          pkceCodeVerifier: vault.decrypt(request.codeVerifier, secretContext(owner, request.id, 'code_verifier')),
+          expectedState: vault.deriveToken('state', request.id),
+        });
+      } catch (err) {
+        throw await oauthFailure(em, 'authorization.completed', credential, err);
+      }
+      const now = new Date();
+      storeTokens(credential, tokens, now);
+      credential.acquiredAt = now;
+      credential.ttlExpiresAt = new Date(now.getTime() + input.ttlSeconds * 1000);
+      credential.status = 'active';
+      request.codeVerifier = null;
+      request.callbackParams = null;
+      await em.flush();
+      await audit.record(em, {
+        eventType: 'authorization.completed',
+        outcome: 'success',
+        actor: ACTOR,
+        ...owner,
+        credentialId: credential.id,
+        detail: { scope: credential.scope, accessExpiresAt: credential.accessExpiresAt?.toISOString() ?? null },
+      });
+      return metadata(credential);
+    },
+
+    async refreshCredential(input: { credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> {
+      const em = fork(orm);
+      const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+      // Already refreshed by an attempt whose completion was lost: never spend the rotated token twice.
+      if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
+      if (credential.deletedAt || !credential.refreshToken) {
+        throw ApplicationFailure.nonRetryable('credential has no refresh token', 'no_refresh_token');
+      }
+      const owner = ownerOf(credential);
+      const client = await forTool(deps.oauth, requireTool(deps.tools, credential.toolId));
+      const refreshToken = vault.decrypt(credential.refreshToken, secretContext(owner, credential.id, 'refresh_token'));
+      let tokens: oidc.TokenEndpointResponse;
+      try {
+        tokens = await oidc.refreshTokenGrant(client.config, refreshToken);
+      } catch (err) {
+        throw await oauthFailure(em, 'credential.refreshed', credential, err);
+      }
+      const now = new Date();
+      storeTokens(credential, tokens, now);
+      credential.lastRefreshedAt = now;
+      await em.flush();
+      await audit.record(em, {
+        eventType: 'credential.refreshed',
+        outcome: 'success',
+        actor: ACTOR,
+        ...owner,
+        credentialId: credential.id,
+        detail: { generation: credential.tokenGeneration, accessExpiresAt: credential.accessExpiresAt?.toISOString() ?? null },
+      });
+      return metadata(credential);
+    },
+
+    async revokeAtProvider(input: { credentialId: string }): Promise<{ revokedAtProvider: boolean }> {
+      const em = fork(orm);
+      const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+      const owner = ownerOf(credential);
+      const tool = deps.tools.get(credential.toolId);
+      if (!tool || (!credential.accessToken && !credential.refreshToken)) return { revokedAtProvider: false };
+      const client = await forTool(deps.oauth, tool);
+      if (!client.revocationSupported) return { revokedAtProvider: false };
+      try {
+        // The refresh token first: at most providers revoking it ends the whole grant.
+        if (credential.refreshToken) {
+          const token = vault.decrypt(credential.refreshToken, secretContext(owner, credential.id, 'refresh_token'));
+          await oidc.tokenRevocation(client.config, token, { token_type_hint: 'refresh_token' });
+        }
+        if (credential.accessToken) {
+          const token = vault.decrypt(credential.accessToken, secretContext(owner, credential.id, 'access_token'));
+          await oidc.tokenRevocation(client.config, token, { token_type_hint: 'access_token' });
+        }
+      } catch (err) {
+        throw await oauthFailure(em, 'credential.revoked_at_provider', credential, err);
+      }
+      await audit.record(em, {
+        eventType: 'credential.revoked_at_provider',
+        outcome: 'success',
+        actor: ACTOR,
+        ...owner,
+        credentialId: credential.id,
+      });
+      return { revokedAtProvider: true };
+    },
+
+    async endCredential(input: { credentialId: string; status: string; reason: string }): Promise<void> {
+      const em = fork(orm);
+      const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+      const now = new Date();
+      if (!credential.deletedAt) {
+        credential.status = input.status;
+        credential.endReason = input.reason.slice(0, 80);
+        credential.deletedAt = now;
+        credential.updatedAt = now;
+        // The row stays for audit; the secrets in it are of no further use.
+        credential.accessToken = null;
+        credential.refreshToken = null;
+      }
+      await em.nativeUpdate(
+        AuthorizationRequestSchema,
+        { credentialId: credential.id, codeVerifier: { $ne: null } },
+        { codeVerifier: null, callbackParams: null },
+      );
+      await em.flush();
+      await audit.record(em, {
+        eventType: 'credential.ended',
+        outcome: input.status,
+        actor: ACTOR,
+        ...ownerOf(credential),
+        credentialId: credential.id,
+        detail: { reason: input.reason },
+      });
+    },
+  };
+
+  function storeTokens(credential: Credential, tokens: oidc.TokenEndpointResponse, now: Date): void {
+    const owner = ownerOf(credential);
+    credential.accessToken = vault.encrypt(tokens.access_token, secretContext(owner, credential.id, 'access_token'));
+    // A provider that does not rotate returns no refresh token: keep the one we have.
+    if (tokens.refresh_token) {
+      credential.refreshToken = vault.encrypt(tokens.refresh_token, secretContext(owner, credential.id, 'refresh_token'));
+    }
+    credential.tokenType = (tokens.token_type ?? 'bearer').slice(0, 40);
+    credential.scope = tokens.scope ?? credential.scope ?? null;
+    credential.accessExpiresAt = typeof tokens.expires_in === 'number' ? new Date(now.getTime() + tokens.expires_in * 1000) : null;
+    credential.tokenGeneration += 1;
+    credential.updatedAt = now;
+  }
+
+  async function failAudit(em: ReturnType<typeof fork>, eventType: string, credential: Credential, code: string): Promise<void> {
+    await audit.record(em, {
+      eventType,
+      outcome: 'failure',
+      actor: ACTOR,
+      ...ownerOf(credential),
+      credentialId: credential.id,
+      detail: { code },
+    });
+  }
+
+  async function oauthFailure(em: ReturnType<typeof fork>, eventType: string, credential: Credential, err: unknown): Promise<ApplicationFailure> {
+    const failure = classifyOAuthError(err);
+    deps.log.warn({ credentialId: credential.id, toolId: credential.toolId, code: failure.code }, failure.message);
+    await failAudit(em, eventType, credential, failure.code);
+    return ApplicationFailure.create({ message: failure.message, type: failure.code, nonRetryable: failure.permanent });
+  }
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+
+export function secretContext(owner: CredentialOwner, recordId: string, field: string): SecretContext {
+  return { agentId: owner.agentId, userId: owner.userId, toolId: owner.toolId, recordId, field };
+}
+
+export function ownerOf(row: Credential | AuthorizationRequest): CredentialOwner {
+  return { agentId: row.agentId, userId: row.userId, toolId: row.toolId };
+}
+
+function metadata(c: Credential): TokenMetadata {
+  return {
+    generation: c.tokenGeneration,
+    acquiredAt: c.acquiredAt!.getTime(),
+    accessExpiresAt: c.accessExpiresAt?.getTime() ?? null,
+    ttlExpiresAt: c.ttlExpiresAt!.getTime(),
+    hasRefreshToken: Boolean(c.refreshToken),
+    scope: c.scope ?? null,
+  };
+}
+
+function requireTool(tools: ToolRegistry, toolId: string): Tool {
+  const tool = tools.get(toolId);
+  if (!tool) throw ApplicationFailure.nonRetryable(`tool ${toolId} is not configured`, 'tool_not_found');
+  return tool;
+}
+
+async function forTool(oauth: OAuthClients, tool: Tool) {
+  try {
+    return await oauth.forTool(tool);
+  } catch (err) {
+    const failure = classifyOAuthError(err);
+    throw ApplicationFailure.create({ message: `discovery for tool ${tool.id} failed: ${failure.message}`, type: 'discovery_failed' });
+  }
+}
+

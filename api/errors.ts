@@ -1,0 +1,48 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { Logger } from '../lib/log.js';
+
+/** An error with a stable code for callers to switch on, sent as `{"error": {"code", "message"}}`. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const notFound: RequestHandler = (_req, _res, next) => next(new ApiError(404, 'not_found', 'no such endpoint'));
+
+/** Maps body-parser and our own errors to clear 4xx answers; anything else is a 500 with no detail. */
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const e = toApiError(err);
+    if (e.status >= 500) req.log?.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'request failed');
+    else (req.log ?? log).info({ code: e.code, status: e.status }, 'request refused');
+    if (res.headersSent) return;
+    res.status(e.status).json({ error: { code: e.code, message: e.message } });
+  };
+}
+
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  const type = (err as { type?: unknown })?.type;
+  switch (type) {
+    case 'entity.parse.failed':
+      return new ApiError(400, 'invalid_json', 'the request body is not valid JSON');
+    case 'entity.too.large':
+      return new ApiError(413, 'payload_too_large', 'the request body is too large');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new ApiError(415, 'unsupported_encoding', 'the request body encoding is not supported');
+    default:
+      break;
+  }
+  const status = (err as { status?: unknown })?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500) return new ApiError(status, 'bad_request', 'the request is malformed');
+  if (/ECONNREFUSED|Connection terminated|connect ETIMEDOUT|SQLITE_BUSY/.test(String((err as Error)?.message))) {
+    return new ApiError(503, 'service_unavailable', 'a backing service is unavailable; try again');
+  }
+  return new ApiError(500, 'internal_error', 'the request could not be completed');
+}

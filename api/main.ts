@@ -1,0 +1,17 @@
+import { loadConfig } from '../lib/config.js';
+import { createServices } from '../lib/services.js';
+import { connectClient } from '../lib/temporal/connect.js';
+import { startApi } from './server.js';
+
+/** `npm run api`: the HTTP API alone, against TEMPORAL_ADDRESS (production shape). */
+const config = loadConfig();
+const services = await createServices(config);
+const temporal = await connectClient(config.temporal.address ?? 'localhost:7233', config.temporal.namespace);
+const api = await startApi(services, temporal);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, async () => {
+    await api.close();
+    await temporal.connection.close();
+    await services.close();
+  });
+}

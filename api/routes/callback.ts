@@ -1,0 +1,109 @@
+import { Router, type Request, type Response } from 'express';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ownerOf, secretContext } from '../../activities/index.js';
+import type { AuditTrail } from '../../lib/audit.js';
+import type { CredentialBroker } from '../../lib/broker.js';
+import { AuthorizationRequestSchema, CredentialSchema } from '../../lib/db/entities.js';
+import { fork, type Orm } from '../../lib/db/orm.js';
+import { sha256Hex, type Vault } from '../../lib/vault/crypto.js';
+import { resultPage } from '../html.js';
+
+export interface CallbackDeps {
+  orm: Orm;
+  vault: Vault;
+  broker: CredentialBroker;
+  audit: AuditTrail;
+  /** How long the page waits for the code exchange before saying it finishes in the background. */
+  completionWaitMs?: number;
+}
+
+const PARAM = /^[\x21-\x7e]{1,2048}$/;
+const ERROR_CODE = /^[a-z_]{1,64}$/;
+
+/**
+ * GET /api/v1/auth/tool/callback?state&code (or &error): the provider's redirect. Looks the hashed, single-use
+ * `state` up, stores the callback encrypted, and signals the workflow; the code never enters Temporal.
+ */
+export function callbackRoutes(deps: CallbackDeps): Router {
+  const router = Router();
+  router.get('/', async (req, res) => {
+    const q = pickParams(req);
+    const refuse = async (status: number, code: string, title: string, message: string, detail: Record<string, unknown> = {}) => {
+      await deps.audit.record(fork(deps.orm), {
+        eventType: 'authorization.callback',
+        outcome: 'denied',
+        actor: 'browser',
+        requestId: req.id,
+        ip: req.ip ?? null,
+        ...detail,
+        detail: { code },
+      });
+      page(res, status, title, message, false);
+    };
+    if (!q.state) return refuse(400, 'missing_state', 'Link not valid', 'This sign-in link is incomplete. Go back to your agent and start again.');
+    if (!q.code && !q.error) return refuse(400, 'missing_code', 'Link not valid', 'The provider did not send an authorization code. Go back to your agent and start again.');
+
+    const em = fork(deps.orm);
+    const request = await em.findOne(AuthorizationRequestSchema, { stateHash: sha256Hex(q.state) });
+    if (!request) return refuse(400, 'invalid_state', 'Link not valid', 'This sign-in link is not known here. Go back to your agent and start again.');
+    const owner = ownerOf(request);
+    const who = { ...owner, credentialId: request.credentialId };
+    if (request.consumedAt) return refuse(400, 'state_already_used', 'Link already used', 'This sign-in link has already been used. Go back to your agent and start again.', who);
+    if (request.expiresAt.getTime() < Date.now()) return refuse(400, 'state_expired', 'Link expired', 'This sign-in link has expired. Go back to your agent and start again.', who);
+
+    const params: Record<string, string> = { state: q.state };
+    if (q.code) params.code = q.code;
+    if (q.error) params.error = ERROR_CODE.test(q.error) ? q.error : 'authorization_error';
+    if (q.iss) params.iss = q.iss;
+    // Single use: only the first callback to flip consumed_at goes on.
+    const claimed = await em.nativeUpdate(
+      AuthorizationRequestSchema,
+      { id: request.id, consumedAt: null },
+      { consumedAt: new Date(), callbackParams: deps.vault.encrypt(JSON.stringify(params), secretContext(owner, request.id, 'callback_params')) },
+    );
+    if (claimed !== 1) return refuse(400, 'state_already_used', 'Link already used', 'This sign-in link has already been used. Go back to your agent and start again.', who);
+    const delivered = await deps.broker.signalCallback(request.workflowId, request.id);
+    if (!delivered) return refuse(400, 'authorization_closed', 'Link expired', 'This authorization has already ended. Go back to your agent and start again.', who);
+    await deps.audit.record(em, {
+      eventType: 'authorization.callback',
+      outcome: params.error ? 'failure' : 'success',
+      actor: 'browser',
+      ...who,
+      requestId: req.id,
+      ip: req.ip ?? null,
+      detail: params.error ? { code: params.error } : {},
+    });
+    if (params.error) {
+      return page(res, 400, 'Not connected', `The provider reported "${params.error}". Nothing was connected; you can close this window.`, false);
+    }
+    const outcome = await waitForOutcome(deps, request.credentialId, deps.completionWaitMs ?? 10_000);
+    if (outcome === 'active') return page(res, 200, 'Connected', 'Your account is connected. You can close this window and return to your agent.', true);
+    if (outcome === 'pending') return page(res, 202, 'Almost done', 'We received your authorization and are finishing the connection. You can close this window.', true);
+    return page(res, 400, 'Not connected', 'The provider did not accept this authorization. Go back to your agent and try again.', false);
+  });
+  return router;
+}
+
+async function waitForOutcome(deps: CallbackDeps, credentialId: string, waitMs: number): Promise<'active' | 'failed' | 'pending'> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const row = await fork(deps.orm).findOne(CredentialSchema, { id: credentialId }, { fields: ['status'] });
+    if (row?.status === 'active') return 'active';
+    if (row && row.status !== 'awaiting_authorization') return 'failed';
+    if (Date.now() >= deadline) return 'pending';
+    await sleep(100);
+  }
+}
+
+function pickParams(req: Request): { state?: string; code?: string; error?: string; iss?: string } {
+  const out: Record<string, string> = {};
+  for (const name of ['state', 'code', 'error', 'iss'] as const) {
+    const v = req.query[name];
+    if (typeof v === 'string' && PARAM.test(v)) out[name] = v;
+  }
+  return out;
+}
+
+function page(res: Response, status: number, title: string, message: string, ok: boolean): void {
+  res.status(status).type('html').setHeader('Cache-Control', 'no-store').send(resultPage(title, message, ok));
+}

@@ -1,0 +1,151 @@
+import { Router, type Request, type Response } from 'express';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import type { AuditTrail } from '../../lib/audit.js';
+import type { CredentialBroker } from '../../lib/broker.js';
+import type { Credential } from '../../lib/db/entities.js';
+import { fork, type Orm } from '../../lib/db/orm.js';
+import type { CredentialOwner } from '../../lib/domain.js';
+import type { ToolRegistry } from '../../lib/tools.js';
+import { ApiError } from '../errors.js';
+import { identifyCaller } from '../identity.js';
+
+export interface CredentialRoutesDeps {
+  orm: Orm;
+  broker: CredentialBroker;
+  tools: ToolRegistry;
+  audit: AuditTrail;
+  developmentMode: boolean;
+}
+
+const postBody = z.object({ force_refresh: z.boolean().optional() }).strict();
+const MAX_WAIT_SECONDS = 60;
+const POLL_MS = 200;
+
+/** POST (get or authorize), GET (status, long-poll with ?wait=), DELETE (revoke) on /api/v1/credentials/{toolId}. */
+export function credentialRoutes(deps: CredentialRoutesDeps): Router {
+  const router = Router();
+  const { broker, audit } = deps;
+
+  router.post('/:toolId', async (req, res) => {
+    const owner = resolveOwner(req, deps);
+    const body = postBody.safeParse(req.body ?? {});
+    if (!body.success) {
+      throw new ApiError(400, 'invalid_request', `invalid body: ${body.error.issues.map((i) => `${i.path.join('.') || '(root)'} ${i.message}`).join('; ')}`);
+    }
+    const em = fork(deps.orm);
+    if (body.data.force_refresh) {
+      const refreshed = await broker.refreshNow(owner);
+      await record(req, owner, 'credential.refresh_requested', refreshed ? 'success' : 'failure', { phase: refreshed?.phase ?? 'none' });
+    } else {
+      const hit = await broker.readActive(owner, em);
+      if (hit) return sendActive(req, res, owner, hit);
+    }
+    const view = await broker.ensureAuthorization(owner);
+    if (view.phase === 'awaiting_authorization') {
+      await record(req, owner, 'credential.authorization_required', 'success', { credentialId: view.credentialId });
+      return res.status(202).json({
+        status: 'authorization_required',
+        authorization_url: view.authorizationUrl,
+        expires_at: iso(view.authorizationExpiresAt),
+      });
+    }
+    const active = await broker.readActive(owner);
+    if (active) return sendActive(req, res, owner, active);
+    throw new ApiError(503, 'credential_unavailable', `the credential is ${view.phase}; try again`);
+  });
+
+  router.get('/:toolId', async (req, res) => {
+    const owner = resolveOwner(req, deps);
+    const wait = parseWait(req.query.wait);
+    const deadline = Date.now() + wait * 1000;
+    let row = await broker.latest(owner);
+    // Only a pending authorization can still become active by itself.
+    while (wait > 0 && Date.now() < deadline && row?.status === 'awaiting_authorization') {
+      await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())));
+      row = await broker.latest(owner);
+    }
+    if (!row) throw new ApiError(404, 'credential_not_found', 'no credential exists for this tool; POST to start an authorization');
+    const body: Record<string, unknown> = describe(row);
+    if (row.status === 'awaiting_authorization') {
+      const view = await broker.query(owner);
+      if (view?.authorizationUrl) {
+        body.authorization_url = view.authorizationUrl;
+        body.authorization_expires_at = iso(view.authorizationExpiresAt);
+      }
+    }
+    res.json(body);
+  });
+
+  router.delete('/:toolId', async (req, res) => {
+    const owner = resolveOwner(req, deps);
+    const view = await broker.revoke(owner, { actor: `agent:${owner.agentId}`, reason: 'revoked through the API' });
+    if (!view) {
+      await record(req, owner, 'credential.revoke', 'failure', { code: 'credential_not_found' });
+      throw new ApiError(404, 'credential_not_found', 'no live credential exists for this tool');
+    }
+    await record(req, owner, 'credential.revoke', 'success', { credentialId: view.credentialId, phase: view.phase });
+    const row = await broker.latest(owner);
+    res.json(row ? describe(row) : { status: view.phase });
+  });
+
+  return router;
+
+  async function sendActive(req: Request, res: Response, owner: CredentialOwner, hit: Awaited<ReturnType<CredentialBroker['readActive']>> & object) {
+    await record(req, owner, 'credential.issued', 'success', { credentialId: hit.credentialId });
+    res.setHeader('Cache-Control', 'no-store');
+    res.status(200).json({
+      status: 'active',
+      access_token: hit.accessToken,
+      token_type: hit.tokenType,
+      expires_at: hit.expiresAt?.toISOString() ?? null,
+      scope: hit.scope,
+    });
+  }
+
+  async function record(req: Request, owner: CredentialOwner, eventType: string, outcome: string, detail: Record<string, unknown>) {
+    await audit.record(fork(deps.orm), {
+      eventType,
+      outcome,
+      actor: `agent:${owner.agentId}`,
+      ...owner,
+      requestId: req.id,
+      ip: req.ip ?? null,
+      detail,
+    });
+  }
+}
+
+function resolveOwner(req: Request, deps: CredentialRoutesDeps): CredentialOwner {
+  const caller = identifyCaller(req, deps.developmentMode);
+  const toolId = req.params.toolId as string;
+  if (!deps.tools.get(toolId)) throw new ApiError(404, 'tool_not_found', 'no tool with this id is configured');
+  return { ...caller, toolId };
+}
+
+function parseWait(raw: unknown): number {
+  if (raw === undefined) return 0;
+  if (typeof raw !== 'string' || !/^\d{1,3}$/.test(raw) || Number(raw) > MAX_WAIT_SECONDS) {
+    throw new ApiError(400, 'invalid_wait', `wait must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`);
+  }
+  return Number(raw);
+}
+
+function describe(row: Credential): Record<string, unknown> {
+  return {
+    status: row.status,
+    credential_id: row.id,
+    tool_id: row.toolId,
+    scope: row.scope ?? null,
+    expires_at: row.accessExpiresAt?.toISOString() ?? null,
+    credential_expires_at: row.ttlExpiresAt?.toISOString() ?? null,
+    created_at: row.createdAt.toISOString(),
+    updated_at: row.updatedAt.toISOString(),
+    ended_at: row.deletedAt?.toISOString() ?? null,
+    end_reason: row.endReason ?? null,
+  };
+}
+
+function iso(ms: number | null | undefined): string | null {
+  return typeof ms === 'number' ? new Date(ms).toISOString() : null;
+}

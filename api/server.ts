@@ -1,0 +1,58 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Client } from '@temporalio/client';
+import { CredentialBroker, type BrokerSettings } from '../lib/broker.js';
+import type { Services } from '../lib/services.js';
+import { createApp } from './app.js';
+
+export interface RunningApi {
+  server: Server;
+  port: number;
+  broker: CredentialBroker;
+  close(): Promise<void>;
+}
+
+export interface ApiOptions {
+  /** An already-listening server to serve on (tests need the port before the app exists). */
+  server?: Server;
+  callbackWaitMs?: number;
+  broker?: Partial<BrokerSettings>;
+}
+
+export function createBroker(services: Services, temporal: Client, overrides: Partial<BrokerSettings> = {}): CredentialBroker {
+  const c = services.config;
+  return new CredentialBroker(services.orm, services.vault, temporal, {
+    taskQueue: c.temporal.taskQueue,
+    secretsTtlSeconds: c.secretsTtlSeconds,
+    authorizationTimeoutSeconds: c.authorizationTimeoutSeconds,
+    refreshSkewSeconds: c.refreshSkewSeconds,
+    ...overrides,
+  });
+}
+
+/** Listens on config.port (0 picks a free one) and closes gracefully: in-flight requests finish. */
+export async function startApi(services: Services, temporal: Client, opts: ApiOptions = {}): Promise<RunningApi> {
+  const broker = createBroker(services, temporal, opts.broker);
+  const app = createApp({ ...services, broker, temporal, developmentMode: services.config.developmentMode, callbackWaitMs: opts.callbackWaitMs });
+  let server = opts.server;
+  if (server) {
+    server.on('request', app);
+  } else {
+    const { createServer } = await import('node:http');
+    server = createServer(app);
+    await new Promise<void>((resolve) => server!.listen(services.config.port, resolve));
+  }
+  const port = (server.address() as AddressInfo).port;
+  services.log.info({ port }, 'api listening');
+  const s = server;
+  return {
+    server: s,
+    port,
+    broker,
+    close: () =>
+      new Promise<void>((resolve) => {
+        s.close(() => resolve());
+        s.closeIdleConnections();
+      }),
+  };
+}

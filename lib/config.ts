@@ -1,0 +1,96 @@
+import { z } from 'zod';
+
+/** The longest a credential may live, whatever the operator asks (DESIGN: never above 30 days). */
+export const MAX_SECRETS_TTL_SECONDS = 2_592_000;
+export const CALLBACK_PATH = '/api/v1/auth/tool/callback';
+
+export class ConfigError extends Error {
+  readonly code = 'invalid_configuration';
+}
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const positiveInt = (name: string) =>
+  z.coerce.number({ error: `${name} must be a number` }).int(`${name} must be a whole number`).positive(`${name} must be positive`);
+
+const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  DEVELOPMENT_MODE: bool.default(false),
+  DATA_DIR: z.string().default('data'),
+  DATABASE_URL: z.string().optional(),
+  TEMPORAL_ADDRESS: z.string().optional(),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().default('credential-broker'),
+  SECRETS_TTL_SECONDS: positiveInt('SECRETS_TTL_SECONDS')
+    .max(MAX_SECRETS_TTL_SECONDS, `SECRETS_TTL_SECONDS must not exceed ${MAX_SECRETS_TTL_SECONDS} (30 days)`)
+    .default(MAX_SECRETS_TTL_SECONDS),
+  AUTHORIZATION_TIMEOUT_SECONDS: positiveInt('AUTHORIZATION_TIMEOUT_SECONDS').default(600),
+  REFRESH_SKEW_SECONDS: positiveInt('REFRESH_SKEW_SECONDS').default(300),
+  OAUTH_TOOL_REDIRECT_URI: z.string().optional(),
+  CREDENTIALS_ENCRYPTION_KEY: z.string().optional(),
+  TOOLS_CONFIG: z.string().default('config/tools.yaml'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export interface Config {
+  port: number;
+  developmentMode: boolean;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  temporal: { address: string | undefined; namespace: string; taskQueue: string };
+  secretsTtlSeconds: number;
+  authorizationTimeoutSeconds: number;
+  refreshSkewSeconds: number;
+  redirectUri: string;
+  encryptionKey: string | undefined;
+  toolsConfigPath: string;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+}
+
+/** Reads configuration from the environment; throws ConfigError with every problem named. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  const redirectUri = e.OAUTH_TOOL_REDIRECT_URI ?? `http://localhost:${e.PORT}${CALLBACK_PATH}`;
+  validateRedirectUri(redirectUri, e.DEVELOPMENT_MODE);
+  if (!e.DEVELOPMENT_MODE && !e.CREDENTIALS_ENCRYPTION_KEY) {
+    throw new ConfigError('CREDENTIALS_ENCRYPTION_KEY is required outside development mode');
+  }
+  return {
+    port: e.PORT,
+    developmentMode: e.DEVELOPMENT_MODE,
+    dataDir: e.DATA_DIR,
+    databaseUrl: e.DATABASE_URL,
+    temporal: { address: e.TEMPORAL_ADDRESS, namespace: e.TEMPORAL_NAMESPACE, taskQueue: e.TEMPORAL_TASK_QUEUE },
+    secretsTtlSeconds: e.SECRETS_TTL_SECONDS,
+    authorizationTimeoutSeconds: e.AUTHORIZATION_TIMEOUT_SECONDS,
+    refreshSkewSeconds: e.REFRESH_SKEW_SECONDS,
+    redirectUri,
+    encryptionKey: e.CREDENTIALS_ENCRYPTION_KEY,
+    toolsConfigPath: e.TOOLS_CONFIG,
+    logLevel: e.LOG_LEVEL,
+  };
+}
+
+export function validateRedirectUri(uri: string, developmentMode: boolean): void {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw new ConfigError(`OAUTH_TOOL_REDIRECT_URI is not a URL: ${uri}`);
+  }
+  if (url.pathname !== CALLBACK_PATH) {
+    throw new ConfigError(`OAUTH_TOOL_REDIRECT_URI path must be ${CALLBACK_PATH}, got ${url.pathname}`);
+  }
+  if (url.protocol !== 'https:' && !(developmentMode && url.protocol === 'http:')) {
+    throw new ConfigError('OAUTH_TOOL_REDIRECT_URI must use https outside development mode');
+  }
+  if (url.search || url.hash) throw new ConfigError('OAUTH_TOOL_REDIRECT_URI must not have a query or fragment');
+}

@@ -1,0 +1,79 @@
+import { defineEntity, type InferEntity } from '@mikro-orm/core';
+
+/** One authorization of one (agent, user, tool); its tokens are ciphertext. Rows are never removed. */
+export const CredentialSchema = defineEntity({
+  name: 'Credential',
+  tableName: 'credentials',
+  properties: (p) => ({
+    id: p.uuid().primary(),
+    agentId: p.string().length(200),
+    userId: p.string().length(200),
+    toolId: p.string().length(200),
+    workflowId: p.string().length(700),
+    status: p.string().length(40),
+    accessToken: p.text().nullable(),
+    refreshToken: p.text().nullable(),
+    tokenType: p.string().length(40).nullable(),
+    scope: p.text().nullable(),
+    accessExpiresAt: p.datetime().nullable(),
+    acquiredAt: p.datetime().nullable(),
+    ttlExpiresAt: p.datetime().nullable(),
+    /** Bumped on every token write: a retried exchange or refresh sees it already happened. */
+    tokenGeneration: p.integer().default(0),
+    lastRefreshedAt: p.datetime().nullable(),
+    createdAt: p.datetime(),
+    updatedAt: p.datetime(),
+    /** Set when the credential ended; the row stays for audit. */
+    deletedAt: p.datetime().nullable(),
+    endReason: p.string().length(80).nullable(),
+  }),
+  indexes: [{ properties: ['agentId', 'userId', 'toolId', 'createdAt'] }],
+});
+export type Credential = InferEntity<typeof CredentialSchema>;
+
+/** One pending authorization: the hashed `state`, the encrypted PKCE verifier, then the callback. */
+export const AuthorizationRequestSchema = defineEntity({
+  name: 'AuthorizationRequest',
+  tableName: 'authorization_requests',
+  properties: (p) => ({
+    id: p.uuid().primary(),
+    credentialId: p.uuid(),
+    workflowId: p.string().length(700),
+    agentId: p.string().length(200),
+    userId: p.string().length(200),
+    toolId: p.string().length(200),
+    stateHash: p.string().length(64).unique(),
+    codeVerifier: p.text().nullable(),
+    redirectUri: p.text(),
+    expiresAt: p.datetime(),
+    createdAt: p.datetime(),
+    consumedAt: p.datetime().nullable(),
+    /** The callback's query (code, iss, error), encrypted: the code never travels through Temporal. */
+    callbackParams: p.text().nullable(),
+  }),
+});
+export type AuthorizationRequest = InferEntity<typeof AuthorizationRequestSchema>;
+
+/** Who did what to which credential, and how it went. Never a secret. */
+export const AuditEventSchema = defineEntity({
+  name: 'AuditEvent',
+  tableName: 'audit_events',
+  properties: (p) => ({
+    id: p.uuid().primary(),
+    at: p.datetime(),
+    eventType: p.string().length(80),
+    outcome: p.string().length(40),
+    actor: p.string().length(200),
+    agentId: p.string().length(200).nullable(),
+    userId: p.string().length(200).nullable(),
+    toolId: p.string().length(200).nullable(),
+    credentialId: p.uuid().nullable(),
+    requestId: p.string().length(100).nullable(),
+    ip: p.string().length(100).nullable(),
+    detail: p.json<Record<string, unknown>>().nullable(),
+  }),
+  indexes: [{ properties: ['at'] }, { properties: ['agentId', 'userId', 'toolId'] }],
+});
+export type AuditEvent = InferEntity<typeof AuditEventSchema>;
+
+export const entities = [CredentialSchema, AuthorizationRequestSchema, AuditEventSchema];

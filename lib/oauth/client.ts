@@ -1,0 +1,134 @@
+import * as oidc from 'openid-client';
+import type { Tool } from '../tools.js';
+
+export interface OAuthClientOptions {
+  /** Plain-HTTP authorization servers are accepted only in development mode. */
+  allowInsecure: boolean;
+  /** Injected in tests to control the network without monkey-patching. */
+  fetch?: typeof fetch;
+}
+
+export interface ToolClient {
+  config: oidc.Configuration;
+  /** False when the tool names endpoints but no issuer: the callback's `iss` cannot be checked. */
+  issuerKnown: boolean;
+  revocationSupported: boolean;
+}
+
+/** Builds (and caches per tool) the openid-client configuration for a tool's authorization server. */
+export class OAuthClients {
+  private readonly cache = new Map<string, Promise<ToolClient>>();
+
+  constructor(private readonly opts: OAuthClientOptions) {}
+
+  forTool(tool: Tool): Promise<ToolClient> {
+    let pending = this.cache.get(tool.id);
+    if (!pending) {
+      pending = this.build(tool);
+      // A failed discovery is not cached: the next attempt tries again.
+      pending.catch(() => this.cache.delete(tool.id));
+      this.cache.set(tool.id, pending);
+    }
+    return pending;
+  }
+
+  private async build(tool: Tool): Promise<ToolClient> {
+    const { auth } = tool;
+    const clientAuth = clientAuthFor(auth.token_endpoint_auth_method, auth.client_secret);
+    const metadata: Partial<oidc.ClientMetadata> = auth.client_secret ? { client_secret: auth.client_secret } : {};
+    const execute = this.opts.allowInsecure ? [oidc.allowInsecureRequests] : [];
+    let config: oidc.Configuration;
+    if (auth.issuer) {
+      config = await oidc.discovery(new URL(auth.issuer), auth.client_id!, metadata, clientAuth, {
+        execute,
+        ...(this.opts.fetch ? { [oidc.customFetch]: this.opts.fetch } : {}),
+      });
+      // A plain copy: the metadata object also carries helper methods.
+      const server = JSON.parse(JSON.stringify(config.serverMetadata())) as oidc.ServerMetadata;
+      if (auth.authorization_url || auth.token_url || auth.revocation_url) {
+        config = new oidc.Configuration(
+          {
+            ...server,
+            authorization_endpoint: auth.authorization_url ?? server.authorization_endpoint,
+            token_endpoint: auth.token_url ?? server.token_endpoint,
+            revocation_endpoint: auth.revocation_url ?? server.revocation_endpoint,
+          },
+          auth.client_id!,
+          metadata,
+          clientAuth,
+        );
+        for (const fn of execute) fn(config);
+      }
+    } else {
+      config = new oidc.Configuration(
+        {
+          issuer: new URL(auth.token_url!).origin,
+          authorization_endpoint: auth.authorization_url!,
+          token_endpoint: auth.token_url!,
+          ...(auth.revocation_url ? { revocation_endpoint: auth.revocation_url } : {}),
+        },
+        auth.client_id!,
+        metadata,
+        clientAuth,
+      );
+      for (const fn of execute) fn(config);
+    }
+    if (this.opts.fetch) config[oidc.customFetch] = this.opts.fetch;
+    return {
+      config,
+      issuerKnown: Boolean(auth.issuer),
+      revocationSupported: Boolean(config.serverMetadata().revocation_endpoint),
+    };
+  }
+}
+
+function clientAuthFor(method: string | undefined, secret: string | undefined): oidc.ClientAuth {
+  if (!secret || method === 'none') return oidc.None();
+  return method === 'client_secret_post' ? oidc.ClientSecretPost(secret) : oidc.ClientSecretBasic(secret);
+}
+
+/** OAuth error codes that no retry can fix: the user must authorize again. */
+export const PERMANENT_OAUTH_ERRORS = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client', 'access_denied', 'invalid_scope']);
+
+export interface ClassifiedOAuthError {
+  /** A stable code: the OAuth error, or a transport class. */
+  code: string;
+  permanent: boolean;
+  /** Safe to log: never a token, secret or verifier. */
+  message: string;
+}
+
+/** Turns openid-client's errors into a stable code and a message with no secret in it. */
+export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
+  if (err instanceof oidc.ResponseBodyError) {
+    const code = /^[a-z_]{1,64}$/.test(err.error) ? err.error : 'oauth_error';
+    const transient = err.status >= 500 || code === 'temporarily_unavailable' || code === 'server_error' || err.status === 429;
+    return { code, permanent: !transient, message: `authorization server answered ${err.status} ${code}` };
+  }
+  if (err instanceof oidc.AuthorizationResponseError) {
+    const code = /^[a-z_]{1,64}$/.test(err.error) ? err.error : 'oauth_error';
+    return { code, permanent: true, message: `authorization response carried error ${code}` };
+  }
+  if (err instanceof oidc.WWWAuthenticateChallengeError) {
+    return { code: 'invalid_client', permanent: true, message: `authorization server rejected the client (${err.status})` };
+  }
+  if (err instanceof oidc.ClientError) {
+    const status = (err.cause as { status?: unknown } | undefined)?.status;
+    if (typeof status === 'number') {
+      const transient = status >= 500 || status === 429 || status === 408;
+      return {
+        code: transient ? 'provider_unavailable' : 'provider_rejected',
+        permanent: !transient,
+        message: `authorization server answered ${status} (${safeCode(err.code)})`,
+      };
+    }
+    // Response validation failures (state, iss, PKCE) are not fixed by retrying.
+    return { code: 'invalid_response', permanent: true, message: `authorization response failed validation: ${safeCode(err.code)}` };
+  }
+  const name = err instanceof Error ? err.name : 'Error';
+  return { code: 'provider_unavailable', permanent: false, message: `authorization server unreachable or failing (${name})` };
+}
+
+function safeCode(code: unknown): string {
+  return typeof code === 'string' && /^[A-Z_a-z]{1,64}$/.test(code) ? code : 'unknown';
+}

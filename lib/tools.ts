@@ -1,0 +1,176 @@
+import { readFileSync } from 'node:fs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { Ajv } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+export class ToolConfigError extends Error {
+  readonly code = 'invalid_tool_config';
+}
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+const url = z.url({ error: 'must be an absolute URL' });
+
+const oauth2AuthSchema = z
+  .object({
+    type: z.literal('oauth2'),
+    issuer: url.optional(),
+    authorization_url: url.optional(),
+    token_url: url.optional(),
+    revocation_url: url.optional(),
+    client_id: z.string().min(1).optional(),
+    client_secret: z.string().min(1).optional(),
+    scopes: z.union([z.array(z.string().min(1)), z.string()]).optional(),
+    token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
+    authorization_params: z.record(z.string(), z.string()).optional(),
+  })
+  .strict()
+  .superRefine((auth, ctx) => {
+    if (!auth.issuer && !(auth.authorization_url && auth.token_url)) {
+      ctx.addIssue({ code: 'custom', message: 'give either issuer (to discover endpoints) or both authorization_url and token_url' });
+    }
+    if (!auth.client_id) ctx.addIssue({ code: 'custom', path: ['client_id'], message: 'is required' });
+  });
+
+const manifestEntrySchema = z
+  .object({
+    name: z.string().min(1),
+    description: z.string().min(1),
+    inputSchema: z.record(z.string(), z.unknown()),
+  })
+  .strict();
+
+const toolSchema = z
+  .object({
+    id: z.string().regex(ID, 'must be 1-100 letters, digits, dot, dash or underscore, starting with a letter or digit'),
+    name: z.string().optional(),
+    description: z.string().optional(),
+    tool_type: z.enum(['mcp', 'api']),
+    connection_params: z
+      .object({ type: z.enum(['sse', 'streamable-http', 'http']), url })
+      .strict(),
+    auth: oauth2AuthSchema,
+    manifest: z.array(manifestEntrySchema).default([]),
+  })
+  .strict();
+
+const fileSchema = z.object({ tools: z.array(z.unknown()).default([]) }).strict();
+
+export type ToolConfig = z.infer<typeof toolSchema>;
+export type OAuth2AuthConfig = z.infer<typeof oauth2AuthSchema>;
+
+export interface Tool {
+  id: string;
+  name: string;
+  toolType: ToolConfig['tool_type'];
+  connection: ToolConfig['connection_params'];
+  auth: OAuth2AuthConfig & { scopeList: string[] };
+  manifest: ToolConfig['manifest'];
+}
+
+export class ToolRegistry {
+  private readonly tools = new Map<string, Tool>();
+
+  constructor(tools: Tool[] = []) {
+    for (const t of tools) this.add(t);
+  }
+
+  add(tool: Tool): void {
+    if (this.tools.has(tool.id)) throw new ToolConfigError(`tool ${tool.id}: defined twice`);
+    this.tools.set(tool.id, tool);
+  }
+
+  get(id: string): Tool | undefined {
+    return this.tools.get(id);
+  }
+
+  list(): Tool[] {
+    return [...this.tools.values()];
+  }
+}
+
+/** Replaces `${NAME}` with the environment's value; a missing variable is an error naming it. */
+export function expandEnv(text: string, env: Record<string, string | undefined>): string {
+  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+    const value = env[name];
+    if (value === undefined) throw new ToolConfigError(`environment variable ${name} is referenced but not set`);
+    return value;
+  });
+}
+
+export function parseTools(yamlText: string, env: Record<string, string | undefined> = process.env): Tool[] {
+  let doc: unknown;
+  try {
+    doc = parseYaml(yamlText) ?? {};
+  } catch (err) {
+    throw new ToolConfigError(`tools config is not valid YAML: ${(err as Error).message}`);
+  }
+  const file = fileSchema.safeParse(doc);
+  if (!file.success) throw new ToolConfigError(`tools config: ${formatIssues(file.error.issues)}`);
+  const seen = new Set<string>();
+  return file.data.tools.map((raw, index) => {
+    const label = typeof raw === 'object' && raw && 'id' in raw ? `tool ${String((raw as { id: unknown }).id)}` : `tools[${index}]`;
+    const expanded = expandDeep(raw, env, label);
+    const parsed = toolSchema.safeParse(expanded);
+    if (!parsed.success) throw new ToolConfigError(`${label}: ${formatIssues(parsed.error.issues)}`);
+    const t = parsed.data;
+    if (seen.has(t.id)) throw new ToolConfigError(`${label}: defined twice`);
+    seen.add(t.id);
+    t.manifest.forEach((entry, i) => validateInputSchema(entry.inputSchema, `${label}: manifest[${i}] (${entry.name}).inputSchema`));
+    return toTool(t);
+  });
+}
+
+export function loadToolsFile(path: string, env: Record<string, string | undefined> = process.env): Tool[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ToolConfigError(`cannot read tools config ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  return parseTools(text, env);
+}
+
+export function toTool(t: ToolConfig): Tool {
+  const scopes = t.auth.scopes;
+  const scopeList = Array.isArray(scopes) ? scopes : (scopes ?? '').split(/[\s,]+/).filter(Boolean);
+  return {
+    id: t.id,
+    name: t.name ?? t.id,
+    toolType: t.tool_type,
+    connection: t.connection_params,
+    auth: { ...t.auth, scopeList },
+    manifest: t.manifest,
+  };
+}
+
+const ajv = new Ajv({ strict: false, validateSchema: true });
+const ajv2020 = new Ajv2020({ strict: false, validateSchema: true });
+
+function validateInputSchema(schema: Record<string, unknown>, label: string): void {
+  const is2020 = typeof schema.$schema === 'string' && schema.$schema.includes('2020-12');
+  const validator = is2020 ? ajv2020 : ajv;
+  if (!validator.validateSchema(schema)) {
+    throw new ToolConfigError(`${label}: not a valid JSON Schema: ${validator.errorsText(validator.errors)}`);
+  }
+}
+
+function expandDeep(value: unknown, env: Record<string, string | undefined>, label: string): unknown {
+  if (typeof value === 'string') {
+    try {
+      return expandEnv(value, env);
+    } catch (err) {
+      throw new ToolConfigError(`${label}: ${(err as Error).message}`);
+    }
+  }
+  if (Array.isArray(value)) return value.map((v) => expandDeep(v, env, label));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandDeep(v, env, label)]));
+  }
+  return value;
+}
+
+function formatIssues(issues: z.core.$ZodIssue[]): string {
+  return issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
+}

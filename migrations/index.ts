@@ -1,0 +1,4 @@
+import { Migration20261126000000_initial } from './Migration20261126000000_initial.js';
+
+/** Listed explicitly so migrations run the same from TypeScript sources and from any bundle. */
+export const migrationsList = [{ name: 'Migration20261126000000_initial', class: Migration20261126000000_initial }];

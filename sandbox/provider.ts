@@ -1,0 +1,83 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Provider from 'oidc-provider';
+
+export interface SandboxOptions {
+  /** 0 picks a free port. */
+  port?: number;
+  host?: string;
+  clientId?: string;
+  clientSecret?: string;
+  redirectUris: string[];
+  /** Short access tokens make refresh visible within minutes (seconds in tests). */
+  accessTokenTtlSeconds?: number;
+}
+
+export interface Sandbox {
+  issuer: string;
+  clientId: string;
+  clientSecret: string;
+  provider: Provider;
+  close(): Promise<void>;
+}
+
+export const SANDBOX_SCOPES = ['tools.read', 'tools.write'];
+
+/**
+ * A real OAuth 2.0 authorization server (panva's oidc-provider) for newcomers and tests: PKCE, refresh-token
+ * rotation, revocation, introspection and dynamic registration; any login and password are accepted.
+ */
+export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
+  const host = opts.host ?? '127.0.0.1';
+  const clientId = opts.clientId ?? 'broker-sandbox';
+  const clientSecret = opts.clientSecret ?? 'sandbox-client-secret-do-not-use-in-production';
+  const { createServer } = await import('node:http');
+  const server: Server = createServer();
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, host, resolve));
+  const port = (server.address() as AddressInfo).port;
+  const issuer = `http://${host === '0.0.0.0' ? 'localhost' : host}:${port}`;
+  const provider = new Provider(issuer, {
+    clients: [
+      {
+        client_id: clientId,
+        client_secret: clientSecret,
+        redirect_uris: opts.redirectUris,
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+    ],
+    pkce: { required: () => true },
+    scopes: ['openid', 'offline_access', ...SANDBOX_SCOPES],
+    features: {
+      devInteractions: { enabled: true },
+      revocation: { enabled: true },
+      introspection: { enabled: true },
+      registration: { enabled: true },
+    },
+    ttl: {
+      AccessToken: opts.accessTokenTtlSeconds ?? 3600,
+      AuthorizationCode: 60,
+      RefreshToken: 30 * 24 * 3600,
+      Grant: 30 * 24 * 3600,
+      Interaction: 3600,
+      Session: 24 * 3600,
+    },
+    rotateRefreshToken: true,
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+    cookies: { keys: ['sandbox-cookie-signing-key-not-secret'] },
+  });
+  server.on('request', provider.callback());
+  return {
+    issuer,
+    clientId,
+    clientSecret,
+    provider,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,120 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Connection } from '@temporalio/client';
+import { startApi } from '../api/server.js';
+import { loadConfig } from '../lib/config.js';
+import { createLogger } from '../lib/log.js';
+import { createServices } from '../lib/services.js';
+import { connectClient, connectWorker } from '../lib/temporal/connect.js';
+import { loadToolsFile, toTool, ToolRegistry } from '../lib/tools.js';
+import { SANDBOX_SCOPES, startSandbox } from '../sandbox/provider.js';
+import { SEARCH_ATTRIBUTE_KEYS } from '../workflows/messages.js';
+import { createWorker } from '../worker/worker.js';
+import { ensureTemporalCli } from './temporal-cli.js';
+
+/**
+ * `npm start`: everything on one machine with embedded defaults. A Temporal dev server persisted under
+ * ./data (unless TEMPORAL_ADDRESS is set), the SQLite vault (unless DATABASE_URL is set), the worker, the
+ * API, and in development mode a sandbox authorization server configured as tool `sandbox`.
+ */
+process.env.DEVELOPMENT_MODE ??= 'true';
+const config = loadConfig();
+const log = createLogger(config.logLevel);
+const stops: (() => Promise<void> | void)[] = [];
+
+let temporalAddress = config.temporal.address;
+if (!temporalAddress) {
+  const cli = ensureTemporalCli((m) => log.info(m));
+  mkdirSync(config.dataDir, { recursive: true });
+  const port = Number(process.env.TEMPORAL_PORT ?? 7233);
+  const uiPort = Number(process.env.TEMPORAL_UI_PORT ?? 8233);
+  const child = startDevServer(cli, join(config.dataDir, 'temporal.db'), port, uiPort, config.temporal.namespace);
+  stops.push(() => stopChild(child));
+  temporalAddress = `127.0.0.1:${port}`;
+  await waitForTemporal(temporalAddress);
+  log.info({ address: temporalAddress, webUi: `http://localhost:${uiPort}` }, 'temporal dev server running');
+}
+
+const tools = new ToolRegistry(existsSync(config.toolsConfigPath) ? loadToolsFile(config.toolsConfigPath) : []);
+if (config.developmentMode && process.env.SANDBOX !== 'false' && !tools.get('sandbox')) {
+  const sandbox = await startSandbox({
+    port: Number(process.env.SANDBOX_PORT ?? 3100),
+    host: 'localhost',
+    redirectUris: [config.redirectUri],
+    accessTokenTtlSeconds: Number(process.env.SANDBOX_ACCESS_TOKEN_TTL_SECONDS ?? 3600),
+  });
+  stops.push(() => sandbox.close());
+  tools.add(
+    toTool({
+      id: 'sandbox',
+      name: 'Sandbox authorization server',
+      tool_type: 'api',
+      connection_params: { type: 'http', url: sandbox.issuer },
+      auth: { type: 'oauth2', issuer: sandbox.issuer, client_id: sandbox.clientId, client_secret: sandbox.clientSecret, scopes: SANDBOX_SCOPES },
+      manifest: [],
+    }),
+  );
+  log.info({ issuer: sandbox.issuer }, 'sandbox authorization server running as tool "sandbox" (any login and password work)');
+}
+
+const services = await createServices({ ...config, temporal: { ...config.temporal, address: temporalAddress } }, { log, tools, migrate: true });
+const workerConnection = await connectWorker(temporalAddress);
+const worker = await createWorker({ connection: workerConnection, namespace: config.temporal.namespace, taskQueue: config.temporal.taskQueue, services });
+const workerDone = worker.run();
+const temporal = await connectClient(temporalAddress, config.temporal.namespace);
+const api = await startApi(services, temporal);
+log.info({ api: `http://localhost:${api.port}`, developmentMode: config.developmentMode }, 'credential broker ready');
+
+let stopping = false;
+async function shutdown(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log.info('shutting down');
+  await api.close();
+  worker.shutdown();
+  await workerDone.catch(() => undefined);
+  await temporal.connection.close();
+  await workerConnection.close();
+  await services.close();
+  for (const stop of stops.reverse()) await stop();
+  process.exit(0);
+}
+process.once('SIGINT', shutdown);
+process.once('SIGTERM', shutdown);
+
+function startDevServer(cli: string, dbFile: string, port: number, uiPort: number, namespace: string): ChildProcess {
+  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--db-filename', dbFile, '--namespace', namespace, '--log-level', 'warn'];
+  for (const key of SEARCH_ATTRIBUTE_KEYS) args.push('--search-attribute', `${key.name}=Keyword`);
+  const child = spawn(cli, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  child.once('exit', (code) => {
+    if (!stopping) {
+      log.error({ code }, 'temporal dev server exited');
+      process.exit(1);
+    }
+  });
+  return child;
+}
+
+async function waitForTemporal(address: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      const connection = await Connection.connect({ address, connectTimeout: 1000 });
+      await connection.close();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(250);
+    }
+  }
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await Promise.race([exited, sleep(5000)]);
+  if (child.exitCode === null) child.kill('SIGKILL');
+}

@@ -1,0 +1,157 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { inject } from 'vitest';
+import { startApi, type RunningApi } from '../../api/server.js';
+import { CALLBACK_PATH, loadConfig } from '../../lib/config.js';
+import { migrate } from '../../lib/db/orm.js';
+import { createLogger } from '../../lib/log.js';
+import { createServices, type Services } from '../../lib/services.js';
+import { toTool, ToolRegistry } from '../../lib/tools.js';
+import { SANDBOX_SCOPES, startSandbox, type Sandbox } from '../../sandbox/provider.js';
+import { createWorker } from '../../worker/worker.js';
+
+export interface HarnessOptions {
+  secretsTtlSeconds?: number;
+  accessTokenTtlSeconds?: number;
+  authorizationTimeoutSeconds?: number;
+  refreshSkewSeconds?: number;
+  maxCyclesPerRun?: number;
+  /** 'sqlite' forces the embedded database; otherwise the run's database (PostgreSQL in CI). */
+  database?: 'sqlite' | 'default';
+}
+
+export interface Harness {
+  baseUrl: string;
+  callbackPrefix: string;
+  sandbox: Sandbox;
+  services: Services;
+  api: RunningApi;
+  client: Client;
+  worker: Worker;
+  taskQueue: string;
+  /** Every log line written by the service and the Temporal runtime in this process. */
+  logs: string[];
+  /** An HTTP call to the API as a given agent and user (development-mode headers). */
+  call(method: string, path: string, who: { agent: string; user: string }, body?: unknown): Promise<{ status: number; json: any; text: string }>;
+  introspect(token: string, hint?: string): Promise<{ active: boolean; [k: string]: unknown }>;
+  close(): Promise<void>;
+}
+
+const logs: string[] = [];
+let runtimeInstalled = false;
+
+/** The real service in-process: API, worker, vault and the sandbox authorization server, on the run's Temporal. */
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
+  if (!runtimeInstalled) {
+    Runtime.install({ logger: new DefaultLogger('INFO', (entry) => logs.push(JSON.stringify(entry, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)))) });
+    runtimeInstalled = true;
+  }
+  const server: Server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const redirectUri = `${baseUrl}${CALLBACK_PATH}`;
+  const sandbox = await startSandbox({ redirectUris: [redirectUri], accessTokenTtlSeconds: opts.accessTokenTtlSeconds ?? 3600 });
+
+  const databaseUrl = opts.database === 'sqlite' ? '' : inject('databaseUrl');
+  const taskQueue = `broker-test-${randomUUID()}`;
+  const config = loadConfig({
+    DEVELOPMENT_MODE: 'true',
+    PORT: String(port),
+    DATA_DIR: mkdtempSync(join(tmpdir(), 'broker-test-')),
+    DATABASE_URL: databaseUrl || undefined,
+    TEMPORAL_ADDRESS: inject('temporalAddress'),
+    TEMPORAL_TASK_QUEUE: taskQueue,
+    OAUTH_TOOL_REDIRECT_URI: redirectUri,
+    CREDENTIALS_ENCRYPTION_KEY: `test:${randomBytes(32).toString('base64')}`,
+    SECRETS_TTL_SECONDS: String(opts.secretsTtlSeconds ?? 3600),
+    AUTHORIZATION_TIMEOUT_SECONDS: String(opts.authorizationTimeoutSeconds ?? 300),
+    REFRESH_SKEW_SECONDS: String(opts.refreshSkewSeconds ?? 300),
+    LOG_LEVEL: 'info',
+  });
+  const tools = new ToolRegistry([
+    toTool({
+      id: 'sandbox',
+      tool_type: 'api',
+      connection_params: { type: 'http', url: sandbox.issuer },
+      auth: { type: 'oauth2', issuer: sandbox.issuer, client_id: sandbox.clientId, client_secret: sandbox.clientSecret, scopes: SANDBOX_SCOPES },
+      manifest: [],
+    }),
+  ]);
+  const log = createLogger('info', new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } }));
+  const services = await createServices(config, { log, tools });
+  if (!databaseUrl) await migrate(services.orm);
+
+  const nativeConnection = await NativeConnection.connect({ address: config.temporal.address! });
+  const worker = await createWorker({
+    connection: nativeConnection,
+    namespace: config.temporal.namespace,
+    taskQueue,
+    services,
+    workflowBundle: { codePath: inject('workflowBundlePath') },
+  });
+  const workerDone = worker.run();
+  const connection = await Connection.connect({ address: config.temporal.address! });
+  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const api = await startApi(services, client, { server, broker: opts.maxCyclesPerRun ? { maxCyclesPerRun: opts.maxCyclesPerRun } : {} });
+
+  return {
+    baseUrl,
+    callbackPrefix: redirectUri,
+    sandbox,
+    services,
+    api,
+    client,
+    worker,
+    taskQueue,
+    logs,
+    async call(method, path, who, body) {
+      const res = await fetch(`${baseUrl}${path}`, {
+        method,
+        headers: { 'x-agent-id': who.agent, 'x-user-id': who.user, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      });
+      const text = await res.text();
+      let json: unknown = null;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = null;
+      }
+      return { status: res.status, json, text };
+    },
+    async introspect(token, hint) {
+      const res = await fetch(`${sandbox.issuer}/token/introspection`, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(`${sandbox.clientId}:${sandbox.clientSecret}`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: new URLSearchParams({ token, ...(hint ? { token_type_hint: hint } : {}) }),
+      });
+      return (await res.json()) as { active: boolean };
+    },
+    async close() {
+      await api.close();
+      worker.shutdown();
+      await workerDone;
+      await connection.close();
+      await nativeConnection.close();
+      await services.close();
+      await sandbox.close();
+    },
+  };
+}
+
+/** A fresh agent and user per test, so tests never share a workflow. */
+export function freshOwner(label = 'test'): { agent: string; user: string } {
+  const id = randomUUID().slice(0, 8);
+  return { agent: `agent-${label}-${id}`, user: `user-${label}-${id}@example.com` };
+}

@@ -1,0 +1,279 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  log,
+  makeContinueAsNewFunc,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { createActivities, TokenMetadata } from '../activities/index.js';
+import { isTerminal } from '../lib/domain.js';
+import {
+  callbackReceivedSignal,
+  CredentialStatusKey,
+  ensureAuthorizationUpdate,
+  refreshNowUpdate,
+  revokeUpdate,
+  statusQuery,
+  type CredentialState,
+  type CredentialView,
+  type CredentialWorkflowInput,
+  type Phase,
+  type RevokeRequest,
+} from './messages.js';
+import { nextWake, planRefreshAt, planRefreshRetryAt } from './schedule.js';
+
+type Activities = ReturnType<typeof createActivities>;
+
+const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' } as const;
+const authorization = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: { ...retry, maximumAttempts: 8 },
+});
+const refreshing = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: { ...retry, maximumAttempts: 6 },
+});
+const bookkeeping = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: { ...retry, maximumInterval: '60s' },
+});
+
+const DEFAULT_MAX_CYCLES_PER_RUN = 200;
+
+/** One (agent, user, tool) authorization, from the user's consent to its end. The only writer of its credential. */
+export async function credentialWorkflow(input: CredentialWorkflowInput): Promise<CredentialView> {
+  const s: CredentialState = input.state ?? initialState();
+  const owner = input.owner;
+  // Set by handlers, read by the main loop (an object, so the compiler does not narrow them away).
+  const inbox: { callback: string | null; revoke: RevokeRequest | null; refreshRequested: boolean; refreshAttempts: number } = {
+    callback: null,
+    revoke: null,
+    refreshRequested: false,
+    refreshAttempts: 0,
+  };
+
+  setHandler(statusQuery, () => view(s));
+  setHandler(callbackReceivedSignal, ({ authorizationRequestId }) => {
+    if (s.phase === 'awaiting_authorization' && authorizationRequestId === s.authorizationRequestId) {
+      inbox.callback = authorizationRequestId;
+    }
+  });
+  setHandler(ensureAuthorizationUpdate, async () => {
+    await condition(() => s.phase !== 'starting' && s.phase !== 'refreshing' && inbox.callback === null);
+    return view(s);
+  });
+  setHandler(
+    refreshNowUpdate,
+    async () => {
+      const before = inbox.refreshAttempts;
+      inbox.refreshRequested = true;
+      await condition(() => inbox.refreshAttempts > before || isTerminal(s.phase));
+      return view(s);
+    },
+    {
+      validator: () => {
+        if (s.phase !== 'active' && s.phase !== 'refreshing') throw new Error(`credential is ${s.phase}, not active`);
+      },
+    },
+  );
+  setHandler(revokeUpdate, async (request) => {
+    inbox.revoke ??= request;
+    await condition(() => isTerminal(s.phase));
+    return view(s);
+  });
+
+  if (s.phase === 'starting') {
+    const begun = await authorization.beginAuthorization({
+      owner,
+      workflowId: workflowInfo().workflowId,
+      credentialId: s.credentialId,
+      authorizationRequestId: s.authorizationRequestId!,
+      authorizationTimeoutSeconds: input.authorizationTimeoutSeconds,
+    });
+    s.authorizationUrl = begun.authorizationUrl;
+    s.authorizationExpiresAt = begun.authorizationExpiresAt;
+    setPhase('awaiting_authorization');
+  }
+
+  while (!isTerminal(s.phase)) {
+    if (s.phase === 'awaiting_authorization') {
+      const arrived = await condition(
+        () => inbox.callback !== null || inbox.revoke !== null,
+        Math.max(0, s.authorizationExpiresAt! - Date.now()),
+      );
+      if (inbox.revoke) {
+        await end('revoked', `revoked by ${inbox.revoke.actor}: ${inbox.revoke.reason}`);
+      } else if (!arrived) {
+        await end('authorization_timed_out', 'the user did not complete the authorization in time');
+      } else {
+        await completeAuthorization();
+      }
+      continue;
+    }
+
+    // Active: sleep until the next refresh, the end of the TTL, or a message.
+    if (workflowInfo().continueAsNewSuggested || s.cyclesThisRun >= (input.maxCyclesPerRun ?? DEFAULT_MAX_CYCLES_PER_RUN)) {
+      await condition(allHandlersFinished);
+      if (!inbox.revoke && !inbox.refreshRequested) {
+        const next = makeContinueAsNewFunc<typeof credentialWorkflow>({
+          typedSearchAttributes: workflowInfo().typedSearchAttributes,
+        });
+        return await next({ ...input, state: { ...s, cyclesThisRun: 0 } });
+      }
+    }
+    const wakeAt = nextWake(s.refreshAt, s.ttlExpiresAt!);
+    await condition(() => inbox.revoke !== null || inbox.refreshRequested, Math.max(0, wakeAt - Date.now()));
+    if (inbox.revoke) {
+      await revoke(inbox.revoke);
+    } else if (Date.now() >= s.ttlExpiresAt!) {
+      await end('expired', 'the credential reached its time to live');
+    } else if (inbox.refreshRequested || (s.refreshAt !== null && Date.now() >= s.refreshAt)) {
+      inbox.refreshRequested = false;
+      await refresh();
+      inbox.refreshAttempts++;
+    }
+  }
+
+  await condition(allHandlersFinished);
+  return view(s);
+
+  function initialState(): CredentialState {
+    return {
+      phase: 'starting',
+      credentialId: uuid4(),
+      authorizationRequestId: uuid4(),
+      authorizationUrl: null,
+      authorizationExpiresAt: null,
+      generation: 0,
+      acquiredAt: null,
+      accessExpiresAt: null,
+      ttlExpiresAt: null,
+      refreshAt: null,
+      hasRefreshToken: false,
+      scope: null,
+      failedRefreshes: 0,
+      cyclesThisRun: 0,
+      endReason: null,
+    };
+  }
+
+  function setPhase(phase: Phase): void {
+    if (s.phase === phase) return;
+    s.phase = phase;
+    upsertSearchAttributes([{ key: CredentialStatusKey, value: phase }]);
+  }
+
+  function applyTokens(meta: TokenMetadata): void {
+    s.generation = meta.generation;
+    s.acquiredAt = meta.acquiredAt;
+    s.accessExpiresAt = meta.accessExpiresAt;
+    s.ttlExpiresAt = meta.ttlExpiresAt;
+    s.hasRefreshToken = meta.hasRefreshToken;
+    s.scope = meta.scope;
+    s.failedRefreshes = 0;
+    s.refreshAt = s.hasRefreshToken
+      ? planRefreshAt({
+          acquiredAt: Date.now(),
+          accessExpiresAt: meta.accessExpiresAt,
+          skewMs: input.refreshSkewSeconds * 1000,
+          random: Math.random(),
+        })
+      : // Without a refresh token nothing can be renewed: wake at expiry to ask the user again.
+        meta.accessExpiresAt;
+  }
+
+  async function completeAuthorization(): Promise<void> {
+    try {
+      const meta = await authorization.exchangeCode({
+        credentialId: s.credentialId,
+        authorizationRequestId: inbox.callback!,
+        expectedGeneration: s.generation,
+        ttlSeconds: input.ttlSeconds,
+      });
+      applyTokens(meta);
+      s.authorizationUrl = null;
+      inbox.callback = null;
+      setPhase('active');
+    } catch (err) {
+      inbox.callback = null;
+      const code = failureCode(err);
+      log.warn('authorization failed', { code });
+      await end('authorization_failed', code);
+    }
+  }
+
+  async function refresh(): Promise<void> {
+    if (!s.hasRefreshToken) {
+      await end('reauthorization_required', 'the access token expired and the provider gave no refresh token');
+      return;
+    }
+    setPhase('refreshing');
+    try {
+      applyTokens(
+        await refreshing.refreshCredential({ credentialId: s.credentialId, expectedGeneration: s.generation }),
+      );
+      s.cyclesThisRun++;
+      setPhase('active');
+    } catch (err) {
+      const code = failureCode(err);
+      if (isPermanent(err)) {
+        await end('reauthorization_required', code);
+        return;
+      }
+      // The provider is unwell: keep serving the current token and try again before it expires.
+      s.failedRefreshes++;
+      s.refreshAt = planRefreshRetryAt(Date.now(), s.accessExpiresAt, s.failedRefreshes);
+      log.warn('refresh failed, will retry', { code, failedRefreshes: s.failedRefreshes });
+      setPhase('active');
+    }
+  }
+
+  async function revoke(request: RevokeRequest): Promise<void> {
+    try {
+      await bookkeeping.revokeAtProvider({ credentialId: s.credentialId });
+    } catch (err) {
+      // Revocation at the provider failed for good: the credential still ends here, and the audit says so.
+      log.warn('revocation at provider failed', { code: failureCode(err) });
+    }
+    await end('revoked', `revoked by ${request.actor}: ${request.reason}`);
+  }
+
+  async function end(phase: Phase, reason: string): Promise<void> {
+    await bookkeeping.endCredential({ credentialId: s.credentialId, status: phase, reason });
+    s.endReason = reason;
+    s.refreshAt = null;
+    s.authorizationUrl = null;
+    setPhase(phase);
+  }
+}
+
+function view(s: CredentialState): CredentialView {
+  return {
+    phase: s.phase,
+    credentialId: s.credentialId,
+    authorizationUrl: s.phase === 'awaiting_authorization' ? s.authorizationUrl : null,
+    authorizationExpiresAt: s.phase === 'awaiting_authorization' ? s.authorizationExpiresAt : null,
+    accessExpiresAt: s.accessExpiresAt,
+    ttlExpiresAt: s.ttlExpiresAt,
+    refreshAt: s.refreshAt,
+    generation: s.generation,
+    endReason: s.endReason,
+  };
+}
+
+function failureCode(err: unknown): string {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof ApplicationFailure && cause.type) return cause.type;
+  return 'activity_failed';
+}
+
+function isPermanent(err: unknown): boolean {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  return cause instanceof ApplicationFailure && cause.nonRetryable === true;
+}

@@ -1,0 +1,1 @@
+export { credentialWorkflow } from './credential.js';

@@ -1,0 +1,75 @@
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { CredentialOwner, CredentialStatus } from '../lib/domain.js';
+
+/** Typed search attributes, registered on the server, so operators filter by them in the Web UI. */
+export const AgentIdKey = defineSearchAttributeKey('AgentId', SearchAttributeType.KEYWORD);
+export const UserIdKey = defineSearchAttributeKey('UserId', SearchAttributeType.KEYWORD);
+export const ToolIdKey = defineSearchAttributeKey('ToolId', SearchAttributeType.KEYWORD);
+export const CredentialStatusKey = defineSearchAttributeKey('CredentialStatus', SearchAttributeType.KEYWORD);
+export const SEARCH_ATTRIBUTE_KEYS = [AgentIdKey, UserIdKey, ToolIdKey, CredentialStatusKey];
+
+export type Phase = CredentialStatus | 'starting';
+
+/** What the workflow carries across continue-as-new: plain JSON, never a secret. */
+export interface CredentialState {
+  phase: Phase;
+  credentialId: string;
+  authorizationRequestId: string | null;
+  authorizationUrl: string | null;
+  authorizationExpiresAt: number | null;
+  /** Token generation last written by this workflow (idempotency key for exchange and refresh). */
+  generation: number;
+  acquiredAt: number | null;
+  accessExpiresAt: number | null;
+  ttlExpiresAt: number | null;
+  refreshAt: number | null;
+  hasRefreshToken: boolean;
+  scope: string | null;
+  failedRefreshes: number;
+  /** Refreshes finished in this run, to continue-as-new before history grows long. */
+  cyclesThisRun: number;
+  endReason: string | null;
+}
+
+export interface CredentialWorkflowInput {
+  owner: CredentialOwner;
+  ttlSeconds: number;
+  authorizationTimeoutSeconds: number;
+  refreshSkewSeconds: number;
+  /** Continue-as-new after this many refreshes in one run (also when the server suggests it). */
+  maxCyclesPerRun?: number;
+  state?: CredentialState;
+}
+
+/** What queries and updates return: phase and timestamps, never a secret. */
+export interface CredentialView {
+  phase: Phase;
+  credentialId: string;
+  authorizationUrl: string | null;
+  authorizationExpiresAt: number | null;
+  accessExpiresAt: number | null;
+  ttlExpiresAt: number | null;
+  refreshAt: number | null;
+  generation: number;
+  endReason: string | null;
+}
+
+export interface CallbackReceived {
+  authorizationRequestId: string;
+}
+
+export interface RevokeRequest {
+  reason: string;
+  actor: string;
+}
+
+/** Starts the authorization if needed and returns once there is an URL to show or a token to read. */
+export const ensureAuthorizationUpdate = defineUpdate<CredentialView, []>('ensureAuthorization');
+/** The agent saw a 401: refresh now and return once the attempt finished. */
+export const refreshNowUpdate = defineUpdate<CredentialView, []>('refreshNow');
+/** Revoke at the provider and end; returns the final view. */
+export const revokeUpdate = defineUpdate<CredentialView, [RevokeRequest]>('revoke');
+/** The provider redirected the user back; the code itself stays in the vault. */
+export const callbackReceivedSignal = defineSignal<[CallbackReceived]>('callbackReceived');
+export const statusQuery = defineQuery<CredentialView>('status');
