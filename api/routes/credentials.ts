@@ -109,6 +109,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       outcome,
       actor: `agent:${owner.agentId}`,
       ...owner,
+      credentialId: typeof detail.credentialId === 'string' ? detail.credentialId : null,
       requestId: req.id,
       ip: req.ip ?? null,
       detail,

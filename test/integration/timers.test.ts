@@ -1,0 +1,139 @@
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { secretContext } from '../../activities/index.js';
+import { CredentialSchema } from '../../lib/db/entities.js';
+import { fork } from '../../lib/db/orm.js';
+import { credentialWorkflowId } from '../../lib/domain.js';
+import { statusQuery } from '../../workflows/messages.js';
+import { consent } from '../support/browser.js';
+import { authorize, CREDENTIAL_PATH, latestRow, waitForStatus, type Who } from '../support/flows.js';
+import { freshOwner, startHarness, type Harness } from '../support/harness.js';
+
+const workflowIdOf = (who: Who) => credentialWorkflowId({ agentId: who.agent, userId: who.user, toolId: 'sandbox' });
+
+describe('refresh', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    // 6 s access tokens: the workflow refreshes about 3 s after each grant (half the lifetime, minus jitter).
+    h = await startHarness({ accessTokenTtlSeconds: 6, maxCyclesPerRun: 2 });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('refreshes the access token before it expires, without anyone asking', async () => {
+    const who = freshOwner('refresh');
+    const { accessToken } = await authorize(h, who);
+    const granted = await latestRow(h, who);
+    expect(granted!.tokenGeneration).toBe(1);
+    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 250 });
+    const refreshed = await latestRow(h, who);
+    expect(refreshed!.lastRefreshedAt!.getTime()).toBeLessThan(granted!.accessExpiresAt!.getTime());
+    expect(refreshed!.refreshToken).not.toBe(granted!.refreshToken);
+
+    const next = await h.call('POST', CREDENTIAL_PATH, who);
+    expect(next.status).toBe(200);
+    expect(next.json.access_token).not.toBe(accessToken);
+    expect((await h.introspect(next.json.access_token)).active).toBe(true);
+  });
+
+  it('refreshes at once when the agent asks (it saw a 401)', async () => {
+    const who = freshOwner('force');
+    const { accessToken } = await authorize(h, who);
+    const forced = await h.call('POST', CREDENTIAL_PATH, who, { force_refresh: true });
+    expect(forced.status).toBe(200);
+    expect(forced.json.access_token).not.toBe(accessToken);
+    expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2);
+  });
+
+  it('keeps the credential working across continue-as-new', async () => {
+    const who = freshOwner('can');
+    await authorize(h, who);
+    const workflowId = workflowIdOf(who);
+    // Two refreshes per run: after the second the workflow continues as new with its plain state.
+    await vi.waitFor(
+      async () => {
+        const runs = [];
+        for await (const wf of h.client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) runs.push(wf);
+        expect(runs.length).toBeGreaterThanOrEqual(2);
+      },
+      { timeout: 40_000, interval: 500 },
+    );
+    const view = await h.client.workflow.getHandle(workflowId).query(statusQuery);
+    expect(['active', 'refreshing']).toContain(view.phase);
+    const next = await h.call('POST', CREDENTIAL_PATH, who);
+    expect(next.status).toBe(200);
+    expect((await h.introspect(next.json.access_token)).active).toBe(true);
+  });
+
+  it('moves to reauthorization_required on invalid_grant, and the next request gets a new authorization URL', async () => {
+    const who = freshOwner('invalid-grant');
+    const { authorizationUrl } = await authorize(h, who);
+    const row = await latestRow(h, who);
+    const refreshToken = h.services.vault.decrypt(row!.refreshToken!, secretContext({ agentId: who.agent, userId: who.user, toolId: 'sandbox' }, row!.id, 'refresh_token'));
+    // The user withdraws the grant at the provider.
+    const revoked = await fetch(`${h.sandbox.issuer}/token/revocation`, {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from(`${h.sandbox.clientId}:${h.sandbox.clientSecret}`).toString('base64')}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token' }),
+    });
+    expect(revoked.status).toBe(200);
+
+    const next = await h.call('POST', CREDENTIAL_PATH, who, { force_refresh: true });
+    expect(next.status).toBe(202);
+    expect(next.json.authorization_url).not.toBe(authorizationUrl);
+    const ended = await fork(h.services.orm).findOneOrFail(CredentialSchema, { id: row!.id });
+    expect(ended).toMatchObject({ status: 'reauthorization_required', endReason: 'invalid_grant', accessToken: null, refreshToken: null });
+  });
+});
+
+describe('time to live', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ secretsTtlSeconds: 3 });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('ends the credential at its TTL, keeps the row marked deleted, and starts over on the next request', async () => {
+    const who = freshOwner('ttl');
+    const { accessToken } = await authorize(h, who);
+    const status = await waitForStatus(h, who, 'expired', 20_000);
+    expect(status.ended_at).toBeTruthy();
+    const row = await latestRow(h, who);
+    expect(row).toMatchObject({ status: 'expired', accessToken: null, refreshToken: null });
+    expect(row!.deletedAt).toBeInstanceOf(Date);
+    const next = await h.call('POST', CREDENTIAL_PATH, who);
+    expect(next.status).toBe(202);
+    expect(next.json.authorization_url).toBeTruthy();
+    // Expired here, not at the provider: the broker simply stops handing it out.
+    expect(next.json.access_token).toBeUndefined();
+    expect(accessToken).toBeTruthy();
+  });
+});
+
+describe('a user who never comes back', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ authorizationTimeoutSeconds: 2 });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('times the authorization out and refuses the late callback', async () => {
+    const who = freshOwner('timeout');
+    const first = await h.call('POST', CREDENTIAL_PATH, who);
+    expect(first.status).toBe(202);
+    await waitForStatus(h, who, 'authorization_timed_out', 15_000);
+    const late = await consent(first.json.authorization_url, h.callbackPrefix, { login: who.user });
+    expect(late.status).toBe(400);
+    expect(late.html).toMatch(/expired|ended/);
+    const next = await h.call('POST', CREDENTIAL_PATH, who);
+    expect(next.status).toBe(202);
+    expect(next.json.authorization_url).not.toBe(first.json.authorization_url);
+  });
+});

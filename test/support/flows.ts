@@ -1,0 +1,40 @@
+import { expect, vi } from 'vitest';
+import { CredentialSchema } from '../../lib/db/entities.js';
+import { fork } from '../../lib/db/orm.js';
+import { consent } from './browser.js';
+import type { Harness } from './harness.js';
+
+export type Who = { agent: string; user: string };
+export const CREDENTIAL_PATH = '/api/v1/credentials/sandbox';
+
+/** The whole user journey: the agent asks, the user consents at the provider, the agent gets a token. */
+export async function authorize(h: Harness, who: Who): Promise<{ accessToken: string; authorizationUrl: string }> {
+  const first = await h.call('POST', CREDENTIAL_PATH, who);
+  expect(first.status).toBe(202);
+  const page = await consent(first.json.authorization_url, h.callbackPrefix, { login: who.user });
+  expect(page.status, page.html).toBe(200);
+  const second = await h.call('POST', CREDENTIAL_PATH, who);
+  expect(second.status).toBe(200);
+  return { accessToken: second.json.access_token, authorizationUrl: first.json.authorization_url };
+}
+
+/** The newest credential row of an owner, straight from the database. */
+export async function latestRow(h: Harness, who: Who) {
+  return fork(h.services.orm).findOne(
+    CredentialSchema,
+    { agentId: who.agent, userId: who.user, toolId: 'sandbox' },
+    { orderBy: { createdAt: 'desc' } },
+  );
+}
+
+/** Polls until the API reports the wanted status (timers fire on the real server clock). */
+export async function waitForStatus(h: Harness, who: Who, status: string, timeout = 30_000) {
+  return vi.waitFor(
+    async () => {
+      const res = await h.call('GET', CREDENTIAL_PATH, who);
+      expect(res.json?.status).toBe(status);
+      return res.json;
+    },
+    { timeout, interval: 250 },
+  );
+}

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig, MAX_SECRETS_TTL_SECONDS } from '../../lib/config.js';
+
+const dev = { DEVELOPMENT_MODE: 'true' };
+const prod = { CREDENTIALS_ENCRYPTION_KEY: 'k', OAUTH_TOOL_REDIRECT_URI: 'https://broker.example.com/api/v1/auth/tool/callback' };
+
+describe('loadConfig', () => {
+  it('has the documented defaults', () => {
+    const c = loadConfig(dev);
+    expect(c.port).toBe(3000);
+    expect(c.secretsTtlSeconds).toBe(2_592_000);
+    expect(c.redirectUri).toBe('http://localhost:3000/api/v1/auth/tool/callback');
+    expect(c.temporal).toEqual({ address: undefined, namespace: 'default', taskQueue: 'credential-broker' });
+    expect(c.toolsConfigPath).toBe('config/tools.yaml');
+    expect(loadConfig(prod).developmentMode).toBe(false);
+  });
+
+  it('refuses a TTL above 30 days with a clear message', () => {
+    expect(() => loadConfig({ ...dev, SECRETS_TTL_SECONDS: String(MAX_SECRETS_TTL_SECONDS + 1) })).toThrow(/SECRETS_TTL_SECONDS must not exceed 2592000/);
+    expect(() => loadConfig({ ...dev, SECRETS_TTL_SECONDS: 'soon' })).toThrow(/SECRETS_TTL_SECONDS/);
+    expect(loadConfig({ ...dev, SECRETS_TTL_SECONDS: '60' }).secretsTtlSeconds).toBe(60);
+  });
+
+  it('requires the callback path and https outside development mode', () => {
+    expect(() => loadConfig({ ...prod, OAUTH_TOOL_REDIRECT_URI: 'https://b.example.com/callback' })).toThrow(/path must be \/api\/v1\/auth\/tool\/callback/);
+    expect(() => loadConfig({ ...prod, OAUTH_TOOL_REDIRECT_URI: 'http://b.example.com/api/v1/auth/tool/callback' })).toThrow(/https/);
+    expect(loadConfig({ ...dev, OAUTH_TOOL_REDIRECT_URI: 'http://localhost:9/api/v1/auth/tool/callback' }).redirectUri).toContain('http://localhost:9');
+    expect(() => loadConfig({ ...dev, OAUTH_TOOL_REDIRECT_URI: 'not a url' })).toThrow(/not a URL/);
+  });
+
+  it('refuses to start in production without an encryption key', () => {
+    expect(() => loadConfig({ OAUTH_TOOL_REDIRECT_URI: prod.OAUTH_TOOL_REDIRECT_URI })).toThrow(/CREDENTIALS_ENCRYPTION_KEY is required/);
+  });
+});
