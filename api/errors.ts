@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { BrokerError } from '../lib/broker.js';
 import type { Logger } from '../lib/log.js';
 
 /** An error with a stable code for callers to switch on, sent as `{"error": {"code", "message"}}`. */
@@ -27,6 +28,9 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
 
 function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
+  if (err instanceof BrokerError) {
+    return new ApiError(err.code === 'workflow_busy' ? 503 : 500, err.code, err.message);
+  }
   const type = (err as { type?: unknown })?.type;
   switch (type) {
     case 'entity.parse.failed':

@@ -19,7 +19,7 @@ import type { credentialWorkflow } from '../workflows/credential.js';
 import { CredentialSchema, type Credential } from './db/entities.js';
 import { fork, type Em, type Orm } from './db/orm.js';
 import { credentialWorkflowId, isTerminal, type CredentialOwner } from './domain.js';
-import type { Vault } from './vault/crypto.js';
+import type { Vault, VaultError } from './vault/crypto.js';
 
 export interface BrokerSettings {
   taskQueue: string;
@@ -75,9 +75,16 @@ export class CredentialBroker {
     );
     if (!row?.accessToken) return null;
     if (row.accessExpiresAt && row.accessExpiresAt.getTime() - Date.now() < MIN_REMAINING_MS) return null;
+    let accessToken: string;
+    try {
+      accessToken = this.vault.decrypt(row.accessToken, secretContext(ownerOf(row), row.id, 'access_token'));
+    } catch (err) {
+      // Tampered, moved between rows, or encrypted with a key that is no longer configured.
+      throw new BrokerError('credential_unreadable', `the stored credential cannot be decrypted (${(err as VaultError).code ?? 'error'})`);
+    }
     return {
       credentialId: row.id,
-      accessToken: this.vault.decrypt(row.accessToken, secretContext(ownerOf(row), row.id, 'access_token')),
+      accessToken,
       tokenType: row.tokenType ?? 'bearer',
       expiresAt: row.accessExpiresAt ?? null,
       scope: row.scope ?? null,
