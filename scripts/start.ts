@@ -23,6 +23,7 @@ process.env.DEVELOPMENT_MODE ??= 'true';
 const config = loadConfig();
 const log = createLogger(config.logLevel);
 const stops: (() => Promise<void> | void)[] = [];
+let stopping = false;
 
 let temporalAddress = config.temporal.address;
 if (!temporalAddress) {
@@ -67,11 +68,11 @@ const temporal = await connectClient(temporalAddress, config.temporal.namespace)
 const api = await startApi(services, temporal);
 log.info({ api: `http://localhost:${api.port}`, developmentMode: config.developmentMode }, 'credential broker ready');
 
-let stopping = false;
 async function shutdown(): Promise<void> {
   if (stopping) return;
   stopping = true;
   log.info('shutting down');
+  setTimeout(() => process.exit(1), 15_000).unref();
   await api.close();
   worker.shutdown();
   await workerDone.catch(() => undefined);
@@ -88,6 +89,8 @@ function startDevServer(cli: string, dbFile: string, port: number, uiPort: numbe
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--db-filename', dbFile, '--namespace', namespace, '--log-level', 'warn'];
   for (const key of SEARCH_ATTRIBUTE_KEYS) args.push('--search-attribute', `${key.name}=Keyword`);
   const child = spawn(cli, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  // Never leave the dev server behind, however this process ends.
+  process.once('exit', () => child.kill('SIGTERM'));
   child.once('exit', (code) => {
     if (!stopping) {
       log.error({ code }, 'temporal dev server exited');
