@@ -2,6 +2,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import * as oidc from 'openid-client';
 import type { AuditTrail } from '../lib/audit.js';
+import { START_PATH } from '../lib/config.js';
 import { AuthorizationRequestSchema, CredentialSchema, type AuthorizationRequest, type Credential } from '../lib/db/entities.js';
 import { fork, type Orm } from '../lib/db/orm.js';
 import type { CredentialOwner } from '../lib/domain.js';
@@ -18,6 +19,8 @@ export interface ActivityDeps {
   audit: AuditTrail;
   log: Logger;
   redirectUri: string;
+  /** The broker's public origin: users are sent to its start page, which checks who they are. */
+  publicOrigin: string;
 }
 
 /** What activities return about tokens: timestamps and flags, never the tokens. */
@@ -83,7 +86,6 @@ export function createActivities(deps: ActivityDeps) {
           createdAt: now,
         });
       }
-      await em.flush();
       const params: Record<string, string> = {
         response_type: 'code',
         redirect_uri: deps.redirectUri,
@@ -93,7 +95,13 @@ export function createActivities(deps: ActivityDeps) {
         ...(tool.auth.scopeList.length ? { scope: tool.auth.scopeList.join(' ') } : {}),
         ...tool.auth.authorization_params,
       };
-      const url = oidc.buildAuthorizationUrl(client.config, params);
+      const providerUrl = oidc.buildAuthorizationUrl(client.config, params);
+      // The provider URL carries the state: it stays in the vault, and the agent gets our start link.
+      request.providerUrl = vault.encrypt(providerUrl.href, secretContext(owner, request.id, 'provider_url'));
+      await em.flush();
+      const startUrl = new URL(START_PATH, deps.publicOrigin);
+      startUrl.searchParams.set('request', request.id);
+      startUrl.searchParams.set('token', vault.deriveToken('start', request.id));
       await audit.record(em, {
         eventType: 'authorization.started',
         outcome: 'success',
@@ -102,7 +110,7 @@ export function createActivities(deps: ActivityDeps) {
         credentialId: input.credentialId,
         detail: { authorizationRequestId: input.authorizationRequestId, expiresAt: request.expiresAt.toISOString() },
       });
-      return { authorizationUrl: url.href, authorizationExpiresAt: request.expiresAt.getTime() };
+      return { authorizationUrl: startUrl.href, authorizationExpiresAt: request.expiresAt.getTime() };
     },
 
     async exchangeCode(input: {
@@ -149,6 +157,7 @@ export function createActivities(deps: ActivityDeps) {
       credential.status = 'active';
       request.codeVerifier = null;
       request.callbackParams = null;
+      request.providerUrl = null;
       await em.flush();
       await audit.record(em, {
         eventType: 'authorization.completed',
@@ -240,7 +249,7 @@ export function createActivities(deps: ActivityDeps) {
       await em.nativeUpdate(
         AuthorizationRequestSchema,
         { credentialId: credential.id, codeVerifier: { $ne: null } },
-        { codeVerifier: null, callbackParams: null },
+        { codeVerifier: null, callbackParams: null, providerUrl: null },
       );
       await em.flush();
       await audit.record(em, {

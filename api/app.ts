@@ -1,33 +1,46 @@
-import express, { type Express } from 'express';
+import cors from 'cors';
+import express, { type Express, type Request, type RequestHandler } from 'express';
+import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
 import type { Client } from '@temporalio/client';
 import type { AuditTrail } from '../lib/audit.js';
+import type { AgentRegistry } from '../lib/auth/agents.js';
+import type { Rbac } from '../lib/auth/rbac.js';
+import type { TrustManager } from '../lib/auth/trust.js';
 import type { CredentialBroker } from '../lib/broker.js';
-import { CALLBACK_PATH } from '../lib/config.js';
+import { CALLBACK_PATH, START_PATH, type Config } from '../lib/config.js';
 import type { Orm } from '../lib/db/orm.js';
 import type { Logger } from '../lib/log.js';
 import type { ToolRegistry } from '../lib/tools.js';
 import type { Vault } from '../lib/vault/crypto.js';
+import { Gate } from './auth.js';
 import { requestContext } from './context.js';
-import { errorHandler, notFound } from './errors.js';
+import { ApiError, errorHandler, notFound } from './errors.js';
+import { adminRoutes } from './routes/admin.js';
 import { callbackRoutes } from './routes/callback.js';
 import { credentialRoutes } from './routes/credentials.js';
+import { startRoutes } from './routes/start.js';
 
 export interface AppDeps {
+  config: Config;
   orm: Orm;
   vault: Vault;
   tools: ToolRegistry;
   broker: CredentialBroker;
   audit: AuditTrail;
+  agents: AgentRegistry;
+  trust: TrustManager | null;
+  rbac: Rbac | null;
   temporal: Client;
   log: Logger;
-  developmentMode: boolean;
   callbackWaitMs?: number;
 }
 
 export function createApp(deps: AppDeps): Express {
+  const { config } = deps;
   const app = express();
   app.disable('x-powered-by');
+  app.set('trust proxy', trustProxy(config.security.trustProxy));
   app.use(helmet());
   app.use(requestContext(deps.log));
 
@@ -35,20 +48,52 @@ export function createApp(deps: AppDeps): Express {
     res.json({ status: 'ok' });
   });
   app.get('/readyz', async (_req, res) => {
-    const checks = { database: await check(() => deps.orm.em.getConnection().execute('select 1')), temporal: await check(() => deps.temporal.workflowService.getSystemInfo({})) };
+    const checks = {
+      database: await check(() => deps.orm.em.getConnection().execute('select 1')),
+      temporal: await check(() => deps.temporal.workflowService.getSystemInfo({})),
+    };
     const ok = Object.values(checks).every((c) => c === 'ok');
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', checks });
   });
 
-  app.use(
-    '/api/v1/credentials',
-    express.json({ limit: '16kb', strict: true, type: () => true }),
-    credentialRoutes(deps),
-  );
-  app.use(CALLBACK_PATH, callbackRoutes({ ...deps, completionWaitMs: deps.callbackWaitMs }));
+  if (!config.developmentMode) app.use('/api', requireHttps);
+  const origins = new Set(config.security.corsOrigins);
+  app.use('/api/v1', cors({ origin: (origin, cb) => cb(null, origin !== undefined && origins.has(origin)), maxAge: 600 }));
+
+  const gate = new Gate({ ...deps, developmentMode: config.developmentMode });
+  const json = express.json({ limit: '16kb', strict: true, type: () => true });
+  const limits = config.security.rateLimits;
+  const perIp = limiter(limits.ipPerMinute, 'ip');
+  app.use('/api/v1/credentials', perIp, json, credentialRoutes({ ...deps, gate, agentLimiter: limiter(limits.agentPerMinute, 'agent') }));
+  app.use('/api/v1/admin', perIp, json, adminRoutes({ ...deps, gate }));
+  const browserLimit = limiter(limits.callbackIpPerMinute, 'ip');
+  app.use(START_PATH, browserLimit, startRoutes(deps));
+  app.use(CALLBACK_PATH, browserLimit, callbackRoutes({ ...deps, completionWaitMs: deps.callbackWaitMs }));
   app.use(notFound);
   app.use(errorHandler(deps.log));
   return app;
+}
+
+const requireHttps: RequestHandler = (req, _res, next) => {
+  next(req.secure ? undefined : new ApiError(400, 'https_required', 'HTTPS is required'));
+};
+
+/** Per-minute limits, keyed by client IP or by the authenticated agent; a refusal is a JSON 429. */
+function limiter(perMinute: number, by: 'ip' | 'agent'): RequestHandler {
+  return rateLimit({
+    windowMs: 60_000,
+    limit: perMinute,
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    ...(by === 'agent' ? { keyGenerator: (req: Request) => `agent:${req.caller?.agentId ?? 'none'}` } : {}),
+    handler: (_req, _res, next) => next(new ApiError(429, 'rate_limited', `too many requests from this ${by === 'ip' ? 'address' : 'agent'}; slow down`)),
+  });
+}
+
+function trustProxy(setting: string): boolean | number | string {
+  if (setting === 'true') return true;
+  if (setting === 'false') return false;
+  return /^\d+$/.test(setting) ? Number(setting) : setting;
 }
 
 async function check(fn: () => Promise<unknown>): Promise<'ok' | 'unavailable'> {

@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { z } from 'zod';
 import { BrokerError } from '../lib/broker.js';
 import type { Logger } from '../lib/log.js';
 
@@ -11,6 +12,15 @@ export class ApiError extends Error {
   ) {
     super(message);
   }
+}
+
+/** Validates input with a zod schema; a failure is a 400 `invalid_request` naming each problem. */
+export function parseOr400<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    throw new ApiError(400, 'invalid_request', `invalid ${where}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'} ${i.message}`).join('; ')}`);
+  }
+  return r.data;
 }
 
 export const notFound: RequestHandler = (_req, _res, next) => next(new ApiError(404, 'not_found', 'no such endpoint'));

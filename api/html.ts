@@ -1,3 +1,5 @@
+import type { Response } from 'express';
+
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
 export function escapeHtml(text: string): string {
@@ -12,4 +14,8 @@ export function resultPage(title: string, message: string, ok: boolean): string 
 <style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.4rem;color:${ok ? '#1a7f37' : '#b42318'}}</style></head>
 <body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p></body></html>`;
+}
+
+export function sendPage(res: Response, status: number, title: string, message: string, ok: boolean): void {
+  res.status(status).type('html').setHeader('Cache-Control', 'no-store').send(resultPage(title, message, ok));
 }

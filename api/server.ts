@@ -33,7 +33,7 @@ export function createBroker(services: Services, temporal: Client, overrides: Pa
 /** Listens on config.port (0 picks a free one) and closes gracefully: in-flight requests finish. */
 export async function startApi(services: Services, temporal: Client, opts: ApiOptions = {}): Promise<RunningApi> {
   const broker = createBroker(services, temporal, opts.broker);
-  const app = createApp({ ...services, broker, temporal, developmentMode: services.config.developmentMode, callbackWaitMs: opts.callbackWaitMs });
+  const app = createApp({ ...services, broker, temporal, callbackWaitMs: opts.callbackWaitMs });
   let server = opts.server;
   if (server) {
     server.on('request', app);

@@ -3,6 +3,8 @@ import { z } from 'zod';
 /** The longest a credential may live, whatever the operator asks (DESIGN: never above 30 days). */
 export const MAX_SECRETS_TTL_SECONDS = 2_592_000;
 export const CALLBACK_PATH = '/api/v1/auth/tool/callback';
+/** Where an authorization link leads first: our page checks who the user is, then sends them on. */
+export const START_PATH = '/api/v1/auth/tool/start';
 
 export class ConfigError extends Error {
   readonly code = 'invalid_configuration';
@@ -32,6 +34,17 @@ const envSchema = z.object({
   CREDENTIALS_ENCRYPTION_KEY: z.string().optional(),
   TOOLS_CONFIG: z.string().default('config/tools.yaml'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  TRUST_CONFIG: z.string().default('config/trust.yaml'),
+  AUTHORIZATION_SERVICE: z.enum(['rbac', 'none']).optional(),
+  ROLES_CONFIG: z.string().default('config/roles.yaml'),
+  USERS_CONFIG: z.string().default('config/users.yaml'),
+  AGENT_ASSERTION_AUDIENCE: z.string().optional(),
+  CORS_ORIGINS: z.string().optional(),
+  RATE_LIMIT_AGENT_PER_MINUTE: positiveInt('RATE_LIMIT_AGENT_PER_MINUTE').default(600),
+  RATE_LIMIT_IP_PER_MINUTE: positiveInt('RATE_LIMIT_IP_PER_MINUTE').default(1200),
+  RATE_LIMIT_CALLBACK_IP_PER_MINUTE: positiveInt('RATE_LIMIT_CALLBACK_IP_PER_MINUTE').default(60),
+  TRUST_PROXY: z.string().default('loopback'),
+  OAUTH_ALLOW_HTTP_PROVIDERS: bool.default(false),
 });
 
 export interface Config {
@@ -47,6 +60,20 @@ export interface Config {
   encryptionKey: string | undefined;
   toolsConfigPath: string;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  /** The broker's public origin (from the redirect URI): start links and the agent assertion audience. */
+  publicOrigin: string;
+  security: {
+    trustConfigPath: string;
+    authorizationService: 'rbac' | 'none';
+    rolesPath: string;
+    usersPath: string;
+    assertionAudience: string;
+    corsOrigins: string[];
+    rateLimits: { agentPerMinute: number; ipPerMinute: number; callbackIpPerMinute: number };
+    trustProxy: string;
+    /** Plain-HTTP authorization servers: development mode, or an explicit opt-in for local providers. */
+    allowHttpProviders: boolean;
+  };
 }
 
 /** Reads configuration from the environment; throws ConfigError with every problem named. */
@@ -63,6 +90,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!e.DEVELOPMENT_MODE && !e.CREDENTIALS_ENCRYPTION_KEY) {
     throw new ConfigError('CREDENTIALS_ENCRYPTION_KEY is required outside development mode');
   }
+  const authorizationService = e.AUTHORIZATION_SERVICE ?? (e.DEVELOPMENT_MODE ? 'none' : 'rbac');
+  if (!e.DEVELOPMENT_MODE && authorizationService === 'none') {
+    throw new ConfigError('AUTHORIZATION_SERVICE=none is allowed only in development mode');
+  }
+  const publicOrigin = new URL(redirectUri).origin;
   return {
     port: e.PORT,
     developmentMode: e.DEVELOPMENT_MODE,
@@ -76,6 +108,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     encryptionKey: e.CREDENTIALS_ENCRYPTION_KEY,
     toolsConfigPath: e.TOOLS_CONFIG,
     logLevel: e.LOG_LEVEL,
+    publicOrigin,
+    security: {
+      trustConfigPath: e.TRUST_CONFIG,
+      authorizationService,
+      rolesPath: e.ROLES_CONFIG,
+      usersPath: e.USERS_CONFIG,
+      assertionAudience: e.AGENT_ASSERTION_AUDIENCE ?? publicOrigin,
+      corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
+      rateLimits: {
+        agentPerMinute: e.RATE_LIMIT_AGENT_PER_MINUTE,
+        ipPerMinute: e.RATE_LIMIT_IP_PER_MINUTE,
+        callbackIpPerMinute: e.RATE_LIMIT_CALLBACK_IP_PER_MINUTE,
+      },
+      trustProxy: e.TRUST_PROXY,
+      allowHttpProviders: e.DEVELOPMENT_MODE || e.OAUTH_ALLOW_HTTP_PROVIDERS,
+    },
   };
 }
 

@@ -1,6 +1,9 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditTrail } from './audit.js';
+import { AgentRegistry } from './auth/agents.js';
+import { Rbac } from './auth/rbac.js';
+import { loadTrustConfig, parseTrustConfig, TrustManager, type TrustConfigInput } from './auth/trust.js';
 import type { Config } from './config.js';
 import { describeDatabase, migrate, openOrm, type Orm } from './db/orm.js';
 import { createLogger, type Logger } from './log.js';
@@ -17,6 +20,11 @@ export interface Services {
   tools: ToolRegistry;
   oauth: OAuthClients;
   audit: AuditTrail;
+  agents: AgentRegistry;
+  /** Null when user identities are not verified (development mode without a trust config). */
+  trust: TrustManager | null;
+  /** Null when AUTHORIZATION_SERVICE=none (development mode only). */
+  rbac: Rbac | null;
   close(): Promise<void>;
 }
 
@@ -26,12 +34,19 @@ export interface ServiceOptions {
   fetch?: typeof fetch;
   /** Run pending migrations at start (the all-in-one dev start does; production runs `npm run migrate`). */
   migrate?: boolean;
+  /** Given directly instead of read from TRUST_CONFIG / ROLES_CONFIG / USERS_CONFIG (tests). */
+  trust?: TrustConfigInput | null;
+  rbac?: Rbac | null;
 }
 
 export async function createServices(config: Config, opts: ServiceOptions = {}): Promise<Services> {
   const log = opts.log ?? createLogger(config.logLevel);
   const vault = new Vault(encryptionKey(config, log));
   const tools = opts.tools ?? loadTools(config, log);
+  const trust = createTrust(config, log, opts.trust);
+  const rbac = opts.rbac !== undefined ? opts.rbac : config.security.authorizationService === 'rbac' ? Rbac.fromFiles(config.security.rolesPath, config.security.usersPath) : null;
+  if (config.developmentMode && !trust) log.warn('development mode: user identities are taken from X-User-Id without verification');
+  if (!rbac) log.warn('development mode: AUTHORIZATION_SERVICE=none, access control is off');
   const orm = await openOrm({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   if (opts.migrate) {
     const applied = await migrate(orm);
@@ -44,10 +59,24 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     orm,
     vault,
     tools,
-    oauth: new OAuthClients({ allowInsecure: config.developmentMode, ...(opts.fetch ? { fetch: opts.fetch } : {}) }),
+    oauth: new OAuthClients({ allowInsecure: config.security.allowHttpProviders, ...(opts.fetch ? { fetch: opts.fetch } : {}) }),
     audit: new AuditTrail(log),
+    agents: new AgentRegistry(orm, { assertionAudience: config.security.assertionAudience }),
+    trust,
+    rbac,
     close: () => orm.close(),
   };
+}
+
+function createTrust(config: Config, log: Logger, given: TrustConfigInput | null | undefined): TrustManager | null {
+  const warn = (message: string, detail: Record<string, unknown>) => log.warn(detail, message);
+  if (given !== undefined) return given === null ? null : new TrustManager(parseTrustConfig(given, config.developmentMode), warn);
+  if (!existsSync(config.security.trustConfigPath)) {
+    if (config.developmentMode) return null;
+    throw new Error(`TRUST_CONFIG ${config.security.trustConfigPath} is missing: production needs trusted issuers for user identities`);
+  }
+  const trust = loadTrustConfig(config.security.trustConfigPath, config.developmentMode);
+  return trust.enabled ? new TrustManager(trust, warn) : null;
 }
 
 function loadTools(config: Config, log: Logger): ToolRegistry {

@@ -1,11 +1,9 @@
-import { Migration } from '@mikro-orm/migrations';
+import { SchemaMigration } from './schema-migration.js';
 
-/** Written with the knex schema builder so the same migration serves PostgreSQL and SQLite. */
-export class Migration20261126000000_initial extends Migration {
+export class Migration20261126000000_initial extends SchemaMigration {
   override up(): void {
-    const schema = () => this.getKnex().schema;
     this.addStatements(
-      schema().createTable('credentials', (t) => {
+      this.schema().createTable('credentials', (t) => {
         t.uuid('id').primary();
         t.string('agent_id', 200).notNullable();
         t.string('user_id', 200).notNullable();
@@ -29,7 +27,7 @@ export class Migration20261126000000_initial extends Migration {
       }),
     );
     this.addStatements(
-      schema().createTable('authorization_requests', (t) => {
+      this.schema().createTable('authorization_requests', (t) => {
         t.uuid('id').primary();
         t.uuid('credential_id').notNullable();
         t.string('workflow_id', 700).notNullable();
@@ -47,7 +45,7 @@ export class Migration20261126000000_initial extends Migration {
       }),
     );
     this.addStatements(
-      schema().createTable('audit_events', (t) => {
+      this.schema().createTable('audit_events', (t) => {
         t.uuid('id').primary();
         t.timestamp('at', { useTz: true }).notNullable();
         t.string('event_type', 80).notNullable();
@@ -66,16 +64,10 @@ export class Migration20261126000000_initial extends Migration {
     );
   }
 
-  /** A schema builder may stand for several statements (SQLite creates indexes separately). */
-  private addStatements(builder: { toSQL(): unknown }): void {
-    const statements = builder.toSQL() as { sql: string }[] | { sql: string };
-    for (const s of Array.isArray(statements) ? statements : [statements]) this.addSql(s.sql);
-  }
 
   override down(): void {
-    const schema = () => this.getKnex().schema;
-    this.addStatements(schema().dropTable('audit_events'));
-    this.addStatements(schema().dropTable('authorization_requests'));
-    this.addStatements(schema().dropTable('credentials'));
+    this.addStatements(this.schema().dropTable('audit_events'));
+    this.addStatements(this.schema().dropTable('authorization_requests'));
+    this.addStatements(this.schema().dropTable('credentials'));
   }
 }

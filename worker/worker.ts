@@ -28,6 +28,7 @@ export async function createWorker(p: WorkerParams): Promise<Worker> {
       audit: services.audit,
       log: services.log,
       redirectUri: services.config.redirectUri,
+      publicOrigin: services.config.publicOrigin,
     }),
     ...(p.workflowBundle ? { workflowBundle: p.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
   });

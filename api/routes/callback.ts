@@ -1,4 +1,4 @@
-import { Router, type Request, type Response } from 'express';
+import { Router, type Request } from 'express';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ownerOf, secretContext } from '../../activities/index.js';
 import type { AuditTrail } from '../../lib/audit.js';
@@ -6,7 +6,7 @@ import type { CredentialBroker } from '../../lib/broker.js';
 import { AuthorizationRequestSchema, CredentialSchema } from '../../lib/db/entities.js';
 import { fork, type Orm } from '../../lib/db/orm.js';
 import { sha256Hex, type Vault } from '../../lib/vault/crypto.js';
-import { resultPage } from '../html.js';
+import { sendPage } from '../html.js';
 
 export interface CallbackDeps {
   orm: Orm;
@@ -38,7 +38,7 @@ export function callbackRoutes(deps: CallbackDeps): Router {
         ...detail,
         detail: { code },
       });
-      page(res, status, title, message, false);
+      sendPage(res, status, title, message, false);
     };
     if (!q.state) return refuse(400, 'missing_state', 'Link not valid', 'This sign-in link is incomplete. Go back to your agent and start again.');
     if (!q.code && !q.error) return refuse(400, 'missing_code', 'Link not valid', 'The provider did not send an authorization code. Go back to your agent and start again.');
@@ -74,12 +74,12 @@ export function callbackRoutes(deps: CallbackDeps): Router {
       detail: params.error ? { code: params.error } : {},
     });
     if (params.error) {
-      return page(res, 400, 'Not connected', `The provider reported "${params.error}". Nothing was connected; you can close this window.`, false);
+      return sendPage(res, 400, 'Not connected', `The provider reported "${params.error}". Nothing was connected; you can close this window.`, false);
     }
     const outcome = await waitForOutcome(deps, request.credentialId, deps.completionWaitMs ?? 10_000);
-    if (outcome === 'active') return page(res, 200, 'Connected', 'Your account is connected. You can close this window and return to your agent.', true);
-    if (outcome === 'pending') return page(res, 202, 'Almost done', 'We received your authorization and are finishing the connection. You can close this window.', true);
-    return page(res, 400, 'Not connected', 'The provider did not accept this authorization. Go back to your agent and try again.', false);
+    if (outcome === 'active') return sendPage(res, 200, 'Connected', 'Your account is connected. You can close this window and return to your agent.', true);
+    if (outcome === 'pending') return sendPage(res, 202, 'Almost done', 'We received your authorization and are finishing the connection. You can close this window.', true);
+    return sendPage(res, 400, 'Not connected', 'The provider did not accept this authorization. Go back to your agent and try again.', false);
   });
   return router;
 }
@@ -104,6 +104,3 @@ function pickParams(req: Request): { state?: string; code?: string; error?: stri
   return out;
 }
 
-function page(res: Response, status: number, title: string, message: string, ok: boolean): void {
-  res.status(status).type('html').setHeader('Cache-Control', 'no-store').send(resultPage(title, message, ok));
-}

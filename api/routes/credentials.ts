@@ -1,21 +1,23 @@
-import { Router, type Request, type Response } from 'express';
+import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../../lib/broker.js';
-import type { Credential } from '../../lib/db/entities.js';
 import { fork, type Orm } from '../../lib/db/orm.js';
 import type { CredentialOwner } from '../../lib/domain.js';
 import type { ToolRegistry } from '../../lib/tools.js';
-import { ApiError } from '../errors.js';
-import { identifyCaller } from '../identity.js';
+import { ApiError, parseOr400 } from '../errors.js';
+import { credentialView } from '../views.js';
+import type { Gate } from '../auth.js';
 
 export interface CredentialRoutesDeps {
   orm: Orm;
   broker: CredentialBroker;
   tools: ToolRegistry;
   audit: AuditTrail;
-  developmentMode: boolean;
+  gate: Gate;
+  /** Rate limit per authenticated agent. */
+  agentLimiter?: RequestHandler;
 }
 
 const postBody = z.object({ force_refresh: z.boolean().optional() }).strict();
@@ -25,16 +27,16 @@ const POLL_MS = 200;
 /** POST (get or authorize), GET (status, long-poll with ?wait=), DELETE (revoke) on /api/v1/credentials/{toolId}. */
 export function credentialRoutes(deps: CredentialRoutesDeps): Router {
   const router = Router();
-  const { broker, audit } = deps;
+  const { broker, audit, gate } = deps;
+  router.use(gate.authenticate());
+  if (deps.agentLimiter) router.use(deps.agentLimiter);
 
   router.post('/:toolId', async (req, res) => {
     const owner = resolveOwner(req, deps);
-    const body = postBody.safeParse(req.body ?? {});
-    if (!body.success) {
-      throw new ApiError(400, 'invalid_request', `invalid body: ${body.error.issues.map((i) => `${i.path.join('.') || '(root)'} ${i.message}`).join('; ')}`);
-    }
+    await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
+    const body = parseOr400(postBody, req.body ?? {}, 'body');
     const em = fork(deps.orm);
-    if (body.data.force_refresh) {
+    if (body.force_refresh) {
       const refreshed = await broker.refreshNow(owner);
       await record(req, owner, 'credential.refresh_requested', refreshed ? 'success' : 'failure', { phase: refreshed?.phase ?? 'none' });
     } else {
@@ -57,6 +59,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
 
   router.get('/:toolId', async (req, res) => {
     const owner = resolveOwner(req, deps);
+    await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
     const wait = parseWait(req.query.wait);
     const deadline = Date.now() + wait * 1000;
     let row = await broker.latest(owner);
@@ -66,7 +69,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       row = await broker.latest(owner);
     }
     if (!row) throw new ApiError(404, 'credential_not_found', 'no credential exists for this tool; POST to start an authorization');
-    const body: Record<string, unknown> = describe(row);
+    const body: Record<string, unknown> = credentialView(row);
     if (row.status === 'awaiting_authorization') {
       const view = await broker.query(owner);
       if (view?.authorizationUrl) {
@@ -79,6 +82,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
 
   router.delete('/:toolId', async (req, res) => {
     const owner = resolveOwner(req, deps);
+    await gate.authorize(req, `tool:${owner.toolId}:revoke`, { toolId: owner.toolId });
     const view = await broker.revoke(owner, { actor: `agent:${owner.agentId}`, reason: 'revoked through the API' });
     if (!view) {
       await record(req, owner, 'credential.revoke', 'failure', { code: 'credential_not_found' });
@@ -86,7 +90,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     }
     await record(req, owner, 'credential.revoke', 'success', { credentialId: view.credentialId, phase: view.phase });
     const row = await broker.latest(owner);
-    res.json(row ? describe(row) : { status: view.phase });
+    res.json(row ? credentialView(row) : { status: view.phase });
   });
 
   return router;
@@ -117,11 +121,12 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
   }
 }
 
+/** The credential's owner is always the verified caller: no header or parameter can name another. */
 function resolveOwner(req: Request, deps: CredentialRoutesDeps): CredentialOwner {
-  const caller = identifyCaller(req, deps.developmentMode);
+  const { agentId, userId } = req.caller!;
   const toolId = req.params.toolId as string;
   if (!deps.tools.get(toolId)) throw new ApiError(404, 'tool_not_found', 'no tool with this id is configured');
-  return { ...caller, toolId };
+  return { agentId, userId, toolId };
 }
 
 function parseWait(raw: unknown): number {
@@ -130,21 +135,6 @@ function parseWait(raw: unknown): number {
     throw new ApiError(400, 'invalid_wait', `wait must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`);
   }
   return Number(raw);
-}
-
-function describe(row: Credential): Record<string, unknown> {
-  return {
-    status: row.status,
-    credential_id: row.id,
-    tool_id: row.toolId,
-    scope: row.scope ?? null,
-    expires_at: row.accessExpiresAt?.toISOString() ?? null,
-    credential_expires_at: row.ttlExpiresAt?.toISOString() ?? null,
-    created_at: row.createdAt.toISOString(),
-    updated_at: row.updatedAt.toISOString(),
-    ended_at: row.deletedAt?.toISOString() ?? null,
-    end_reason: row.endReason ?? null,
-  };
 }
 
 function iso(ms: number | null | undefined): string | null {

@@ -50,6 +50,8 @@ export const AuthorizationRequestSchema = defineEntity({
     consumedAt: p.datetime().nullable(),
     /** The callback's query (code, iss, error), encrypted: the code never travels through Temporal. */
     callbackParams: p.text().nullable(),
+    /** The provider's authorization URL (it carries the state), encrypted; users reach it through our start page. */
+    providerUrl: p.text().nullable(),
   }),
 });
 export type AuthorizationRequest = InferEntity<typeof AuthorizationRequestSchema>;
@@ -76,4 +78,47 @@ export const AuditEventSchema = defineEntity({
 });
 export type AuditEvent = InferEntity<typeof AuditEventSchema>;
 
-export const entities = [CredentialSchema, AuthorizationRequestSchema, AuditEventSchema];
+
+/** A registered agent: its grants and, for signed assertions, its public keys. */
+export const AgentSchema = defineEntity({
+  name: 'Agent',
+  tableName: 'agents',
+  properties: (p) => ({
+    id: p.string().length(200).primary(),
+    description: p.text().nullable(),
+    scopes: p.json<string[]>(),
+    jwksUrl: p.text().nullable(),
+    jwks: p.json<{ keys: Record<string, unknown>[] }>().nullable(),
+    createdAt: p.datetime(),
+    disabledAt: p.datetime().nullable(),
+  }),
+});
+export type Agent = InferEntity<typeof AgentSchema>;
+
+/** An agent's secret key, stored only as a hash; shown once when issued. */
+export const AgentKeySchema = defineEntity({
+  name: 'AgentKey',
+  tableName: 'agent_keys',
+  properties: (p) => ({
+    id: p.string().length(32).primary(),
+    agentId: p.string().length(200),
+    secretHash: p.string().length(64),
+    label: p.string().length(200).nullable(),
+    createdAt: p.datetime(),
+    revokedAt: p.datetime().nullable(),
+  }),
+});
+export type AgentKey = InferEntity<typeof AgentKeySchema>;
+
+/** Agent assertion ids already used (hashed), kept until the assertion would have expired: no replay. */
+export const UsedAssertionSchema = defineEntity({
+  name: 'UsedAssertion',
+  tableName: 'used_assertions',
+  properties: (p) => ({
+    id: p.string().length(64).primary(),
+    agentId: p.string().length(200),
+    expiresAt: p.datetime(),
+  }),
+});
+
+export const entities = [CredentialSchema, AuthorizationRequestSchema, AuditEventSchema, AgentSchema, AgentKeySchema, UsedAssertionSchema];

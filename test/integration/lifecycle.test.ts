@@ -7,6 +7,12 @@ import { authorize, CREDENTIAL_PATH, latestRow } from '../support/flows.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
+
+async function providerUrlBehind(startLink: string): Promise<URL> {
+  const res = await fetch(startLink, { redirect: 'manual' });
+  expect(res.status).toBe(302);
+  return new URL(res.headers.get('location')!);
+}
 beforeAll(async () => {
   h = await startHarness();
 });
@@ -21,7 +27,9 @@ describe('credential lifecycle over HTTP', () => {
     expect(first.status).toBe(202);
     expect(first.json.status).toBe('authorization_required');
     expect(Date.parse(first.json.expires_at)).toBeGreaterThan(Date.now());
-    const authUrl = new URL(first.json.authorization_url);
+    // The link leads to our start page, which sends the browser on to the provider.
+    expect(new URL(first.json.authorization_url).origin).toBe(h.baseUrl);
+    const authUrl = await providerUrlBehind(first.json.authorization_url);
     expect(authUrl.origin).toBe(h.sandbox.issuer);
     expect(authUrl.searchParams.get('code_challenge_method')).toBe('S256');
     expect(authUrl.searchParams.get('redirect_uri')).toBe(h.callbackPrefix);
@@ -115,7 +123,7 @@ describe('credential lifecycle over HTTP', () => {
   it('stores the state hashed and the PKCE verifier encrypted', async () => {
     const who = freshOwner('pkce');
     const first = await h.call('POST', CREDENTIAL_PATH, who);
-    const state = new URL(first.json.authorization_url).searchParams.get('state')!;
+    const state = (await providerUrlBehind(first.json.authorization_url)).searchParams.get('state')!;
     const row = await latestRow(h, who);
     const request = await fork(h.services.orm).findOneOrFail(AuthorizationRequestSchema, { credentialId: row!.id });
     expect(request.stateHash).not.toBe(state);
@@ -161,7 +169,7 @@ describe('request validation', () => {
   it('refuses missing or malformed identity headers', async () => {
     const none = await fetch(`${h.baseUrl}${CREDENTIAL_PATH}`, { method: 'POST' });
     expect(none.status).toBe(401);
-    expect(((await none.json()) as { error: { code: string } }).error.code).toBe('identity_required');
+    expect(((await none.json()) as { error: { code: string } }).error.code).toBe('agent_authentication_required');
     const bad = await h.call('POST', CREDENTIAL_PATH, { agent: '../../etc', user: 'u' });
     expect(bad.status).toBe(400);
     expect(bad.json.error.code).toBe('invalid_agent_id');

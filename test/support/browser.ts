@@ -16,19 +16,32 @@ export interface ConsentOptions {
   deny?: boolean;
   /** Stop at the redirect to the callback without opening it. */
   stopAtCallback?: boolean;
+  /** The gateway-signed identity of the person in this browser, sent to the broker's pages. */
+  identity?: string;
+  /** The broker's public HTTPS origin and where it really listens (behind a TLS-terminating proxy). */
+  brokerOrigin?: { public: string; local: string };
 }
 
 export async function consent(authorizationUrl: string, callbackPrefix: string, opts: ConsentOptions): Promise<ConsentResult> {
   const jar = new Map<string, string>();
+  const brokerOrigin = new URL(callbackPrefix).origin;
+  const brokerFetch = (target: URL, init: RequestInit = {}) => {
+    const local = opts.brokerOrigin && target.origin === opts.brokerOrigin.public ? new URL(target.pathname + target.search, opts.brokerOrigin.local) : target;
+    const headers: Record<string, string> = { ...(opts.identity ? { 'x-user-identity': opts.identity } : {}), ...(opts.brokerOrigin ? { 'x-forwarded-proto': 'https' } : {}) };
+    return fetch(local, { ...init, redirect: 'manual', headers });
+  };
   let url = new URL(authorizationUrl);
   let init: RequestInit = { method: 'GET' };
   for (let step = 0; step < 25; step++) {
     if (url.href.startsWith(callbackPrefix)) {
       if (opts.stopAtCallback) return { status: 0, html: '', callbackUrl: url };
-      const res = await fetch(url, { redirect: 'manual' });
+      const res = await brokerFetch(url);
       return { status: res.status, html: await res.text(), callbackUrl: url };
     }
-    const res = await fetch(url, { ...init, redirect: 'manual', headers: { ...(init.headers ?? {}), cookie: cookieHeader(jar) } });
+    const res =
+      url.origin === brokerOrigin
+        ? await brokerFetch(url, init)
+        : await fetch(url, { ...init, redirect: 'manual', headers: { ...(init.headers ?? {}), cookie: cookieHeader(jar) } });
     for (const c of res.headers.getSetCookie()) {
       const [pair] = c.split(';');
       const eq = pair!.indexOf('=');
@@ -44,6 +57,8 @@ export async function consent(authorizationUrl: string, callbackPrefix: string, 
       continue;
     }
     const html = await res.text();
+    // Our own pages (the start page refusing, say) end the journey: that is what the user sees.
+    if (url.origin === brokerOrigin) return { status: res.status, html, callbackUrl: url };
     if (res.status !== 200) throw new Error(`provider answered ${res.status} at ${url.pathname}: ${html.slice(0, 300)}`);
     const action = /<form[^>]*action="([^"]+)"/.exec(html)?.[1];
     const prompt = /name="prompt" value="([a-z]+)"/.exec(html)?.[1];

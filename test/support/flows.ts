@@ -1,17 +1,17 @@
 import { expect, vi } from 'vitest';
 import { CredentialSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
-import { consent } from './browser.js';
 import type { Harness } from './harness.js';
 
 export type Who = { agent: string; user: string };
+export type { CallerSpec } from './harness.js';
 export const CREDENTIAL_PATH = '/api/v1/credentials/sandbox';
 
 /** The whole user journey: the agent asks, the user consents at the provider, the agent gets a token. */
 export async function authorize(h: Harness, who: Who): Promise<{ accessToken: string; authorizationUrl: string }> {
   const first = await h.call('POST', CREDENTIAL_PATH, who);
   expect(first.status).toBe(202);
-  const page = await consent(first.json.authorization_url, h.callbackPrefix, { login: who.user });
+  const page = await h.consent(first.json.authorization_url, { login: who.user });
   expect(page.status, page.html).toBe(200);
   const second = await h.call('POST', CREDENTIAL_PATH, who);
   expect(second.status).toBe(200);

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,9 @@ import { createServices, type Services } from '../../lib/services.js';
 import { toTool, ToolRegistry } from '../../lib/tools.js';
 import { SANDBOX_SCOPES, startSandbox, type Sandbox } from '../../sandbox/provider.js';
 import { createWorker } from '../../worker/worker.js';
+import { Rbac } from '../../lib/auth/rbac.js';
+import type { TrustConfigInput } from '../../lib/auth/trust.js';
+import { consent, type ConsentOptions, type ConsentResult } from './browser.js';
 
 export interface HarnessOptions {
   secretsTtlSeconds?: number;
@@ -25,7 +28,15 @@ export interface HarnessOptions {
   maxCyclesPerRun?: number;
   /** 'sqlite' forces the embedded database; otherwise the run's database (PostgreSQL in CI). */
   database?: 'sqlite' | 'default';
+  /**
+   * Production mode: agent credentials, gateway-signed identities, RBAC, HTTPS (the harness plays the
+   * TLS-terminating proxy for the public origin https://broker.test).
+   */
+  production?: { trust: TrustConfigInput; rolesYaml?: string; usersYaml?: string; env?: Record<string, string> };
 }
+
+/** A caller in development mode (plain headers) or with explicit headers (production). */
+export type CallerSpec = { agent: string; user: string } | { headers: Record<string, string> };
 
 export interface Harness {
   baseUrl: string;
@@ -39,12 +50,17 @@ export interface Harness {
   /** Every log line written by the service and the Temporal runtime in this process. */
   logs: string[];
   /** An HTTP call to the API as a given agent and user (development-mode headers). */
-  call(method: string, path: string, who: { agent: string; user: string }, body?: unknown): Promise<{ status: number; json: any; text: string }>;
+  call(method: string, path: string, who: CallerSpec, body?: unknown): Promise<{ status: number; json: any; text: string }>;
+  /** The user's browser journey through the provider, ending at the callback page. */
+  consent(authorizationUrl: string, opts: ConsentOptions): Promise<ConsentResult>;
+  /** The broker's public origin (http://127.0.0.1:port, or https://broker.test in production mode). */
+  publicOrigin: string;
   introspect(token: string, hint?: string): Promise<{ active: boolean; [k: string]: unknown }>;
   close(): Promise<void>;
 }
 
 const logs: string[] = [];
+const PRODUCTION_ORIGIN = 'https://broker.test';
 let runtimeInstalled = false;
 
 /** The real service in-process: API, worker, vault and the sandbox authorization server, on the run's Temporal. */
@@ -57,13 +73,16 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   const baseUrl = `http://127.0.0.1:${port}`;
-  const redirectUri = `${baseUrl}${CALLBACK_PATH}`;
+  const prod = opts.production;
+  const publicOrigin = prod ? PRODUCTION_ORIGIN : baseUrl;
+  const redirectUri = `${publicOrigin}${CALLBACK_PATH}`;
   const sandbox = await startSandbox({ redirectUris: [redirectUri], accessTokenTtlSeconds: opts.accessTokenTtlSeconds ?? 3600 });
 
   const databaseUrl = opts.database === 'sqlite' ? '' : inject('databaseUrl');
   const taskQueue = `broker-test-${randomUUID()}`;
   const config = loadConfig({
-    DEVELOPMENT_MODE: 'true',
+    DEVELOPMENT_MODE: prod ? 'false' : 'true',
+    ...(prod ? { OAUTH_ALLOW_HTTP_PROVIDERS: 'true', AUTHORIZATION_SERVICE: 'rbac', ...prod.env } : {}),
     PORT: String(port),
     DATA_DIR: mkdtempSync(join(tmpdir(), 'broker-test-')),
     DATABASE_URL: databaseUrl || undefined,
@@ -86,7 +105,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     }),
   ]);
   const log = createLogger('info', new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } }));
-  const services = await createServices(config, { log, tools });
+  const rbac = prod ? Rbac.fromYaml(prod.rolesYaml ?? readFileSync('config/roles.yaml', 'utf8'), prod.usersYaml ?? readFileSync('config/users.yaml', 'utf8')) : null;
+  const services = await createServices(config, { log, tools, trust: prod ? prod.trust : null, rbac });
   if (!databaseUrl) await migrate(services.orm);
 
   const nativeConnection = await NativeConnection.connect({ address: config.temporal.address! });
@@ -112,10 +132,14 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     worker,
     taskQueue,
     logs,
+    publicOrigin,
+    consent: (authorizationUrl, consentOpts) =>
+      consent(authorizationUrl, redirectUri, { ...consentOpts, ...(prod ? { brokerOrigin: { public: PRODUCTION_ORIGIN, local: baseUrl } } : {}) }),
     async call(method, path, who, body) {
+      const identity = 'headers' in who ? who.headers : { 'x-agent-id': who.agent, 'x-user-id': who.user };
       const res = await fetch(`${baseUrl}${path}`, {
         method,
-        headers: { 'x-agent-id': who.agent, 'x-user-id': who.user, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: { ...(prod ? { 'x-forwarded-proto': 'https' } : {}), ...identity, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
       });
       const text = await res.text();

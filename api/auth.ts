@@ -1,0 +1,121 @@
+import type { Request, RequestHandler } from 'express';
+import { AgentAuthError, type AgentRegistry } from '../lib/auth/agents.js';
+import { hasScope, type Rbac } from '../lib/auth/rbac.js';
+import { IdentityError, type TrustManager } from '../lib/auth/trust.js';
+import type { AuditTrail } from '../lib/audit.js';
+import { fork, type Orm } from '../lib/db/orm.js';
+import { OWNER_ID_PATTERN } from '../lib/domain.js';
+import { ApiError } from './errors.js';
+
+/** Who is asking, as verified: every credential operation uses these ids, never raw headers. */
+export interface Caller {
+  agentId: string;
+  userId: string;
+  /** The agent's grants; null for development-mode header agents (looked up when access control is on). */
+  agentScopes: string[] | null;
+  method: 'api_key' | 'assertion' | 'dev_headers';
+  identityVerified: boolean;
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    caller?: Caller;
+  }
+}
+
+export interface GateDeps {
+  orm: Orm;
+  agents: AgentRegistry;
+  trust: TrustManager | null;
+  rbac: Rbac | null;
+  audit: AuditTrail;
+  developmentMode: boolean;
+}
+
+/**
+ * Authentication (agent credential + gateway-signed user identity) and access control (RBAC scopes for
+ * both the agent and the user). Every refusal is a 401/403 with a stable code and an audit event.
+ */
+export class Gate {
+  constructor(private readonly deps: GateDeps) {}
+
+  authenticate(): RequestHandler {
+    return async (req, _res, next) => {
+      try {
+        req.caller = await this.identify(req);
+        next();
+      } catch (err) {
+        const apiError = toApiError(err);
+        await this.deny(req, 'auth.denied', apiError.code);
+        next(apiError);
+      }
+    };
+  }
+
+  /** Throws 403 unless both the agent and the user hold `scope`. */
+  async authorize(req: Request, scope: string, context: { toolId?: string } = {}): Promise<void> {
+    const { rbac } = this.deps;
+    const caller = req.caller!;
+    if (!rbac) return;
+    const agentScopes = caller.agentScopes ?? (await this.deps.agents.get(caller.agentId))?.scopes ?? [];
+    let code: string | null = null;
+    if (!hasScope(agentScopes, scope)) code = 'agent_not_permitted';
+    else if (!hasScope(rbac.scopesOf(caller.userId), scope)) code = 'user_not_permitted';
+    if (!code) return;
+    await this.deny(req, 'access.denied', code, { scope, ...context });
+    throw new ApiError(403, code, code === 'agent_not_permitted' ? `this agent is not granted ${scope}` : `this user is not granted ${scope}`);
+  }
+
+  private async identify(req: Request): Promise<Caller> {
+    const { agents, trust, developmentMode } = this.deps;
+    let agentId: string;
+    let agentScopes: string[] | null = null;
+    let method: Caller['method'];
+    const authorization = req.get('authorization');
+    if (authorization) {
+      const agent = await agents.authenticate(authorization);
+      ({ agentId, scopes: agentScopes, method } = { ...agent, scopes: agent.scopes });
+    } else if (developmentMode && req.get('x-agent-id') !== undefined) {
+      agentId = headerId(req, 'x-agent-id', 'invalid_agent_id');
+      method = 'dev_headers';
+    } else {
+      throw new ApiError(401, 'agent_authentication_required', developmentMode
+        ? 'an agent credential (Authorization: Bearer …) or, in development mode, X-Agent-Id is required'
+        : 'an agent credential is required (Authorization: Bearer …)');
+    }
+    if (trust) {
+      const identity = await trust.verify(req.get('x-user-identity'), agentId);
+      return { agentId, userId: identity.userId, agentScopes, method, identityVerified: identity.verified };
+    }
+    if (!developmentMode) throw new ApiError(401, 'user_identity_required', 'a signed user identity is required');
+    if (req.get('x-user-id') === undefined) throw new ApiError(401, 'user_identity_required', 'X-User-Id is required in development mode');
+    return { agentId, userId: headerId(req, 'x-user-id', 'invalid_user_id'), agentScopes, method, identityVerified: false };
+  }
+
+  private async deny(req: Request, eventType: string, code: string, detail: Record<string, unknown> = {}): Promise<void> {
+    await this.deps.audit.record(fork(this.deps.orm), {
+      eventType,
+      outcome: 'denied',
+      actor: req.caller ? `agent:${req.caller.agentId}` : 'unauthenticated',
+      agentId: req.caller?.agentId ?? null,
+      userId: req.caller?.userId ?? null,
+      toolId: typeof detail.toolId === 'string' ? detail.toolId : null,
+      requestId: req.id,
+      ip: req.ip ?? null,
+      detail: { code, method: req.method, path: req.baseUrl, ...detail },
+    });
+  }
+}
+
+function headerId(req: Request, name: string, code: string): string {
+  const value = req.get(name) ?? '';
+  if (!OWNER_ID_PATTERN.test(value)) throw new ApiError(400, code, `${name} has characters or a length that is not allowed`);
+  return value;
+}
+
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof AgentAuthError) return new ApiError(401, err.code, err.message);
+  if (err instanceof IdentityError) return new ApiError(err.status, err.code, err.message);
+  throw err;
+}

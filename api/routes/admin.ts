@@ -1,0 +1,129 @@
+import { Router, type Request } from 'express';
+import { z } from 'zod';
+import type { AuditTrail } from '../../lib/audit.js';
+import type { CredentialBroker } from '../../lib/broker.js';
+import { AuditEventSchema, CredentialSchema } from '../../lib/db/entities.js';
+import { fork, type Orm } from '../../lib/db/orm.js';
+import { CREDENTIAL_STATUSES, credentialWorkflowId, OWNER_ID_PATTERN, type CredentialOwner } from '../../lib/domain.js';
+import type { Gate } from '../auth.js';
+import { ApiError, parseOr400 } from '../errors.js';
+import { auditView, credentialView } from '../views.js';
+
+export interface AdminDeps {
+  orm: Orm;
+  broker: CredentialBroker;
+  gate: Gate;
+  audit: AuditTrail;
+}
+
+const ownerId = z.string().regex(OWNER_ID_PATTERN);
+const page = {
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+};
+const credentialQuery = z
+  .object({ agent_id: ownerId.optional(), user_id: ownerId.optional(), tool_id: ownerId.optional(), status: z.enum(CREDENTIAL_STATUSES).optional(), ...page })
+  .strict();
+const auditQuery = z
+  .object({
+    from: z.iso.datetime({ offset: true }).optional(),
+    to: z.iso.datetime({ offset: true }).optional(),
+    agent_id: ownerId.optional(),
+    user_id: ownerId.optional(),
+    tool_id: ownerId.optional(),
+    event_type: z.string().regex(/^[a-z_.]{1,80}$/).optional(),
+    ...page,
+  })
+  .strict();
+const revokeBody = z.object({ reason: z.string().min(1).max(200).optional() }).strict();
+
+/** The admin API (scope `credential:admin` for both agent and user): list, revoke, offboard, audit. */
+export function adminRoutes(deps: AdminDeps): Router {
+  const router = Router();
+  const { gate, broker } = deps;
+  router.use(gate.authenticate());
+  router.use(async (req, _res, next) => {
+    await gate.authorize(req, 'credential:admin');
+    next();
+  });
+
+  router.get('/credentials', async (req, res) => {
+    const q = parseOr400(credentialQuery, req.query, 'query');
+    const where = {
+      ...(q.agent_id ? { agentId: q.agent_id } : {}),
+      ...(q.user_id ? { userId: q.user_id } : {}),
+      ...(q.tool_id ? { toolId: q.tool_id } : {}),
+      ...(q.status ? { status: q.status } : {}),
+    };
+    const rows = await fork(deps.orm).find(CredentialSchema, where, { orderBy: { createdAt: 'desc', id: 'asc' }, limit: q.limit + 1, offset: q.offset });
+    res.json({ items: rows.slice(0, q.limit).map((r) => credentialView(r, { withOwner: true })), next_offset: rows.length > q.limit ? q.offset + q.limit : null });
+  });
+
+  router.delete('/credentials/:credentialId', async (req, res) => {
+    const body = parseOr400(revokeBody, req.body ?? {}, 'body');
+    const row = await fork(deps.orm).findOne(CredentialSchema, { id: String(req.params.credentialId) });
+    if (!row) throw new ApiError(404, 'credential_not_found', 'no credential with this id');
+    if (row.deletedAt) throw new ApiError(409, 'credential_ended', `the credential already ended (${row.status})`);
+    const owner: CredentialOwner = { agentId: row.agentId, userId: row.userId, toolId: row.toolId };
+    await revokeAs(req, owner, body.reason ?? 'revoked by an administrator');
+    const after = await fork(deps.orm).findOneOrFail(CredentialSchema, { id: row.id });
+    res.json(credentialView(after, { withOwner: true }));
+  });
+
+  router.post('/users/:userId/revoke-all', async (req, res) => {
+    const userId = parseOr400(ownerId, req.params.userId, 'userId');
+    const body = parseOr400(revokeBody, req.body ?? {}, 'body');
+    const live = await fork(deps.orm).find(CredentialSchema, { userId, deletedAt: null });
+    const owners = new Map(live.map((r) => [credentialWorkflowId(r), { agentId: r.agentId, userId: r.userId, toolId: r.toolId }]));
+    const results = [];
+    for (const owner of owners.values()) {
+      const view = await revokeAs(req, owner, body.reason ?? 'user offboarded');
+      results.push({ agent_id: owner.agentId, tool_id: owner.toolId, status: view?.phase ?? 'not_running' });
+    }
+    await deps.audit.record(fork(deps.orm), {
+      eventType: 'admin.offboard',
+      outcome: 'success',
+      actor: actorOf(req),
+      userId,
+      requestId: req.id,
+      ip: req.ip ?? null,
+      detail: { revoked: results.length },
+    });
+    res.json({ user_id: userId, revoked: results });
+  });
+
+  router.get('/audit', async (req, res) => {
+    const q = parseOr400(auditQuery, req.query, 'query');
+    const at = { ...(q.from ? { $gte: new Date(q.from) } : {}), ...(q.to ? { $lte: new Date(q.to) } : {}) };
+    const where = {
+      ...(q.from || q.to ? { at } : {}),
+      ...(q.agent_id ? { agentId: q.agent_id } : {}),
+      ...(q.user_id ? { userId: q.user_id } : {}),
+      ...(q.tool_id ? { toolId: q.tool_id } : {}),
+      ...(q.event_type ? { eventType: q.event_type } : {}),
+    };
+    const rows = await fork(deps.orm).find(AuditEventSchema, where, { orderBy: { at: 'desc', id: 'asc' }, limit: q.limit + 1, offset: q.offset });
+    res.json({ items: rows.slice(0, q.limit).map(auditView), next_offset: rows.length > q.limit ? q.offset + q.limit : null });
+  });
+
+  return router;
+
+  async function revokeAs(req: Request, owner: CredentialOwner, reason: string) {
+    const view = await broker.revoke(owner, { actor: actorOf(req), reason });
+    await deps.audit.record(fork(deps.orm), {
+      eventType: 'admin.revoke',
+      outcome: view ? 'success' : 'failure',
+      actor: actorOf(req),
+      ...owner,
+      credentialId: view?.credentialId ?? null,
+      requestId: req.id,
+      ip: req.ip ?? null,
+      detail: { reason },
+    });
+    return view;
+  }
+}
+
+function actorOf(req: Request): string {
+  return `admin:${req.caller!.userId} via agent:${req.caller!.agentId}`;
+}
