@@ -68,6 +68,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())));
       row = await broker.latest(owner);
     }
+    await record(req, owner, 'credential.status_read', row ? 'success' : 'failure', { credentialId: row?.id ?? null, status: row?.status ?? 'not_found' });
     if (!row) throw new ApiError(404, 'credential_not_found', 'no credential exists for this tool; POST to start an authorization');
     const body: Record<string, unknown> = credentialView(row);
     if (row.status === 'awaiting_authorization') {

@@ -59,3 +59,8 @@ function sqlitePath(dataDir: string): string {
 function redactUrl(url: string): string {
   return url.replace(/\/\/([^:/@]+):([^@]*)@/, '//$1:***@');
 }
+
+/** Database settings alone, for one-shot commands (migrations, the agents CLI) that need no other config. */
+export function databaseOptionsFromEnv(env: Record<string, string | undefined> = process.env): DatabaseOptions {
+  return { databaseUrl: env.DATABASE_URL || undefined, dataDir: env.DATA_DIR || 'data' };
+}
