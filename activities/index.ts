@@ -7,6 +7,7 @@ import { AuthorizationRequestSchema, CredentialSchema, type AuthorizationRequest
 import { fork, type Orm } from '../lib/db/orm.js';
 import type { CredentialOwner } from '../lib/domain.js';
 import type { Logger } from '../lib/log.js';
+import { authorizationDuration, authorizations, recordProviderCall, refreshes, revocations } from '../lib/metrics.js';
 import { classifyOAuthError, type OAuthClients } from '../lib/oauth/client.js';
 import type { Tool, ToolRegistry } from '../lib/tools.js';
 import { sha256Hex, type SecretContext, type Vault } from '../lib/vault/crypto.js';
@@ -102,6 +103,7 @@ export function createActivities(deps: ActivityDeps) {
       const startUrl = new URL(START_PATH, deps.publicOrigin);
       startUrl.searchParams.set('request', request.id);
       startUrl.searchParams.set('token', vault.deriveToken('start', request.id));
+      authorizations.inc({ tool: owner.toolId, stage: 'started' });
       await audit.record(em, {
         eventType: 'authorization.started',
         outcome: 'success',
@@ -142,6 +144,7 @@ export function createActivities(deps: ActivityDeps) {
         callbackUrl.searchParams.set(k, v);
       }
       let tokens: oidc.TokenEndpointResponse;
+      const exchangeStarted = performance.now();
       try {
         tokens = await oidc.authorizationCodeGrant(client.config, callbackUrl, {
           pkceCodeVerifier: vault.decrypt(request.codeVerifier, secretContext(owner, request.id, 'code_verifier')),
@@ -150,6 +153,8 @@ export function createActivities(deps: ActivityDeps) {
       } catch (err) {
         throw await oauthFailure(em, 'authorization.completed', credential, err);
       }
+      recordProviderCall(credential.toolId);
+      authorizationDuration.observe({ tool: credential.toolId }, (performance.now() - exchangeStarted) / 1000);
       const now = new Date();
       storeTokens(credential, tokens, now);
       credential.acquiredAt = now;
@@ -159,6 +164,7 @@ export function createActivities(deps: ActivityDeps) {
       request.callbackParams = null;
       request.providerUrl = null;
       await em.flush();
+      authorizations.inc({ tool: credential.toolId, stage: 'completed' });
       await audit.record(em, {
         eventType: 'authorization.completed',
         outcome: 'success',
@@ -187,6 +193,8 @@ export function createActivities(deps: ActivityDeps) {
       } catch (err) {
         throw await oauthFailure(em, 'credential.refreshed', credential, err);
       }
+      recordProviderCall(credential.toolId);
+      refreshes.inc({ tool: credential.toolId, outcome: 'ok' });
       const now = new Date();
       storeTokens(credential, tokens, now);
       credential.lastRefreshedAt = now;
@@ -252,6 +260,10 @@ export function createActivities(deps: ActivityDeps) {
         { codeVerifier: null, callbackParams: null, providerUrl: null },
       );
       await em.flush();
+      revocations.inc({ tool: credential.toolId, status: input.status });
+      if (input.status === 'authorization_timed_out' || input.status === 'authorization_failed') {
+        authorizations.inc({ tool: credential.toolId, stage: input.status === 'authorization_failed' ? 'failed' : 'timed_out' });
+      }
       await audit.record(em, {
         eventType: 'credential.ended',
         outcome: input.status,
@@ -290,6 +302,8 @@ export function createActivities(deps: ActivityDeps) {
 
   async function oauthFailure(em: ReturnType<typeof fork>, eventType: string, credential: Credential, err: unknown): Promise<ApplicationFailure> {
     const failure = classifyOAuthError(err);
+    recordProviderCall(credential.toolId, failure);
+    if (eventType === 'credential.refreshed') refreshes.inc({ tool: credential.toolId, outcome: failure.permanent ? 'reauthorization_required' : 'failed' });
     deps.log.warn({ credentialId: credential.id, toolId: credential.toolId, code: failure.code }, failure.message);
     await failAudit(em, eventType, credential, failure.code);
     return ApplicationFailure.create({ message: failure.message, type: failure.code, nonRetryable: failure.permanent });

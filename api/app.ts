@@ -11,12 +11,15 @@ import type { CredentialBroker } from '../lib/broker.js';
 import { CALLBACK_PATH, START_PATH, type Config } from '../lib/config.js';
 import type { Orm } from '../lib/db/orm.js';
 import type { Logger } from '../lib/log.js';
+import { registry } from '../lib/metrics.js';
 import type { ToolRegistry } from '../lib/tools.js';
+import type { EncryptionCodec } from '../lib/temporal/codec.js';
 import type { Vault } from '../lib/vault/crypto.js';
 import { Gate } from './auth.js';
 import { requestContext } from './context.js';
 import { ApiError, errorHandler, notFound } from './errors.js';
 import { adminRoutes } from './routes/admin.js';
+import { codecRoutes } from './routes/codec.js';
 import { callbackRoutes } from './routes/callback.js';
 import { credentialRoutes } from './routes/credentials.js';
 import { startRoutes } from './routes/start.js';
@@ -31,6 +34,7 @@ export interface AppDeps {
   agents: AgentRegistry;
   trust: TrustManager | null;
   rbac: Rbac | null;
+  codec: EncryptionCodec;
   temporal: Client;
   log: Logger;
   callbackWaitMs?: number;
@@ -56,6 +60,10 @@ export function createApp(deps: AppDeps): Express {
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', checks });
   });
 
+  app.get('/metrics', async (_req, res) => {
+    res.type(registry.contentType).send(await registry.metrics());
+  });
+
   if (!config.developmentMode) app.use('/api', requireHttps);
   const origins = new Set(config.security.corsOrigins);
   app.use('/api/v1', cors({ origin: (origin, cb) => cb(null, origin !== undefined && origins.has(origin)), maxAge: 600 }));
@@ -68,6 +76,7 @@ export function createApp(deps: AppDeps): Express {
   app.use('/api/v1/admin', perIp, json, adminRoutes({ ...deps, gate }));
   const browserLimit = limiter(limits.callbackIpPerMinute, 'ip');
   app.use(START_PATH, browserLimit, startRoutes(deps));
+  app.use('/codec', perIp, codecRoutes({ ...deps, developmentMode: config.developmentMode, allowedOrigins: config.security.codecOrigins }));
   app.use(CALLBACK_PATH, browserLimit, callbackRoutes({ ...deps, completionWaitMs: deps.callbackWaitMs }));
   app.use(notFound);
   app.use(errorHandler(deps.log));

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Logger } from '../lib/log.js';
+import { httpDuration, httpRequests } from '../lib/metrics.js';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -21,7 +22,11 @@ export function requestContext(log: Logger): RequestHandler {
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      req.log.info({ method: req.method, path: req.route?.path ?? 'unmatched', status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+      // The route pattern, never the raw path: ids stay out of metric labels.
+      const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched';
+      httpRequests.inc({ method: req.method, route, status: String(res.statusCode) });
+      httpDuration.observe({ method: req.method, route }, ms / 1000);
+      req.log.info({ method: req.method, route, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
     });
     next();
   };

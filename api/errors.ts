@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { z } from 'zod';
 import { BrokerError } from '../lib/broker.js';
 import type { Logger } from '../lib/log.js';
+import { denials } from '../lib/metrics.js';
 
 /** An error with a stable code for callers to switch on, sent as `{"error": {"code", "message"}}`. */
 export class ApiError extends Error {
@@ -31,6 +32,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     const e = toApiError(err);
     if (e.status >= 500) req.log?.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'request failed');
     else (req.log ?? log).info({ code: e.code, status: e.status }, 'request refused');
+    if (e.status < 500) denials.inc({ code: e.code });
     if (res.headersSent) return;
     res.status(e.status).json({ error: { code: e.code, message: e.message } });
   };

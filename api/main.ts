@@ -6,7 +6,7 @@ import { startApi } from './server.js';
 /** `npm run api`: the HTTP API alone, against TEMPORAL_ADDRESS (production shape). */
 const config = loadConfig();
 const services = await createServices(config);
-const temporal = await connectClient(config.temporal.address ?? 'localhost:7233', config.temporal.namespace);
+const temporal = await connectClient(config.temporal.address ?? 'localhost:7233', config.temporal.namespace, services.codec);
 const api = await startApi(services, temporal);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, async () => {

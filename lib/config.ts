@@ -40,6 +40,7 @@ const envSchema = z.object({
   USERS_CONFIG: z.string().default('config/users.yaml'),
   AGENT_ASSERTION_AUDIENCE: z.string().optional(),
   CORS_ORIGINS: z.string().optional(),
+  CODEC_CORS_ORIGINS: z.string().optional(),
   RATE_LIMIT_AGENT_PER_MINUTE: positiveInt('RATE_LIMIT_AGENT_PER_MINUTE').default(600),
   RATE_LIMIT_IP_PER_MINUTE: positiveInt('RATE_LIMIT_IP_PER_MINUTE').default(1200),
   RATE_LIMIT_CALLBACK_IP_PER_MINUTE: positiveInt('RATE_LIMIT_CALLBACK_IP_PER_MINUTE').default(60),
@@ -69,6 +70,8 @@ export interface Config {
     usersPath: string;
     assertionAudience: string;
     corsOrigins: string[];
+    /** Origins of the Temporal Web UI allowed to call the codec server. */
+    codecOrigins: string[];
     rateLimits: { agentPerMinute: number; ipPerMinute: number; callbackIpPerMinute: number };
     trustProxy: string;
     /** Plain-HTTP authorization servers: development mode, or an explicit opt-in for local providers. */
@@ -115,7 +118,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       rolesPath: e.ROLES_CONFIG,
       usersPath: e.USERS_CONFIG,
       assertionAudience: e.AGENT_ASSERTION_AUDIENCE ?? publicOrigin,
-      corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
+      corsOrigins: list(e.CORS_ORIGINS),
+      codecOrigins: list(e.CODEC_CORS_ORIGINS ?? (e.DEVELOPMENT_MODE ? 'http://localhost:8233' : '')),
       rateLimits: {
         agentPerMinute: e.RATE_LIMIT_AGENT_PER_MINUTE,
         ipPerMinute: e.RATE_LIMIT_IP_PER_MINUTE,
@@ -141,4 +145,8 @@ export function validateRedirectUri(uri: string, developmentMode: boolean): void
     throw new ConfigError('OAUTH_TOOL_REDIRECT_URI must use https outside development mode');
   }
   if (url.search || url.hash) throw new ConfigError('OAUTH_TOOL_REDIRECT_URI must not have a query or fragment');
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((o) => o.trim()).filter(Boolean);
 }

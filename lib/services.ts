@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import { describeDatabase, migrate, openOrm, type Orm } from './db/orm.js';
 import { createLogger, type Logger } from './log.js';
 import { OAuthClients } from './oauth/client.js';
+import { EncryptionCodec } from './temporal/codec.js';
 import { loadToolsFile, ToolRegistry } from './tools.js';
 import { generateMasterKeySpec, Vault } from './vault/crypto.js';
 
@@ -25,6 +26,8 @@ export interface Services {
   trust: TrustManager | null;
   /** Null when AUTHORIZATION_SERVICE=none (development mode only). */
   rbac: Rbac | null;
+  /** Encrypts every Temporal payload; shared by the client and the worker. */
+  codec: EncryptionCodec;
   close(): Promise<void>;
 }
 
@@ -64,6 +67,7 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     agents: new AgentRegistry(orm, { assertionAudience: config.security.assertionAudience }),
     trust,
     rbac,
+    codec: new EncryptionCodec(vault.deriveKeys('temporal-payload-codec')),
     close: () => orm.close(),
   };
 }

@@ -64,7 +64,7 @@ const services = await createServices({ ...config, temporal: { ...config.tempora
 const workerConnection = await connectWorker(temporalAddress);
 const worker = await createWorker({ connection: workerConnection, namespace: config.temporal.namespace, taskQueue: config.temporal.taskQueue, services });
 const workerDone = worker.run();
-const temporal = await connectClient(temporalAddress, config.temporal.namespace);
+const temporal = await connectClient(temporalAddress, config.temporal.namespace, services.codec);
 const api = await startApi(services, temporal);
 log.info({ api: `http://localhost:${api.port}`, developmentMode: config.developmentMode }, 'credential broker ready');
 
@@ -88,6 +88,8 @@ process.once('SIGTERM', shutdown);
 function startDevServer(cli: string, dbFile: string, port: number, uiPort: number, namespace: string): ChildProcess {
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--db-filename', dbFile, '--namespace', namespace, '--log-level', 'warn'];
   for (const key of SEARCH_ATTRIBUTE_KEYS) args.push('--search-attribute', `${key.name}=Keyword`);
+  // The Web UI decodes payloads through the API's codec endpoint.
+  args.push('--ui-codec-endpoint', `http://localhost:${config.port}/codec`);
   const child = spawn(cli, args, { stdio: ['ignore', 'inherit', 'inherit'] });
   // Never leave the dev server behind, however this process ends.
   process.once('exit', () => child.kill('SIGTERM'));

@@ -1,4 +1,6 @@
+import { createServer } from 'node:http';
 import { loadConfig } from '../lib/config.js';
+import { registry } from '../lib/metrics.js';
 import { createServices } from '../lib/services.js';
 import { connectWorker } from '../lib/temporal/connect.js';
 import { createWorker } from './worker.js';
@@ -10,8 +12,18 @@ const address = config.temporal.address ?? 'localhost:7233';
 const connection = await connectWorker(address);
 const worker = await createWorker({ connection, namespace: config.temporal.namespace, taskQueue: config.temporal.taskQueue, services });
 services.log.info({ address, taskQueue: config.temporal.taskQueue }, 'worker started');
+// The worker's own metrics (refreshes, provider health) for Prometheus.
+const metricsPort = Number(process.env.WORKER_METRICS_PORT ?? 9464);
+const metricsServer = createServer(async (req, res) => {
+  if (req.url !== '/metrics') {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+}).listen(metricsPort);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
 await worker.run();
+metricsServer.close();
 await connection.close();
 await services.close();
 services.log.info('worker stopped');

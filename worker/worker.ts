@@ -20,6 +20,7 @@ export async function createWorker(p: WorkerParams): Promise<Worker> {
     connection: p.connection,
     namespace: p.namespace,
     taskQueue: p.taskQueue,
+    dataConverter: { payloadCodecs: [services.codec] },
     activities: createActivities({
       orm: services.orm,
       vault: services.vault,

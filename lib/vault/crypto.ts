@@ -97,6 +97,11 @@ export class Vault {
     }
   }
 
+  /** A key per master key for another purpose (the Temporal payload codec), current first. */
+  deriveKeys(purpose: string): { id: string; key: Buffer }[] {
+    return this.keys.map((k) => ({ id: k.id, key: Buffer.from(hkdfSync('sha256', k.key, HKDF_SALT, purpose, 32)) }));
+  }
+
   /** An unguessable value derived from an id: lets a retried activity rebuild the same `state`. */
   deriveToken(purpose: string, id: string): string {
     return createHmac('sha256', this.stateKey).update(`${purpose}\0${id}`).digest('base64url');

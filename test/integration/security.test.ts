@@ -268,6 +268,24 @@ describe('administration and audit', () => {
   });
 });
 
+describe('the codec server for the Web UI', () => {
+  it('decodes payloads only for authenticated operators with credential:admin', async () => {
+    const [encoded] = await h.services.codec.encode([{ metadata: { encoding: Buffer.from('json/plain') }, data: Buffer.from('{"phase":"active"}') }]);
+    const body = { payloads: [{ metadata: Object.fromEntries(Object.entries(encoded!.metadata!).map(([k, v]) => [k, Buffer.from(v!).toString('base64')])), data: Buffer.from(encoded!.data!).toString('base64') }] };
+    const post = (headers: Record<string, string>) =>
+      fetch(`${h.baseUrl}/codec/decode`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-proto': 'https', ...headers }, body: JSON.stringify(body) });
+    const anonymous = await post({});
+    expect(anonymous.status).toBe(401);
+    const user = await post({ authorization: `Bearer ${await gw.sign('alice@example.com')}` });
+    expect(user.status).toBe(403);
+    const operator = await post({ authorization: `Bearer ${await gw.sign('admin@example.com')}` });
+    expect(operator.status).toBe(200);
+    const decoded = (await operator.json()) as { payloads: { data: string }[] };
+    expect(Buffer.from(decoded.payloads[0]!.data, 'base64').toString()).toBe('{"phase":"active"}');
+    expect(body.payloads[0]!.data).not.toContain(Buffer.from('{"phase"').toString('base64').slice(0, 8));
+  });
+});
+
 describe('transport protections', () => {
   it('allows CORS only from configured origins', async () => {
     const preflight = (origin: string) =>

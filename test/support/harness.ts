@@ -119,7 +119,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   });
   const workerDone = worker.run();
   const connection = await Connection.connect({ address: config.temporal.address! });
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter: { payloadCodecs: [services.codec] } });
   const api = await startApi(services, client, { server, broker: opts.maxCyclesPerRun ? { maxCyclesPerRun: opts.maxCyclesPerRun } : {} });
 
   return {
