@@ -42,6 +42,16 @@ export async function startApi(services: Services, temporal: Client, opts: ApiOp
     server = createServer(app);
     await new Promise<void>((resolve) => server!.listen(services.config.port, resolve));
   }
+  // Requests Node cannot parse (oversized headers, broken framing) still get a JSON answer with a stable code.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const body = JSON.stringify({ error: tooLarge ? { code: 'headers_too_large', message: 'the request headers are too large' } : { code: 'bad_request', message: 'the request is malformed' } });
+    socket.end(`HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
   const port = (server.address() as AddressInfo).port;
   services.log.info({ port }, 'api listening');
   const s = server;

@@ -17,6 +17,7 @@ export interface AdminDeps {
 }
 
 const ownerId = z.string().regex(OWNER_ID_PATTERN);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const page = {
   limit: z.coerce.number().int().min(1).max(200).default(50),
   offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
@@ -31,7 +32,7 @@ const auditQuery = z
     agent_id: ownerId.optional(),
     user_id: ownerId.optional(),
     tool_id: ownerId.optional(),
-    event_type: z.string().regex(/^[a-z_.]{1,80}$/).optional(),
+    event_type: z.string().max(80).regex(/^[a-z_]+(\.[a-z_]+)*$/).optional(),
     ...page,
   })
   .strict();
@@ -61,7 +62,8 @@ export function adminRoutes(deps: AdminDeps): Router {
 
   router.delete('/credentials/:credentialId', async (req, res) => {
     const body = parseOr400(revokeBody, req.body ?? {}, 'body');
-    const row = await fork(deps.orm).findOne(CredentialSchema, { id: String(req.params.credentialId) });
+    const id = String(req.params.credentialId);
+    const row = UUID.test(id) ? await fork(deps.orm).findOne(CredentialSchema, { id }) : null;
     if (!row) throw new ApiError(404, 'credential_not_found', 'no credential with this id');
     if (row.deletedAt) throw new ApiError(409, 'credential_ended', `the credential already ended (${row.status})`);
     const owner: CredentialOwner = { agentId: row.agentId, userId: row.userId, toolId: row.toolId };

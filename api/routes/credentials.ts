@@ -60,7 +60,9 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
   router.get('/:toolId', async (req, res) => {
     const owner = resolveOwner(req, deps);
     await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
-    const wait = parseWait(req.query.wait);
+    const { wait: rawWait, ...unknown } = req.query;
+    if (Object.keys(unknown).length) throw new ApiError(400, 'invalid_request', `unknown query parameter ${Object.keys(unknown)[0]!.slice(0, 40)}`);
+    const wait = parseWait(rawWait);
     const deadline = Date.now() + wait * 1000;
     let row = await broker.latest(owner);
     // Only a pending authorization can still become active by itself.

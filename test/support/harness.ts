@@ -26,6 +26,8 @@ export interface HarnessOptions {
   authorizationTimeoutSeconds?: number;
   refreshSkewSeconds?: number;
   maxCyclesPerRun?: number;
+  /** Extra environment settings for the service. */
+  env?: Record<string, string>;
   /** 'sqlite' forces the embedded database; otherwise the run's database (PostgreSQL in CI). */
   database?: 'sqlite' | 'default';
   /**
@@ -94,6 +96,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     AUTHORIZATION_TIMEOUT_SECONDS: String(opts.authorizationTimeoutSeconds ?? 300),
     REFRESH_SKEW_SECONDS: String(opts.refreshSkewSeconds ?? 300),
     LOG_LEVEL: 'info',
+    ...opts.env,
   });
   const tools = new ToolRegistry([
     toTool({
