@@ -57,7 +57,7 @@ function toApiError(err: unknown): ApiError {
   }
   const status = (err as { status?: unknown })?.status;
   if (typeof status === 'number' && status >= 400 && status < 500) return new ApiError(status, 'bad_request', 'the request is malformed');
-  if (/ECONNREFUSED|Connection terminated|connect ETIMEDOUT|SQLITE_BUSY/.test(String((err as Error)?.message))) {
+  if (/ECONNREFUSED|ECONNRESET|Connection terminated|connect ETIMEDOUT|Timeout acquiring a connection|timeout exceeded when trying to connect|the database system is (shutting down|starting up)|terminating connection|SQLITE_BUSY/i.test(String((err as Error)?.message))) {
     return new ApiError(503, 'service_unavailable', 'a backing service is unavailable; try again');
   }
   return new ApiError(500, 'internal_error', 'the request could not be completed');

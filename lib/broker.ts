@@ -37,8 +37,11 @@ export interface ActiveCredential {
   scope: string | null;
 }
 
-/** An access token this close to expiry is not handed out: the agent would get a 401 a moment later. */
-const MIN_REMAINING_MS = 5_000;
+/**
+ * An access token this close to expiry is not handed out. Kept small: while a provider is down the current
+ * token is the best there is, and it is served until it really expires.
+ */
+const MIN_REMAINING_MS = 1_000;
 
 export class BrokerError extends Error {
   constructor(

@@ -5,7 +5,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
  * runs both in one process, so /metrics shows everything).
  */
 export const registry = new Registry();
-collectDefaultMetrics({ register: registry, prefix: 'broker_process_' });
+collectDefaultMetrics({ register: registry, prefix: 'broker_' });
 
 export const httpRequests = new Counter({
   name: 'broker_http_requests_total',

@@ -10,7 +10,15 @@ const config = loadConfig();
 const services = await createServices(config);
 const address = config.temporal.address ?? 'localhost:7233';
 const connection = await connectWorker(address);
-const worker = await createWorker({ connection, namespace: config.temporal.namespace, taskQueue: config.temporal.taskQueue, services });
+// A prebuilt workflow bundle (WORKFLOW_BUNDLE_PATH) skips bundling at start.
+const bundlePath = process.env.WORKFLOW_BUNDLE_PATH;
+const worker = await createWorker({
+  connection,
+  namespace: config.temporal.namespace,
+  taskQueue: config.temporal.taskQueue,
+  services,
+  ...(bundlePath ? { workflowBundle: { codePath: bundlePath } } : {}),
+});
 services.log.info({ address, taskQueue: config.temporal.taskQueue }, 'worker started');
 // The worker's own metrics (refreshes, provider health) for Prometheus.
 const metricsPort = Number(process.env.WORKER_METRICS_PORT ?? 9464);

@@ -31,16 +31,18 @@ import { nextWake, planRefreshAt, planRefreshRetryAt } from './schedule.js';
 type Activities = ReturnType<typeof createActivities>;
 
 const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' } as const;
+// Twice the OAuth HTTP timeout (10 s): an attempt on a worker that died is retried after at most 20 s, and a
+// slow attempt can never still be talking to the provider when its retry starts.
 const authorization = proxyActivities<Activities>({
-  startToCloseTimeout: '30s',
+  startToCloseTimeout: '20s',
   retry: { ...retry, maximumAttempts: 8 },
 });
 const refreshing = proxyActivities<Activities>({
-  startToCloseTimeout: '30s',
+  startToCloseTimeout: '20s',
   retry: { ...retry, maximumAttempts: 6 },
 });
 const bookkeeping = proxyActivities<Activities>({
-  startToCloseTimeout: '30s',
+  startToCloseTimeout: '20s',
   retry: { ...retry, maximumInterval: '60s' },
 });
 

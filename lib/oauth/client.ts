@@ -1,6 +1,9 @@
 import * as oidc from 'openid-client';
 import type { Tool } from '../tools.js';
 
+/** Seconds an authorization server may take to answer one request. */
+export const OAUTH_HTTP_TIMEOUT_SECONDS = 10;
+
 export interface OAuthClientOptions {
   /** Plain-HTTP authorization servers are accepted only in development mode. */
   allowInsecure: boolean;
@@ -41,6 +44,7 @@ export class OAuthClients {
     if (auth.issuer) {
       config = await oidc.discovery(new URL(auth.issuer), auth.client_id!, metadata, clientAuth, {
         execute,
+        timeout: OAUTH_HTTP_TIMEOUT_SECONDS,
         ...(this.opts.fetch ? { [oidc.customFetch]: this.opts.fetch } : {}),
       });
       // A plain copy: the metadata object also carries helper methods.
@@ -74,6 +78,8 @@ export class OAuthClients {
       for (const fn of execute) fn(config);
     }
     if (this.opts.fetch) config[oidc.customFetch] = this.opts.fetch;
+    // Well under the activities' start-to-close timeout: an attempt never outlives its slot and races its retry.
+    config.timeout = OAUTH_HTTP_TIMEOUT_SECONDS;
     return {
       config,
       issuerKnown: Boolean(auth.issuer),

@@ -1,7 +1,9 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Payload, PayloadCodec } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 
+// A CommonJS package: Node's ESM loader sees only its default export.
+const { temporal } = proto;
 const ENCODING = 'binary/encrypted';
 const KEY_ID = 'encryption-key-id';
 const enc = new TextEncoder();

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { stringify as stringifyYaml } from 'yaml';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -26,6 +27,12 @@ export interface HarnessOptions {
   authorizationTimeoutSeconds?: number;
   refreshSkewSeconds?: number;
   maxCyclesPerRun?: number;
+  /** Run no worker in-process: the test spawns worker processes (to kill them) with `workerEnv`. */
+  externalWorker?: boolean;
+  /** Another Temporal server than the run's (a test that restarts its own). */
+  temporalAddress?: string;
+  /** Send the sandbox tool's token requests here (a fault proxy) instead of to the provider. */
+  tokenUrl?: string;
   /** Extra environment settings for the service. */
   env?: Record<string, string>;
   /** 'sqlite' forces the embedded database; otherwise the run's database (PostgreSQL in CI). */
@@ -47,8 +54,10 @@ export interface Harness {
   services: Services;
   api: RunningApi;
   client: Client;
-  worker: Worker;
+  worker: Worker | null;
   taskQueue: string;
+  /** The environment for `tsx worker/main.ts` to serve this harness's task queue. */
+  workerEnv: Record<string, string>;
   /** Every log line written by the service and the Temporal runtime in this process. */
   logs: string[];
   /** An HTTP call to the API as a given agent and user (development-mode headers). */
@@ -88,7 +97,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     PORT: String(port),
     DATA_DIR: mkdtempSync(join(tmpdir(), 'broker-test-')),
     DATABASE_URL: databaseUrl || undefined,
-    TEMPORAL_ADDRESS: inject('temporalAddress'),
+    TEMPORAL_ADDRESS: opts.temporalAddress ?? inject('temporalAddress'),
     TEMPORAL_TASK_QUEUE: taskQueue,
     OAUTH_TOOL_REDIRECT_URI: redirectUri,
     CREDENTIALS_ENCRYPTION_KEY: `test:${randomBytes(32).toString('base64')}`,
@@ -98,29 +107,52 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     LOG_LEVEL: 'info',
     ...opts.env,
   });
-  const tools = new ToolRegistry([
-    toTool({
-      id: 'sandbox',
-      tool_type: 'api',
-      connection_params: { type: 'http', url: sandbox.issuer },
-      auth: { type: 'oauth2', issuer: sandbox.issuer, client_id: sandbox.clientId, client_secret: sandbox.clientSecret, scopes: SANDBOX_SCOPES },
-      manifest: [],
-    }),
-  ]);
+  const sandboxTool = {
+    id: 'sandbox',
+    tool_type: 'api' as const,
+    connection_params: { type: 'http' as const, url: sandbox.issuer },
+    auth: {
+      type: 'oauth2' as const,
+      issuer: sandbox.issuer,
+      ...(opts.tokenUrl ? { token_url: opts.tokenUrl } : {}),
+      client_id: sandbox.clientId,
+      client_secret: sandbox.clientSecret,
+      scopes: SANDBOX_SCOPES,
+    },
+    manifest: [],
+  };
+  const tools = new ToolRegistry([toTool(sandboxTool)]);
   const log = createLogger('info', new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } }));
   const rbac = prod ? Rbac.fromYaml(prod.rolesYaml ?? readFileSync('config/roles.yaml', 'utf8'), prod.usersYaml ?? readFileSync('config/users.yaml', 'utf8')) : null;
   const services = await createServices(config, { log, tools, trust: prod ? prod.trust : null, rbac });
   if (!databaseUrl) await migrate(services.orm);
 
   const nativeConnection = await NativeConnection.connect({ address: config.temporal.address! });
-  const worker = await createWorker({
-    connection: nativeConnection,
-    namespace: config.temporal.namespace,
-    taskQueue,
-    services,
-    workflowBundle: { codePath: inject('workflowBundlePath') },
-  });
-  const workerDone = worker.run();
+  const worker = opts.externalWorker
+    ? null
+    : await createWorker({
+        connection: nativeConnection,
+        namespace: config.temporal.namespace,
+        taskQueue,
+        services,
+        workflowBundle: { codePath: inject('workflowBundlePath') },
+      });
+  const workerDone = worker?.run();
+  const toolsFile = join(config.dataDir, 'tools.yaml');
+  writeFileSync(toolsFile, stringifyYaml({ tools: [sandboxTool] }));
+  const workerEnv: Record<string, string> = {
+    DEVELOPMENT_MODE: config.developmentMode ? 'true' : 'false',
+    DATA_DIR: config.dataDir,
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    TEMPORAL_ADDRESS: config.temporal.address!,
+    TEMPORAL_TASK_QUEUE: taskQueue,
+    OAUTH_TOOL_REDIRECT_URI: redirectUri,
+    CREDENTIALS_ENCRYPTION_KEY: config.encryptionKey!,
+    TOOLS_CONFIG: toolsFile,
+    WORKFLOW_BUNDLE_PATH: inject('workflowBundlePath'),
+    WORKER_METRICS_PORT: '0',
+    LOG_LEVEL: 'warn',
+  };
   const connection = await Connection.connect({ address: config.temporal.address! });
   const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter: { payloadCodecs: [services.codec] } });
   const api = await startApi(services, client, { server, broker: opts.maxCyclesPerRun ? { maxCyclesPerRun: opts.maxCyclesPerRun } : {} });
@@ -134,6 +166,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     client,
     worker,
     taskQueue,
+    workerEnv,
     logs,
     publicOrigin,
     consent: (authorizationUrl, consentOpts) =>
@@ -167,7 +200,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     },
     async close() {
       await api.close();
-      worker.shutdown();
+      worker?.shutdown();
       await workerDone;
       await connection.close();
       await nativeConnection.close();

@@ -1,0 +1,80 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type ProxyMode = 'pass' | 'fail' | 'hold';
+
+interface Held {
+  body: string;
+  res: ServerResponse;
+}
+
+/**
+ * A proxy in front of the authorization server's token endpoint that can pass requests on, answer 503, or
+ * hold them unanswered (to kill a worker while its request is in flight). It never forwards a held request.
+ */
+export class FaultProxy {
+  mode: ProxyMode = 'pass';
+  /** Only requests whose form body matches are affected (e.g. grant_type=refresh_token). */
+  matches: (body: string) => boolean = () => true;
+  url = '';
+  readonly forwarded: string[] = [];
+  readonly failed: string[] = [];
+  private held: Held[] = [];
+  private waiters: (() => void)[] = [];
+  private server: Server | undefined;
+
+  /** Where passed requests go (settable: the provider may start after the proxy). */
+  constructor(public target: string) {}
+
+  static async start(target: string): Promise<FaultProxy> {
+    const p = new FaultProxy(target);
+    p.server = createServer((req, res) => void p.handle(req, res));
+    await new Promise<void>((resolve) => p.server!.listen(0, '127.0.0.1', resolve));
+    p.url = `http://127.0.0.1:${(p.server.address() as AddressInfo).port}`;
+    return p;
+  }
+
+  /** Resolves when a request is being held. */
+  nextHeld(): Promise<void> {
+    if (this.held.length) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Drops held requests without forwarding them (their client is gone). */
+  dropHeld(): void {
+    for (const h of this.held) h.res.destroy();
+    this.held = [];
+  }
+
+  async close(): Promise<void> {
+    this.dropHeld();
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) => this.server?.close(() => resolve()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks).toString('utf8');
+    const affected = this.matches(body);
+    if (affected && this.mode === 'fail') {
+      this.failed.push(body);
+      res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"temporarily_unavailable"}');
+      return;
+    }
+    if (affected && this.mode === 'hold') {
+      this.held.push({ body, res });
+      for (const w of this.waiters.splice(0)) w();
+      return;
+    }
+    this.forwarded.push(body);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && k !== 'host' && k !== 'content-length') headers[k] = v;
+    const upstream = await fetch(new URL(req.url!, this.target), { method: req.method, headers, ...(body ? { body } : {}) });
+    const out: Record<string, string> = {};
+    upstream.headers.forEach((v, k) => {
+      if (k !== 'content-length' && k !== 'content-encoding' && k !== 'transfer-encoding') out[k] = v;
+    });
+    res.writeHead(upstream.status, out).end(Buffer.from(await upstream.arrayBuffer()));
+  }
+}
