@@ -44,8 +44,21 @@ export function createApp(deps: AppDeps): Express {
   const { config } = deps;
   const app = express();
   app.disable('x-powered-by');
+  // Tokens are never cached, so no ETag (it would also hash every response body).
+  app.set('etag', false);
   app.set('trust proxy', trustProxy(config.security.trustProxy));
-  app.use(helmet());
+  // The headers that matter for a JSON API; the HTML pages add their own strict CSP (see html.ts).
+  app.use(
+    helmet({
+      contentSecurityPolicy: false,
+      crossOriginOpenerPolicy: false,
+      originAgentCluster: false,
+      xDnsPrefetchControl: false,
+      xDownloadOptions: false,
+      xPermittedCrossDomainPolicies: false,
+      xXssProtection: false,
+    }),
+  );
   app.use(requestContext(deps.log));
 
   app.get('/healthz', (_req, res) => {
@@ -92,7 +105,8 @@ function limiter(perMinute: number, by: 'ip' | 'agent'): RequestHandler {
   return rateLimit({
     windowMs: 60_000,
     limit: perMinute,
-    standardHeaders: 'draft-8',
+    // One set of RateLimit headers (the address limit's) is enough for a client to pace itself.
+    standardHeaders: by === 'ip' ? 'draft-8' : false,
     legacyHeaders: false,
     ...(by === 'agent' ? { keyGenerator: (req: Request) => `agent:${req.caller?.agentId ?? 'none'}` } : {}),
     handler: (_req, _res, next) => next(new ApiError(429, 'rate_limited', `too many requests from this ${by === 'ip' ? 'address' : 'agent'}; slow down`)),

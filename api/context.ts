@@ -17,7 +17,9 @@ export function requestContext(log: Logger): RequestHandler {
   return (req, res, next) => {
     const given = req.get('x-request-id');
     req.id = given && REQUEST_ID.test(given) ? given : randomUUID();
-    req.log = log.child({ requestId: req.id });
+    // Made on first use: most requests log nothing at production levels, and a child logger is not free.
+    let child: Logger | undefined;
+    Object.defineProperty(req, 'log', { get: () => (child ??= log.child({ requestId: req.id })), configurable: true });
     res.setHeader('X-Request-Id', req.id);
     const started = process.hrtime.bigint();
     res.on('finish', () => {
@@ -26,7 +28,7 @@ export function requestContext(log: Logger): RequestHandler {
       const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched';
       httpRequests.inc({ method: req.method, route, status: String(res.statusCode) });
       httpDuration.observe({ method: req.method, route }, ms / 1000);
-      req.log.info({ method: req.method, route, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+      if (log.isLevelEnabled('info')) req.log.info({ method: req.method, route, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
     });
     next();
   };

@@ -17,5 +17,10 @@ h1{font-size:1.4rem;color:${ok ? '#1a7f37' : '#b42318'}}</style></head>
 }
 
 export function sendPage(res: Response, status: number, title: string, message: string, ok: boolean): void {
-  res.status(status).type('html').setHeader('Cache-Control', 'no-store').send(resultPage(title, message, ok));
+  res
+    .status(status)
+    .type('html')
+    .setHeader('Cache-Control', 'no-store')
+    .setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'")
+    .send(resultPage(title, message, ok));
 }

@@ -26,6 +26,7 @@ export function createBroker(services: Services, temporal: Client, overrides: Pa
     secretsTtlSeconds: c.secretsTtlSeconds,
     authorizationTimeoutSeconds: c.authorizationTimeoutSeconds,
     refreshSkewSeconds: c.refreshSkewSeconds,
+    hotCacheMs: c.hotCacheMs,
     ...overrides,
   });
 }

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { ownerOf, secretContext } from '../activities/index.js';
+import { secretContext } from '../activities/index.js';
 import {
   AgentIdKey,
   callbackReceivedSignal,
@@ -27,6 +27,8 @@ export interface BrokerSettings {
   authorizationTimeoutSeconds: number;
   refreshSkewSeconds: number;
   maxCyclesPerRun?: number;
+  /** How long a hot-path read may be reused in this process (0 = every read goes to the database). */
+  hotCacheMs?: number;
 }
 
 export interface ActiveCredential {
@@ -43,6 +45,25 @@ export interface ActiveCredential {
  */
 const MIN_REMAINING_MS = 1_000;
 
+const ACTIVE_SQL =
+  'select id, access_token, token_type, scope, access_expires_at from credentials ' +
+  "where agent_id = ? and user_id = ? and tool_id = ? and status = 'active' and deleted_at is null " +
+  'order by created_at desc limit 1';
+
+interface ActiveRow {
+  id: string;
+  access_token: string | null;
+  token_type: string | null;
+  scope: string | null;
+  access_expires_at: Date | string | number | null;
+}
+
+/** PostgreSQL returns Dates; SQLite returns what MikroORM stored (epoch milliseconds or ISO text). */
+function toDate(value: Date | string | number): Date {
+  if (value instanceof Date) return value;
+  return new Date(typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value);
+}
+
 export class BrokerError extends Error {
   constructor(
     readonly code: string,
@@ -57,6 +78,8 @@ export class BrokerError extends Error {
  * when something must happen: start an authorization, refresh early, revoke.
  */
 export class CredentialBroker {
+  private readonly hot = new Map<string, { row: ActiveRow | undefined; until: number }>();
+
   constructor(
     private readonly orm: Orm,
     private readonly vault: Vault,
@@ -69,18 +92,18 @@ export class CredentialBroker {
     return em.findOne(CredentialSchema, { ...owner }, { orderBy: { createdAt: 'desc' } });
   }
 
-  /** The hot path: a usable access token from the vault, or null. */
-  async readActive(owner: CredentialOwner, em: Em = fork(this.orm)): Promise<ActiveCredential | null> {
-    const row = await em.findOne(
-      CredentialSchema,
-      { ...owner, status: 'active', deletedAt: null },
-      { orderBy: { createdAt: 'desc' } },
-    );
-    if (!row?.accessToken) return null;
-    if (row.accessExpiresAt && row.accessExpiresAt.getTime() - Date.now() < MIN_REMAINING_MS) return null;
+  /**
+   * The hot path: a usable access token from the vault, or null. One indexed query (plain SQL: the ORM's
+   * hydration costs several times the query itself) and one AES-GCM decrypt; no Temporal round trip.
+   */
+  async readActive(owner: CredentialOwner): Promise<ActiveCredential | null> {
+    const row = await this.activeRow(owner);
+    if (!row?.access_token) return null;
+    const expiresAt = row.access_expires_at === null ? null : toDate(row.access_expires_at);
+    if (expiresAt && expiresAt.getTime() - Date.now() < MIN_REMAINING_MS) return null;
     let accessToken: string;
     try {
-      accessToken = this.vault.decrypt(row.accessToken, secretContext(ownerOf(row), row.id, 'access_token'));
+      accessToken = this.vault.decrypt(row.access_token, secretContext(owner, row.id, 'access_token'));
     } catch (err) {
       // Tampered, moved between rows, or encrypted with a key that is no longer configured.
       throw new BrokerError('credential_unreadable', `the stored credential cannot be decrypted (${(err as VaultError).code ?? 'error'})`);
@@ -88,14 +111,38 @@ export class CredentialBroker {
     return {
       credentialId: row.id,
       accessToken,
-      tokenType: row.tokenType ?? 'bearer',
-      expiresAt: row.accessExpiresAt ?? null,
+      tokenType: row.token_type ?? 'bearer',
+      expiresAt,
       scope: row.scope ?? null,
     };
   }
 
+  /**
+   * The row behind the hot path, from the database or from a short-lived per-process cache of the row as
+   * stored (ciphertext: the token is still decrypted on every read). A refresh or revocation is therefore seen
+   * here at most `hotCacheMs` late by other API processes, at once by this one.
+   */
+  private async activeRow(owner: CredentialOwner): Promise<ActiveRow | undefined> {
+    const key = `${owner.agentId}\0${owner.userId}\0${owner.toolId}`;
+    const ttl = this.settings.hotCacheMs ?? 0;
+    const cached = ttl > 0 ? this.hot.get(key) : undefined;
+    if (cached && cached.until > Date.now()) return cached.row;
+    // A raw read needs no unit of work: the shared connection pool, no entity manager fork.
+    const rows = (await this.orm.em.getConnection().execute(ACTIVE_SQL, [owner.agentId, owner.userId, owner.toolId])) as ActiveRow[];
+    if (ttl > 0) {
+      if (this.hot.size >= 50_000) this.hot.clear();
+      this.hot.set(key, { row: rows[0], until: Date.now() + ttl });
+    }
+    return rows[0];
+  }
+
+  private forget(owner: CredentialOwner): void {
+    this.hot.delete(`${owner.agentId}\0${owner.userId}\0${owner.toolId}`);
+  }
+
   /** Starts the credential's workflow if none runs, and returns what the agent should do next. */
   async ensureAuthorization(owner: CredentialOwner): Promise<CredentialView> {
+    this.forget(owner);
     const workflowId = credentialWorkflowId(owner);
     const input: CredentialWorkflowInput = {
       owner,
@@ -132,6 +179,7 @@ export class CredentialBroker {
   }
 
   async refreshNow(owner: CredentialOwner): Promise<CredentialView | null> {
+    this.forget(owner);
     const handle = this.temporal.workflow.getHandle(credentialWorkflowId(owner));
     try {
       return await handle.executeUpdate(refreshNowUpdate);
@@ -143,12 +191,16 @@ export class CredentialBroker {
 
   /** Revokes and ends the running workflow; null when there is none. */
   async revoke(owner: CredentialOwner, request: RevokeRequest): Promise<CredentialView | null> {
+    this.forget(owner);
     const handle = this.temporal.workflow.getHandle(credentialWorkflowId(owner));
     try {
       return await handle.executeUpdate(revokeUpdate, { args: [request] });
     } catch (err) {
       if (isClosedWorkflowError(err)) return null;
       throw err;
+    } finally {
+      // A read during the revocation may have cached the row again.
+      this.forget(owner);
     }
   }
 

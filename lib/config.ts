@@ -30,6 +30,7 @@ const envSchema = z.object({
     .default(MAX_SECRETS_TTL_SECONDS),
   AUTHORIZATION_TIMEOUT_SECONDS: positiveInt('AUTHORIZATION_TIMEOUT_SECONDS').default(600),
   REFRESH_SKEW_SECONDS: positiveInt('REFRESH_SKEW_SECONDS').default(300),
+  HOT_CACHE_MS: z.coerce.number().int().min(0).max(10_000).default(1000),
   OAUTH_TOOL_REDIRECT_URI: z.string().optional(),
   CREDENTIALS_ENCRYPTION_KEY: z.string().optional(),
   TOOLS_CONFIG: z.string().default('config/tools.yaml'),
@@ -57,6 +58,8 @@ export interface Config {
   secretsTtlSeconds: number;
   authorizationTimeoutSeconds: number;
   refreshSkewSeconds: number;
+  /** How long an API process may reuse a hot-path read (see CredentialBroker). */
+  hotCacheMs: number;
   redirectUri: string;
   encryptionKey: string | undefined;
   toolsConfigPath: string;
@@ -107,6 +110,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     secretsTtlSeconds: e.SECRETS_TTL_SECONDS,
     authorizationTimeoutSeconds: e.AUTHORIZATION_TIMEOUT_SECONDS,
     refreshSkewSeconds: e.REFRESH_SKEW_SECONDS,
+    hotCacheMs: e.HOT_CACHE_MS,
     redirectUri,
     encryptionKey: e.CREDENTIALS_ENCRYPTION_KEY,
     toolsConfigPath: e.TOOLS_CONFIG,

@@ -55,6 +55,7 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     const applied = await migrate(orm);
     if (applied.length) log.info({ applied }, 'database migrated');
   }
+  const audit = new AuditTrail(log, orm);
   log.info({ database: describeDatabase(config), tools: tools.list().map((t) => t.id), keyId: vault.currentKeyId }, 'services ready');
   return {
     config,
@@ -63,12 +64,15 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     vault,
     tools,
     oauth: new OAuthClients({ allowInsecure: config.security.allowHttpProviders, ...(opts.fetch ? { fetch: opts.fetch } : {}) }),
-    audit: new AuditTrail(log),
+    audit,
     agents: new AgentRegistry(orm, { assertionAudience: config.security.assertionAudience }),
     trust,
     rbac,
     codec: new EncryptionCodec(vault.deriveKeys('temporal-payload-codec')),
-    close: () => orm.close(),
+    close: async () => {
+      await audit.flush();
+      await orm.close();
+    },
   };
 }
 

@@ -74,7 +74,8 @@ async function shutdown(): Promise<void> {
   log.info('shutting down');
   setTimeout(() => process.exit(1), 15_000).unref();
   await api.close();
-  worker.shutdown();
+  // The SDK may already be draining (it handles SIGINT and SIGTERM itself).
+  if (worker.getState() === 'RUNNING') worker.shutdown();
   await workerDone.catch(() => undefined);
   await temporal.connection.close();
   await workerConnection.close();

@@ -96,6 +96,7 @@ export function adminRoutes(deps: AdminDeps): Router {
 
   router.get('/audit', async (req, res) => {
     const q = parseOr400(auditQuery, req.query, 'query');
+    await deps.audit.flush();
     const at = { ...(q.from ? { $gte: new Date(q.from) } : {}), ...(q.to ? { $lte: new Date(q.to) } : {}) };
     const where = {
       ...(q.from || q.to ? { at } : {}),

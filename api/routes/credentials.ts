@@ -35,12 +35,11 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     const owner = resolveOwner(req, deps);
     await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
     const body = parseOr400(postBody, req.body ?? {}, 'body');
-    const em = fork(deps.orm);
     if (body.force_refresh) {
       const refreshed = await broker.refreshNow(owner);
       await record(req, owner, 'credential.refresh_requested', refreshed ? 'success' : 'failure', { phase: refreshed?.phase ?? 'none' });
     } else {
-      const hit = await broker.readActive(owner, em);
+      const hit = await broker.readActive(owner);
       if (hit) return sendActive(req, res, owner, hit);
     }
     const view = await broker.ensureAuthorization(owner);
@@ -111,6 +110,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
   }
 
   async function record(req: Request, owner: CredentialOwner, eventType: string, outcome: string, detail: Record<string, unknown>) {
+    const hot = eventType === 'credential.issued' || eventType === 'credential.status_read';
     await audit.record(fork(deps.orm), {
       eventType,
       outcome,
@@ -120,7 +120,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       requestId: req.id,
       ip: req.ip ?? null,
       detail,
-    });
+    }, { batched: hot });
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Payload } from '@temporalio/common';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { secretContext } from '../../activities/index.js';
 import { AuthorizationRequestSchema, CredentialSchema } from '../../lib/db/entities.js';
@@ -104,6 +105,8 @@ describe('secrets stay in the vault', () => {
     const victimRow = await latestRow(h, victim);
     const thiefRow = await latestRow(h, thief);
     await fork(h.services.orm).nativeUpdate(CredentialSchema, { id: thiefRow!.id }, { accessToken: victimRow!.accessToken });
+    // Past the hot-path cache, so the next read sees the database.
+    await sleep(h.services.config.hotCacheMs + 100);
 
     const stolen = await h.call('POST', CREDENTIAL_PATH, thief);
     expect(stolen.status).toBe(500);
