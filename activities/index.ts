@@ -8,7 +8,7 @@ import { fork, type Orm } from '../lib/db/orm.js';
 import type { CredentialOwner } from '../lib/domain.js';
 import type { Logger } from '../lib/log.js';
 import { authorizationDuration, authorizations, recordProviderCall, refreshes, revocations } from '../lib/metrics.js';
-import { classifyOAuthError, type OAuthClients } from '../lib/oauth/client.js';
+import { classifyOAuthError, type OAuthClients, type ToolClient } from '../lib/oauth/client.js';
 import type { Tool, ToolRegistry } from '../lib/tools.js';
 import { sha256Hex, type SecretContext, type Vault } from '../lib/vault/crypto.js';
 
@@ -93,7 +93,8 @@ export function createActivities(deps: ActivityDeps) {
         state,
         code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
         code_challenge_method: 'S256',
-        ...(tool.auth.scopeList.length ? { scope: tool.auth.scopeList.join(' ') } : {}),
+        ...(client.scopes.length ? { scope: client.scopes.join(' ') } : {}),
+        ...(client.resource ? { resource: client.resource } : {}),
         ...tool.auth.authorization_params,
       };
       const providerUrl = oidc.buildAuthorizationUrl(client.config, params);
@@ -149,7 +150,7 @@ export function createActivities(deps: ActivityDeps) {
         tokens = await oidc.authorizationCodeGrant(client.config, callbackUrl, {
           pkceCodeVerifier: vault.decrypt(request.codeVerifier, secretContext(owner, request.id, 'code_verifier')),
           expectedState: vault.deriveToken('state', request.id),
-        });
+        }, resourceParams(client));
       } catch (err) {
         throw await oauthFailure(em, 'authorization.completed', credential, err);
       }
@@ -189,7 +190,7 @@ export function createActivities(deps: ActivityDeps) {
       const refreshToken = vault.decrypt(credential.refreshToken, secretContext(owner, credential.id, 'refresh_token'));
       let tokens: oidc.TokenEndpointResponse;
       try {
-        tokens = await oidc.refreshTokenGrant(client.config, refreshToken);
+        tokens = await oidc.refreshTokenGrant(client.config, refreshToken, resourceParams(client));
       } catch (err) {
         throw await oauthFailure(em, 'credential.refreshed', credential, err);
       }
@@ -243,7 +244,9 @@ export function createActivities(deps: ActivityDeps) {
 
     async endCredential(input: { credentialId: string; status: string; reason: string }): Promise<void> {
       const em = fork(orm);
-      const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+      const credential = await em.findOne(CredentialSchema, { id: input.credentialId });
+      // The authorization failed before its row was written: nothing to end.
+      if (!credential) return;
       const now = new Date();
       if (!credential.deletedAt) {
         credential.status = input.status;
@@ -337,12 +340,17 @@ function requireTool(tools: ToolRegistry, toolId: string): Tool {
   return tool;
 }
 
-async function forTool(oauth: OAuthClients, tool: Tool) {
+async function forTool(oauth: OAuthClients, tool: Tool): Promise<ToolClient> {
   try {
     return await oauth.forTool(tool);
   } catch (err) {
     const failure = classifyOAuthError(err);
-    throw ApplicationFailure.create({ message: `discovery for tool ${tool.id} failed: ${failure.message}`, type: 'discovery_failed' });
+    throw ApplicationFailure.create({ message: `discovery for tool ${tool.id} failed: ${failure.message}`, type: failure.code, nonRetryable: failure.permanent });
   }
+}
+
+/** RFC 8707: the MCP server's canonical URI goes with every token request too. */
+function resourceParams(client: ToolClient): Record<string, string> | undefined {
+  return client.resource ? { resource: client.resource } : undefined;
 }
 

@@ -168,8 +168,9 @@ export class CredentialBroker {
         const view = await this.temporal.workflow.executeUpdateWithStart(ensureAuthorizationUpdate, {
           startWorkflowOperation: start,
         });
-        // A run that is just ending answers with its final phase: the next attempt starts a fresh one.
-        if (!isTerminal(view.phase)) return view;
+        // A failed authorization says why (the caller reports it); a run that is just ending otherwise
+        // answers with its final phase, and the next attempt starts a fresh one.
+        if (!isTerminal(view.phase) || view.phase === 'authorization_failed') return view;
       } catch (err) {
         if (!isClosedWorkflowError(err) || attempt === 4) throw err;
       }

@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import { describeDatabase, migrate, openOrm, type Orm } from './db/orm.js';
 import { createLogger, type Logger } from './log.js';
 import { OAuthClients } from './oauth/client.js';
+import { ClientRegistrations } from './oauth/registrations.js';
 import { EncryptionCodec } from './temporal/codec.js';
 import { loadToolsFile, ToolRegistry } from './tools.js';
 import { generateMasterKeySpec, Vault } from './vault/crypto.js';
@@ -63,7 +64,12 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     orm,
     vault,
     tools,
-    oauth: new OAuthClients({ allowInsecure: config.security.allowHttpProviders, ...(opts.fetch ? { fetch: opts.fetch } : {}) }),
+    oauth: new OAuthClients({
+      allowInsecure: config.security.allowHttpProviders,
+      registrations: new ClientRegistrations(orm, vault),
+      redirectUri: config.redirectUri,
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+    }),
     audit,
     agents: new AgentRegistry(orm, { assertionAudience: config.security.assertionAudience }),
     trust,

@@ -25,13 +25,7 @@ const oauth2AuthSchema = z
     token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
     authorization_params: z.record(z.string(), z.string()).optional(),
   })
-  .strict()
-  .superRefine((auth, ctx) => {
-    if (!auth.issuer && !(auth.authorization_url && auth.token_url)) {
-      ctx.addIssue({ code: 'custom', message: 'give either issuer (to discover endpoints) or both authorization_url and token_url' });
-    }
-    if (!auth.client_id) ctx.addIssue({ code: 'custom', path: ['client_id'], message: 'is required' });
-  });
+  .strict();
 
 const manifestEntrySchema = z
   .object({
@@ -53,7 +47,20 @@ const toolSchema = z
     auth: oauth2AuthSchema,
     manifest: z.array(manifestEntrySchema).default([]),
   })
-  .strict();
+  .strict()
+  .superRefine((tool, ctx) => {
+    const auth = tool.auth;
+    const endpoints = Boolean(auth.authorization_url || auth.token_url);
+    if (endpoints && !(auth.authorization_url && auth.token_url)) {
+      ctx.addIssue({ code: 'custom', path: ['auth'], message: 'give both authorization_url and token_url, or neither' });
+    }
+    // An MCP server with nothing but its URL: endpoints are discovered and the client registers itself.
+    if (tool.tool_type === 'mcp' && !auth.issuer && !endpoints) return;
+    if (!auth.issuer && !endpoints) {
+      ctx.addIssue({ code: 'custom', path: ['auth'], message: 'give either issuer (to discover endpoints) or both authorization_url and token_url' });
+    }
+    if (!auth.client_id) ctx.addIssue({ code: 'custom', path: ['auth', 'client_id'], message: 'is required' });
+  });
 
 const fileSchema = z.object({ tools: z.array(z.unknown()).default([]) }).strict();
 

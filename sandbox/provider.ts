@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
+import { SandboxAdapter } from './memory-adapter.js';
 
 export interface SandboxOptions {
   /** 0 picks a free port. */
@@ -37,6 +38,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   const port = (server.address() as AddressInfo).port;
   const issuer = `http://${host === '0.0.0.0' ? 'localhost' : host}:${port}`;
   const provider = new Provider(issuer, {
+    adapter: SandboxAdapter,
     clients: [
       {
         client_id: clientId,

@@ -37,6 +37,11 @@ const authorization = proxyActivities<Activities>({
   startToCloseTimeout: '20s',
   retry: { ...retry, maximumAttempts: 8 },
 });
+// An agent is waiting on the answer: a few quick tries, then say why it failed.
+const starting = proxyActivities<Activities>({
+  startToCloseTimeout: '20s',
+  retry: { ...retry, maximumInterval: '5s', maximumAttempts: 3 },
+});
 const refreshing = proxyActivities<Activities>({
   startToCloseTimeout: '20s',
   retry: { ...retry, maximumAttempts: 6 },
@@ -91,16 +96,21 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
   });
 
   if (s.phase === 'starting') {
-    const begun = await authorization.beginAuthorization({
-      owner,
-      workflowId: workflowInfo().workflowId,
-      credentialId: s.credentialId,
-      authorizationRequestId: s.authorizationRequestId!,
-      authorizationTimeoutSeconds: input.authorizationTimeoutSeconds,
-    });
-    s.authorizationUrl = begun.authorizationUrl;
-    s.authorizationExpiresAt = begun.authorizationExpiresAt;
-    setPhase('awaiting_authorization');
+    try {
+      const begun = await starting.beginAuthorization({
+        owner,
+        workflowId: workflowInfo().workflowId,
+        credentialId: s.credentialId,
+        authorizationRequestId: s.authorizationRequestId!,
+        authorizationTimeoutSeconds: input.authorizationTimeoutSeconds,
+      });
+      s.authorizationUrl = begun.authorizationUrl;
+      s.authorizationExpiresAt = begun.authorizationExpiresAt;
+      setPhase('awaiting_authorization');
+    } catch (err) {
+      // Discovery, registration or configuration failed: the agent hears why at once.
+      await end('authorization_failed', failureCode(err));
+    }
   }
 
   while (!isTerminal(s.phase)) {

@@ -20,6 +20,9 @@ export interface CredentialRoutesDeps {
   agentLimiter?: RequestHandler;
 }
 
+/** Why an authorization could not start, as the workflow reports it (stable codes for agents). */
+const STARTUP_FAILURES = new Set(['pkce_not_supported', 'resource_metadata_not_found', 'authorization_server_not_found', 'invalid_metadata', 'access_denied', 'invalid_grant']);
+
 const postBody = z.object({ force_refresh: z.boolean().optional() }).strict();
 const MAX_WAIT_SECONDS = 60;
 const POLL_MS = 200;
@@ -43,6 +46,11 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       if (hit) return sendActive(req, res, owner, hit);
     }
     const view = await broker.ensureAuthorization(owner);
+    if (view.phase === 'authorization_failed') {
+      const reason = view.endReason ?? 'authorization_failed';
+      await record(req, owner, 'credential.authorization_required', 'failure', { credentialId: view.credentialId, code: reason });
+      throw new ApiError(502, STARTUP_FAILURES.has(reason) ? reason : 'authorization_unavailable', `the authorization could not start or complete: ${reason}`);
+    }
     if (view.phase === 'awaiting_authorization') {
       await record(req, owner, 'credential.authorization_required', 'success', { credentialId: view.credentialId });
       return res.status(202).json({

@@ -121,4 +121,23 @@ export const UsedAssertionSchema = defineEntity({
   }),
 });
 
-export const entities = [CredentialSchema, AuthorizationRequestSchema, AuditEventSchema, AgentSchema, AgentKeySchema, UsedAssertionSchema];
+
+/** A client registered with an authorization server (dynamic registration), reused per issuer. */
+export const ClientRegistrationSchema = defineEntity({
+  name: 'ClientRegistration',
+  tableName: 'client_registrations',
+  properties: (p) => ({
+    id: p.uuid().primary(),
+    issuer: p.text(),
+    redirectUri: p.text(),
+    clientId: p.text(),
+    /** Encrypted; null for public clients. */
+    clientSecret: p.text().nullable(),
+    tokenEndpointAuthMethod: p.string().length(60),
+    createdAt: p.datetime(),
+  }),
+  uniques: [{ properties: ['issuer', 'redirectUri'] }],
+});
+export type ClientRegistration = InferEntity<typeof ClientRegistrationSchema>;
+
+export const entities = [CredentialSchema, AuthorizationRequestSchema, AuditEventSchema, AgentSchema, AgentKeySchema, UsedAssertionSchema, ClientRegistrationSchema];

@@ -1,5 +1,7 @@
 import * as oidc from 'openid-client';
 import type { Tool } from '../tools.js';
+import { DiscoveryError, discoverMcpAuthorization } from './mcp-discovery.js';
+import type { ClientRegistrations, RegisteredClient } from './registrations.js';
 
 /** Seconds an authorization server may take to answer one request. */
 export const OAUTH_HTTP_TIMEOUT_SECONDS = 10;
@@ -9,6 +11,9 @@ export interface OAuthClientOptions {
   allowInsecure: boolean;
   /** Injected in tests to control the network without monkey-patching. */
   fetch?: typeof fetch;
+  /** Where dynamic registrations are kept (needed for MCP servers that publish only their URL). */
+  registrations?: ClientRegistrations;
+  redirectUri?: string;
 }
 
 export interface ToolClient {
@@ -16,6 +21,10 @@ export interface ToolClient {
   /** False when the tool names endpoints but no issuer: the callback's `iss` cannot be checked. */
   issuerKnown: boolean;
   revocationSupported: boolean;
+  /** The `resource` parameter (RFC 8707) sent with authorization and token requests, for MCP servers. */
+  resource?: string;
+  /** The scopes to ask for: the tool's, else what the MCP server's challenge or metadata names. */
+  scopes: string[];
 }
 
 /** Builds (and caches per tool) the openid-client configuration for a tool's authorization server. */
@@ -37,6 +46,7 @@ export class OAuthClients {
 
   private async build(tool: Tool): Promise<ToolClient> {
     const { auth } = tool;
+    if (tool.toolType === 'mcp' && !auth.issuer && !auth.authorization_url) return this.buildMcp(tool);
     const clientAuth = clientAuthFor(auth.token_endpoint_auth_method, auth.client_secret);
     const metadata: Partial<oidc.ClientMetadata> = auth.client_secret ? { client_secret: auth.client_secret } : {};
     const execute = this.opts.allowInsecure ? [oidc.allowInsecureRequests] : [];
@@ -84,7 +94,62 @@ export class OAuthClients {
       config,
       issuerKnown: Boolean(auth.issuer),
       revocationSupported: Boolean(config.serverMetadata().revocation_endpoint),
+      scopes: auth.scopeList,
     };
+  }
+
+  /** MCP authorization: discover from the server's URL, then use, or register, a client at its issuer. */
+  private async buildMcp(tool: Tool): Promise<ToolClient> {
+    const fetchImpl = this.opts.fetch ?? fetch;
+    const found = await discoverMcpAuthorization(tool.connection.url, fetchImpl);
+    const client = tool.auth.client_id
+      ? { clientId: tool.auth.client_id, ...(tool.auth.client_secret ? { clientSecret: tool.auth.client_secret } : {}), tokenEndpointAuthMethod: tool.auth.token_endpoint_auth_method ?? 'client_secret_basic' }
+      : await this.registeredClient(found.issuer, found.serverMetadata, fetchImpl);
+    const metadata: Partial<oidc.ClientMetadata> = client.clientSecret ? { client_secret: client.clientSecret } : {};
+    const config = new oidc.Configuration(found.serverMetadata as oidc.ServerMetadata, client.clientId, metadata, clientAuthFor(client.tokenEndpointAuthMethod, client.clientSecret));
+    if (this.opts.allowInsecure) oidc.allowInsecureRequests(config);
+    if (this.opts.fetch) config[oidc.customFetch] = this.opts.fetch;
+    config.timeout = OAUTH_HTTP_TIMEOUT_SECONDS;
+    return {
+      config,
+      issuerKnown: true,
+      revocationSupported: Boolean(found.serverMetadata.revocation_endpoint),
+      resource: found.resource,
+      scopes: tool.auth.scopeList.length ? tool.auth.scopeList : found.scopes,
+    };
+  }
+
+  /** Client registration in the specification's order after pre-registration: a stored one, else RFC 7591. */
+  private async registeredClient(issuer: string, server: Record<string, unknown>, fetchImpl: typeof fetch): Promise<RegisteredClient> {
+    const { registrations, redirectUri } = this.opts;
+    if (!registrations || !redirectUri) throw new DiscoveryError('invalid_metadata', 'dynamic registration is not configured');
+    const known = await registrations.find(issuer, redirectUri);
+    if (known) return known;
+    const endpoint = server.registration_endpoint;
+    if (typeof endpoint !== 'string') {
+      throw new DiscoveryError('invalid_metadata', `the authorization server ${issuer} offers no dynamic registration; configure client_id for this tool`);
+    }
+    const res = await fetchImpl(endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({
+        client_name: 'Agent credential broker',
+        redirect_uris: [redirectUri],
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        token_endpoint_auth_method: 'client_secret_basic',
+      }),
+      signal: AbortSignal.timeout(OAUTH_HTTP_TIMEOUT_SECONDS * 1000),
+    });
+    const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+    if (!res.ok || typeof body.client_id !== 'string') {
+      throw new DiscoveryError('invalid_metadata', `dynamic registration at ${issuer} failed (${res.status} ${typeof body.error === 'string' ? body.error : ''})`.trim(), res.status >= 500);
+    }
+    return registrations.save(issuer, redirectUri, {
+      clientId: body.client_id,
+      ...(typeof body.client_secret === 'string' ? { clientSecret: body.client_secret } : {}),
+      tokenEndpointAuthMethod: typeof body.token_endpoint_auth_method === 'string' ? body.token_endpoint_auth_method : 'client_secret_basic',
+    });
   }
 }
 
@@ -106,6 +171,7 @@ export interface ClassifiedOAuthError {
 
 /** Turns openid-client's errors into a stable code and a message with no secret in it. */
 export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
+  if (err instanceof DiscoveryError) return { code: err.code, permanent: !err.transient, message: err.message };
   if (err instanceof oidc.ResponseBodyError) {
     const code = /^[a-z_]{1,64}$/.test(err.error) ? err.error : 'oauth_error';
     const transient = err.status >= 500 || code === 'temporarily_unavailable' || code === 'server_error' || err.status === 429;

@@ -13,7 +13,7 @@ import { CALLBACK_PATH, loadConfig } from '../../lib/config.js';
 import { migrate } from '../../lib/db/orm.js';
 import { createLogger } from '../../lib/log.js';
 import { createServices, type Services } from '../../lib/services.js';
-import { toTool, ToolRegistry } from '../../lib/tools.js';
+import { toTool, ToolRegistry, type ToolConfig } from '../../lib/tools.js';
 import { SANDBOX_SCOPES, startSandbox, type Sandbox } from '../../sandbox/provider.js';
 import { createWorker } from '../../worker/worker.js';
 import { Rbac } from '../../lib/auth/rbac.js';
@@ -40,6 +40,8 @@ export interface HarnessOptions {
   temporalAddress?: string;
   /** Send the sandbox tool's token requests here (a fault proxy) instead of to the provider. */
   tokenUrl?: string;
+  /** More tools beside `sandbox` (an MCP server with nothing but its URL, say). */
+  extraTools?: ToolConfig[];
   /** Extra environment settings for the service. */
   env?: Record<string, string>;
   /** 'sqlite' forces the embedded database; otherwise the run's database (PostgreSQL in CI). */
@@ -132,7 +134,8 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
     },
     manifest: [],
   };
-  const tools = new ToolRegistry([toTool(sandboxTool)]);
+  const toolConfigs = [sandboxTool, ...(opts.extraTools ?? [])];
+  const tools = new ToolRegistry(toolConfigs.map((t) => toTool(t as ToolConfig)));
   const log = createLogger('info', new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } }));
   const rbac = prod ? Rbac.fromYaml(prod.rolesYaml ?? readFileSync('config/roles.yaml', 'utf8'), prod.usersYaml ?? readFileSync('config/users.yaml', 'utf8')) : null;
   const services = await createServices(config, { log, tools, trust: prod ? prod.trust : null, rbac });
@@ -150,7 +153,7 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
       });
   const workerDone = worker?.run();
   const toolsFile = join(config.dataDir, 'tools.yaml');
-  writeFileSync(toolsFile, stringifyYaml({ tools: [sandboxTool] }));
+  writeFileSync(toolsFile, stringifyYaml({ tools: toolConfigs }));
   const workerEnv: Record<string, string> = {
     DEVELOPMENT_MODE: config.developmentMode ? 'true' : 'false',
     DATA_DIR: config.dataDir,

@@ -1,0 +1,104 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClientRegistrationSchema } from '../../lib/db/entities.js';
+import { fork } from '../../lib/db/orm.js';
+import type { ToolConfig } from '../../lib/tools.js';
+import { freshOwner, startHarness, type Harness } from '../support/harness.js';
+import { MCP_TEST_TOOLS, startMcpServer, type McpTestServer } from '../support/mcp-server.js';
+
+const mcpTool = (id: string, server: McpTestServer): ToolConfig => ({
+  id,
+  tool_type: 'mcp',
+  connection_params: { type: 'streamable-http', url: server.url },
+  auth: { type: 'oauth2' },
+  manifest: [],
+});
+
+async function listTools(url: string, token: string): Promise<string[]> {
+  const client = new Client({ name: 'agent', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+  try {
+    return (await client.listTools()).tools.map((t) => t.name).sort();
+  } finally {
+    await client.close();
+  }
+}
+
+async function providerUrlBehind(startLink: string): Promise<URL> {
+  const res = await fetch(startLink, { redirect: 'manual' });
+  return new URL(res.headers.get('location')!);
+}
+
+let h: Harness;
+let withPath: McpTestServer;
+let noChallengeScope: McpTestServer;
+let noPkce: McpTestServer;
+
+beforeAll(async () => {
+  withPath = await startMcpServer({ issuerPath: '/tenant1', challengeScope: 'mcp:tools' });
+  noChallengeScope = await startMcpServer({ scopesSupported: ['mcp:tools'] });
+  noPkce = await startMcpServer({ hidePkce: true });
+  h = await startHarness({ extraTools: [mcpTool('mcp-path', withPath), mcpTool('mcp-plain', noChallengeScope), mcpTool('mcp-no-pkce', noPkce)] });
+});
+afterAll(async () => {
+  await h?.close();
+  for (const s of [withPath, noChallengeScope, noPkce]) await s?.close();
+});
+
+describe('a remote MCP server that publishes only its URL', () => {
+  it('is discovered, registered with, authorized, and the token lists its tools', async () => {
+    const who = freshOwner('mcp');
+    const first = await h.call('POST', '/api/v1/credentials/mcp-path', who);
+    expect(first.status, first.text).toBe(202);
+    const provider = await providerUrlBehind(first.json.authorization_url);
+    // The issuer has a path (…/tenant1/oauth): its metadata comes from the RFC 8414 path-insertion location.
+    expect(provider.href.startsWith(`${withPath.issuer}/auth`)).toBe(true);
+    expect(provider.searchParams.get('resource')).toBe(withPath.url);
+    expect(provider.searchParams.get('scope')).toBe('mcp:tools');
+    expect(provider.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(await withPath.registeredClients()).toBe(1);
+
+    const page = await h.consent(first.json.authorization_url, { login: who.user });
+    expect(page.status, page.html).toBe(200);
+    const active = await h.call('POST', '/api/v1/credentials/mcp-path', who);
+    expect(active.status).toBe(200);
+    expect(await listTools(withPath.url, active.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+
+    // Refresh carries the resource too, and the refreshed token still works at the MCP server.
+    const refreshed = await h.call('POST', '/api/v1/credentials/mcp-path', who, { force_refresh: true });
+    expect(refreshed.status).toBe(200);
+    expect(refreshed.json.access_token).not.toBe(active.json.access_token);
+    expect(await listTools(withPath.url, refreshed.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+  });
+
+  it('reuses the registration for the same issuer', async () => {
+    const who = freshOwner('mcp-again');
+    expect((await h.call('POST', '/api/v1/credentials/mcp-path', who)).status).toBe(202);
+    expect(await withPath.registeredClients()).toBe(1);
+    const rows = await fork(h.services.orm).find(ClientRegistrationSchema, { issuer: withPath.issuer });
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.clientSecret ?? 'v1.').toMatch(/^v1\./);
+  });
+
+  it('asks for scopes_supported when the challenge names no scope', async () => {
+    const who = freshOwner('mcp-scopes');
+    const first = await h.call('POST', '/api/v1/credentials/mcp-plain', who);
+    expect(first.status, first.text).toBe(202);
+    const provider = await providerUrlBehind(first.json.authorization_url);
+    expect(provider.searchParams.get('scope')).toBe('mcp:tools');
+    expect(provider.searchParams.get('resource')).toBe(noChallengeScope.url);
+    const page = await h.consent(first.json.authorization_url, { login: who.user });
+    expect(page.status).toBe(200);
+    const active = await h.call('POST', '/api/v1/credentials/mcp-plain', who);
+    expect(await listTools(noChallengeScope.url, active.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+  });
+
+  it('refuses an authorization server that does not advertise PKCE S256, with a clear error', async () => {
+    const res = await h.call('POST', '/api/v1/credentials/mcp-no-pkce', freshOwner('mcp-pkce'));
+    expect(res.status).toBe(502);
+    expect(res.json.error.code).toBe('pkce_not_supported');
+    expect(res.json.error.message).toContain('pkce_not_supported');
+    expect(await noPkce.registeredClients()).toBe(0);
+  });
+});
