@@ -5,6 +5,7 @@ import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../../lib/broker.js';
 import { fork, type Orm } from '../../lib/db/orm.js';
 import type { CredentialOwner } from '../../lib/domain.js';
+import { compareManifest, listServerTools } from '../../lib/mcp-check.js';
 import type { ToolRegistry } from '../../lib/tools.js';
 import { ApiError, parseOr400 } from '../errors.js';
 import { credentialView } from '../views.js';
@@ -88,6 +89,27 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       }
     }
     res.json(body);
+  });
+
+  // Checks the stored credential against its MCP server: lists the tools there and compares the manifest.
+  router.post('/:toolId/check', async (req, res) => {
+    const owner = resolveOwner(req, deps);
+    await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
+    const tool = deps.tools.get(owner.toolId)!;
+    if (tool.toolType !== 'mcp') throw new ApiError(400, 'not_an_mcp_tool', 'only MCP tools can be checked against their server');
+    const active = await broker.readActive(owner);
+    if (!active) throw new ApiError(409, 'credential_not_active', 'there is no active credential to check; POST to authorize first');
+    let serverTools;
+    try {
+      serverTools = await listServerTools(tool, active.accessToken);
+    } catch (err) {
+      const status = (err as { code?: unknown }).code;
+      await record(req, owner, 'credential.checked', 'failure', { credentialId: active.credentialId, code: 'mcp_unreachable' });
+      throw new ApiError(502, 'mcp_unreachable', `the MCP server did not answer with its tools${typeof status === 'number' ? ` (${status})` : ''}`);
+    }
+    const report = compareManifest(tool.manifest, serverTools);
+    await record(req, owner, 'credential.checked', 'success', { credentialId: active.credentialId, status: report.status });
+    res.json(report);
   });
 
   router.delete('/:toolId', async (req, res) => {

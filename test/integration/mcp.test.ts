@@ -7,13 +7,18 @@ import type { ToolConfig } from '../../lib/tools.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 import { MCP_TEST_TOOLS, startMcpServer, type McpTestServer } from '../support/mcp-server.js';
 
-const mcpTool = (id: string, server: McpTestServer): ToolConfig => ({
+const mcpTool = (id: string, server: McpTestServer, manifest: ToolConfig['manifest'] = []): ToolConfig => ({
   id,
   tool_type: 'mcp',
   connection_params: { type: 'streamable-http', url: server.url },
   auth: { type: 'oauth2' },
-  manifest: [],
+  manifest,
 });
+const MANIFEST: ToolConfig['manifest'] = [
+  { name: 'echo', description: 'Echo a message', inputSchema: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] } },
+  { name: 'add', description: 'Add numbers', inputSchema: { type: 'object', properties: { a: { type: 'number' }, c: { type: 'number' } } } },
+  { name: 'search', description: 'Search', inputSchema: { type: 'object' } },
+];
 
 async function listTools(url: string, token: string): Promise<string[]> {
   const client = new Client({ name: 'agent', version: '1.0.0' });
@@ -39,7 +44,7 @@ beforeAll(async () => {
   withPath = await startMcpServer({ issuerPath: '/tenant1', challengeScope: 'mcp:tools' });
   noChallengeScope = await startMcpServer({ scopesSupported: ['mcp:tools'] });
   noPkce = await startMcpServer({ hidePkce: true });
-  h = await startHarness({ extraTools: [mcpTool('mcp-path', withPath), mcpTool('mcp-plain', noChallengeScope), mcpTool('mcp-no-pkce', noPkce)] });
+  h = await startHarness({ extraTools: [mcpTool('mcp-path', withPath, MANIFEST), mcpTool('mcp-plain', noChallengeScope), mcpTool('mcp-no-pkce', noPkce)] });
 });
 afterAll(async () => {
   await h?.close();
@@ -64,6 +69,18 @@ describe('a remote MCP server that publishes only its URL', () => {
     const active = await h.call('POST', '/api/v1/credentials/mcp-path', who);
     expect(active.status).toBe(200);
     expect(await listTools(withPath.url, active.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+
+    // The broker checks the credential against the server with the official SDK and reports manifest drift.
+    const check = await h.call('POST', '/api/v1/credentials/mcp-path/check', who);
+    expect(check.status, check.text).toBe(200);
+    expect(check.json).toEqual({
+      status: 'drift',
+      server_tools: ['add', 'echo'],
+      missing: ['search'],
+      changed: [{ name: 'add', fields: ['description', 'inputSchema.properties', 'inputSchema.required'] }],
+      extra: [],
+    });
+    expect(check.text).not.toContain(active.json.access_token);
 
     // Refresh carries the resource too, and the refreshed token still works at the MCP server.
     const refreshed = await h.call('POST', '/api/v1/credentials/mcp-path', who, { force_refresh: true });
