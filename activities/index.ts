@@ -9,6 +9,7 @@ import type { CredentialOwner } from '../lib/domain.js';
 import type { Logger } from '../lib/log.js';
 import { authorizationDuration, authorizations, recordProviderCall, refreshes, revocations } from '../lib/metrics.js';
 import { classifyOAuthError, type OAuthClients, type ToolClient } from '../lib/oauth/client.js';
+import { scopeParams } from '../lib/oauth/quirks.js';
 import type { Tool, ToolRegistry } from '../lib/tools.js';
 import { sha256Hex, type SecretContext, type Vault } from '../lib/vault/crypto.js';
 
@@ -93,7 +94,7 @@ export function createActivities(deps: ActivityDeps) {
         state,
         code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
         code_challenge_method: 'S256',
-        ...(client.scopes.length ? { scope: client.scopes.join(' ') } : {}),
+        ...scopeParams(tool, client.scopes),
         ...(client.resource ? { resource: client.resource } : {}),
         ...tool.auth.authorization_params,
       };

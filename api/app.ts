@@ -23,6 +23,7 @@ import { codecRoutes } from './routes/codec.js';
 import { callbackRoutes } from './routes/callback.js';
 import { credentialRoutes } from './routes/credentials.js';
 import { startRoutes } from './routes/start.js';
+import { toolRoutes } from './routes/tools.js';
 
 export interface AppDeps {
   config: Config;
@@ -87,6 +88,7 @@ export function createApp(deps: AppDeps): Express {
   const perIp = limiter(limits.ipPerMinute, 'ip');
   app.use('/api/v1/credentials', perIp, json, credentialRoutes({ ...deps, gate, agentLimiter: limiter(limits.agentPerMinute, 'agent') }));
   app.use('/api/v1/admin', perIp, json, adminRoutes({ ...deps, gate }));
+  app.use('/api/v1/tools', perIp, toolRoutes({ ...deps, gate }));
   const browserLimit = limiter(limits.callbackIpPerMinute, 'ip');
   app.use(START_PATH, browserLimit, startRoutes(deps));
   app.use('/codec', perIp, codecRoutes({ ...deps, developmentMode: config.developmentMode, allowedOrigins: config.security.codecOrigins }));

@@ -3,6 +3,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { applyProvider, loadProviderCatalog, type ProviderCatalog } from './providers.js';
 
 export class ToolConfigError extends Error {
   readonly code = 'invalid_tool_config';
@@ -24,6 +25,10 @@ const oauth2AuthSchema = z
     scopes: z.union([z.array(z.string().min(1)), z.string()]).optional(),
     token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
     authorization_params: z.record(z.string(), z.string()).optional(),
+    /** Quirks, usually from the provider catalog. */
+    scope_separator: z.string().length(1).optional(),
+    scope_param: z.enum(['scope', 'user_scope']).optional(),
+    token_response: z.enum(['standard', 'slack_authed_user']).optional(),
   })
   .strict();
 
@@ -38,6 +43,7 @@ const manifestEntrySchema = z
 const toolSchema = z
   .object({
     id: z.string().regex(ID, 'must be 1-100 letters, digits, dot, dash or underscore, starting with a letter or digit'),
+    provider: z.string().optional(),
     name: z.string().optional(),
     description: z.string().optional(),
     tool_type: z.enum(['mcp', 'api']),
@@ -51,7 +57,8 @@ const toolSchema = z
   .superRefine((tool, ctx) => {
     const auth = tool.auth;
     const endpoints = Boolean(auth.authorization_url || auth.token_url);
-    if (endpoints && !(auth.authorization_url && auth.token_url)) {
+    // With an issuer, single endpoints may override the discovered ones; without one, both are needed.
+    if (!auth.issuer && endpoints && !(auth.authorization_url && auth.token_url)) {
       ctx.addIssue({ code: 'custom', path: ['auth'], message: 'give both authorization_url and token_url, or neither' });
     }
     // An MCP server with nothing but its URL: endpoints are discovered and the client registers itself.
@@ -69,6 +76,7 @@ export type OAuth2AuthConfig = z.infer<typeof oauth2AuthSchema>;
 
 export interface Tool {
   id: string;
+  provider?: string | undefined;
   name: string;
   toolType: ToolConfig['tool_type'];
   connection: ToolConfig['connection_params'];
@@ -106,7 +114,7 @@ export function expandEnv(text: string, env: Record<string, string | undefined>)
   });
 }
 
-export function parseTools(yamlText: string, env: Record<string, string | undefined> = process.env): Tool[] {
+export function parseTools(yamlText: string, env: Record<string, string | undefined> = process.env, catalog: ProviderCatalog = new Map()): Tool[] {
   let doc: unknown;
   try {
     doc = parseYaml(yamlText) ?? {};
@@ -118,7 +126,7 @@ export function parseTools(yamlText: string, env: Record<string, string | undefi
   const seen = new Set<string>();
   return file.data.tools.map((raw, index) => {
     const label = typeof raw === 'object' && raw && 'id' in raw ? `tool ${String((raw as { id: unknown }).id)}` : `tools[${index}]`;
-    const expanded = expandDeep(raw, env, label);
+    const expanded = applyProvider(expandDeep(raw, env, label), catalog, label);
     const parsed = toolSchema.safeParse(expanded);
     if (!parsed.success) throw new ToolConfigError(`${label}: ${formatIssues(parsed.error.issues)}`);
     const t = parsed.data;
@@ -129,14 +137,14 @@ export function parseTools(yamlText: string, env: Record<string, string | undefi
   });
 }
 
-export function loadToolsFile(path: string, env: Record<string, string | undefined> = process.env): Tool[] {
+export function loadToolsFile(path: string, env: Record<string, string | undefined> = process.env, catalog: ProviderCatalog = loadProviderCatalog()): Tool[] {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new ToolConfigError(`cannot read tools config ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
   }
-  return parseTools(text, env);
+  return parseTools(text, env, catalog);
 }
 
 export function toTool(t: ToolConfig): Tool {
@@ -144,6 +152,7 @@ export function toTool(t: ToolConfig): Tool {
   const scopeList = Array.isArray(scopes) ? scopes : (scopes ?? '').split(/[\s,]+/).filter(Boolean);
   return {
     id: t.id,
+    provider: t.provider,
     name: t.name ?? t.id,
     toolType: t.tool_type,
     connection: t.connection_params,

@@ -1,6 +1,7 @@
 import * as oidc from 'openid-client';
 import type { Tool } from '../tools.js';
 import { DiscoveryError, discoverMcpAuthorization } from './mcp-discovery.js';
+import { quirkFetch } from './quirks.js';
 import type { ClientRegistrations, RegisteredClient } from './registrations.js';
 
 /** Seconds an authorization server may take to answer one request. */
@@ -87,7 +88,10 @@ export class OAuthClients {
       );
       for (const fn of execute) fn(config);
     }
-    if (this.opts.fetch) config[oidc.customFetch] = this.opts.fetch;
+    const tokenEndpoint = config.serverMetadata().token_endpoint;
+    const baseFetch = this.opts.fetch ?? fetch;
+    const customized = tokenEndpoint ? quirkFetch(tool, tokenEndpoint, baseFetch) : baseFetch;
+    if (customized !== fetch) config[oidc.customFetch] = customized;
     // Well under the activities' start-to-close timeout: an attempt never outlives its slot and races its retry.
     config.timeout = OAUTH_HTTP_TIMEOUT_SECONDS;
     return {

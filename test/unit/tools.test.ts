@@ -41,7 +41,14 @@ describe('parseTools', () => {
   it('refuses unknown fields and missing endpoints', () => {
     expect(() => parseTools(valid.replace('tool_type: api', 'tool_type: api\n    colour: blue'), { GH_ID: 'a', GH_SECRET: 'b' })).toThrow(/tool github: .*colour/);
     const noToken = valid.replace(/\n\s+token_url: .*/, '');
-    expect(() => parseTools(noToken, { GH_ID: 'a', GH_SECRET: 'b' })).toThrow(/give either issuer .* or both authorization_url and token_url/);
+    expect(() => parseTools(noToken, { GH_ID: 'a', GH_SECRET: 'b' })).toThrow(/tool github: auth: give both authorization_url and token_url, or neither/);
+  });
+
+  it('needs endpoints or an issuer, except for an MCP server known only by its URL', () => {
+    const bare = `tools:\n  - { id: api, tool_type: api, connection_params: { type: http, url: https://x.example }, auth: { type: oauth2, client_id: c } }`;
+    expect(() => parseTools(bare, {})).toThrow(/tool api: auth: give either issuer/);
+    const mcp = parseTools(`tools:\n  - { id: mcp, tool_type: mcp, connection_params: { type: streamable-http, url: https://mcp.example/mcp }, auth: { type: oauth2 } }`, {});
+    expect(mcp[0]!.auth.client_id).toBeUndefined();
   });
 
   it('validates manifest input schemas as JSON Schema', () => {
