@@ -30,7 +30,8 @@ export interface TokenMetadata {
   generation: number;
   acquiredAt: number;
   accessExpiresAt: number | null;
-  ttlExpiresAt: number;
+  /** Null for machine credentials, which renew until revoked. */
+  ttlExpiresAt: number | null;
   hasRefreshToken: boolean;
   scope: string | null;
 }
@@ -212,6 +213,53 @@ export function createActivities(deps: ActivityDeps) {
       return metadata(credential);
     },
 
+    /** Client credentials: the tool's own token for one agent. Idempotent like a refresh. */
+    async acquireMachineToken(input: { owner: CredentialOwner; workflowId: string; credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> {
+      const em = fork(orm);
+      const now = new Date();
+      let credential = await em.findOne(CredentialSchema, { id: input.credentialId });
+      if (credential && credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
+      credential ??= em.create(CredentialSchema, {
+        id: input.credentialId,
+        ...input.owner,
+        workflowId: input.workflowId,
+        status: 'awaiting_authorization',
+        tokenGeneration: 0,
+        createdAt: now,
+        updatedAt: now,
+      });
+      await em.flush();
+      const tool = requireTool(deps.tools, input.owner.toolId);
+      const client = await forTool(deps.oauth, tool);
+      let tokens: oidc.TokenEndpointResponse;
+      try {
+        tokens = await oidc.clientCredentialsGrant(client.config, {
+          ...(client.scopes.length ? { scope: client.scopes.join(tool.auth.scope_separator ?? ' ') } : {}),
+          ...(tool.auth.audience ? { audience: tool.auth.audience } : {}),
+          ...(tool.auth.resource ? { resource: tool.auth.resource } : {}),
+        });
+      } catch (err) {
+        throw await oauthFailure(em, 'credential.machine_token', credential, err);
+      }
+      recordProviderCall(credential.toolId);
+      const first = credential.tokenGeneration === 0;
+      storeTokens(credential, tokens, now);
+      credential.acquiredAt ??= now;
+      if (!first) credential.lastRefreshedAt = now;
+      credential.status = 'active';
+      await em.flush();
+      refreshes.inc({ tool: credential.toolId, outcome: 'ok' });
+      await audit.record(em, {
+        eventType: 'credential.machine_token',
+        outcome: 'success',
+        actor: ACTOR,
+        ...input.owner,
+        credentialId: credential.id,
+        detail: { generation: credential.tokenGeneration, accessExpiresAt: credential.accessExpiresAt?.toISOString() ?? null },
+      });
+      return metadata(credential);
+    },
+
     async revokeAtProvider(input: { credentialId: string }): Promise<{ revokedAtProvider: boolean }> {
       const em = fork(orm);
       const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
@@ -329,7 +377,7 @@ function metadata(c: Credential): TokenMetadata {
     generation: c.tokenGeneration,
     acquiredAt: c.acquiredAt!.getTime(),
     accessExpiresAt: c.accessExpiresAt?.getTime() ?? null,
-    ttlExpiresAt: c.ttlExpiresAt!.getTime(),
+    ttlExpiresAt: c.ttlExpiresAt?.getTime() ?? null,
     hasRefreshToken: Boolean(c.refreshToken),
     scope: c.scope ?? null,
   };

@@ -48,7 +48,8 @@ const selected = (name: string) => !only || only.includes(name);
 try {
   if (selected('token')) await tokenFetch();
   if (selected('completion')) await authorizationCompletion();
-  if (selected('scale')) await scaleAndStorm();
+  if (selected('storm')) await refreshStorm();
+  if (selected('scale')) await liveWorkflows();
   if (selected('history')) await historyBound();
 } finally {
   await env.teardown();
@@ -140,41 +141,22 @@ async function authorizationCompletion(): Promise<void> {
   }
 }
 
-// 3. Thousands of live credential workflows on one worker, then a refresh storm.
-async function scaleAndStorm(): Promise<void> {
+// 3. A refresh storm: many credentials whose access tokens expire within the same minute.
+async function refreshStorm(): Promise<void> {
   const skewSeconds = 60;
   const h = await startStack(runSettings, { refreshSkewSeconds: skewSeconds, env: { LOG_LEVEL: 'warn' } });
   h.services.log.level = 'warn';
+  const farFuture = Date.now() + 24 * 3600_000;
   try {
-    const live = n(10_000);
-    global.gc?.();
-    const before = process.memoryUsage();
-    const farFuture = Date.now() + 24 * 3600_000;
-    const t0 = performance.now();
-    await pool(live, 64, async (i) => {
-      const owner = { agentId: 'bench-scale', userId: `user-${i}`, toolId: 'sandbox' };
-      await startActive(h, owner, sleepingState(randomUUID(), farFuture));
-    });
-    const startSeconds = (performance.now() - t0) / 1000;
-    await waitUntil(async () => (await countRunning(h, 'bench-scale')) >= live, 300_000);
-    await sleep(2000);
-    global.gc?.();
-    const after = process.memoryUsage();
-    const perWorkflowKb = (after.rss - before.rss) / live / 1024;
-    results.scale = { liveWorkflows: live, startSeconds: round(startSeconds), rssBeforeMb: mb(before.rss), rssAfterMb: mb(after.rss), heapBeforeMb: mb(before.heapUsed), heapAfterMb: mb(after.heapUsed), rssPerWorkflowKb: round(perWorkflowKb) };
-    console.log(`\n[scale] ${live} live credential workflows on one worker (API and worker in this one process)`);
-    console.log(`  started in ${round(startSeconds)} s (${Math.round(live / startSeconds)} per second)`);
-    console.log(`  process RSS ${mb(before.rss)} MB before → ${mb(after.rss)} MB with ${live} live (heap ${mb(before.heapUsed)} → ${mb(after.heapUsed)} MB)`);
-    console.log(`  a sleeping workflow holds a timer on the server, not memory here: the worker keeps only its sticky cache (${perWorkflowKb > 0 ? `${round(perWorkflowKb)} KB per workflow` : 'no measurable growth'})`);
-
     // The storm: credentials whose access tokens all expire within the same minute.
     const stormSize = n(1000);
+    const stormAgent = `bench-storm-${randomUUID().slice(0, 8)}`;
     const accounts = Array.from({ length: stormSize }, (_, i) => `storm-${i}`);
     const refreshTokens = await mintRefreshTokens(h.sandbox, accounts);
     const stormStart = Date.now();
     const expiries: Map<string, number> = new Map();
     await pool(stormSize, 32, async (i) => {
-      const owner = { agentId: 'bench-storm', userId: accounts[i]!, toolId: 'sandbox' };
+      const owner = { agentId: stormAgent, userId: accounts[i]!, toolId: 'sandbox' };
       const credentialId = randomUUID();
       const expiresAt = stormStart + 90_000 + Math.floor(Math.random() * 60_000);
       expiries.set(credentialId, expiresAt);
@@ -208,8 +190,8 @@ async function scaleAndStorm(): Promise<void> {
       await startActive(h, owner, state);
     });
     console.log(`\n[refresh storm] ${stormSize} credentials expiring between +90 s and +150 s (skew ${skewSeconds} s, 20% jitter); waiting…`);
-    await waitUntil(async () => (await fork(h.services.orm).count(CredentialSchema, { agentId: 'bench-storm', tokenGeneration: { $gte: 2 } })) >= stormSize, 240_000);
-    const rows = await fork(h.services.orm).find(CredentialSchema, { agentId: 'bench-storm' });
+    await waitUntil(async () => (await fork(h.services.orm).count(CredentialSchema, { agentId: stormAgent, tokenGeneration: { $gte: 2 } })) >= stormSize, 240_000);
+    const rows = await fork(h.services.orm).find(CredentialSchema, { agentId: stormAgent });
     const leads = rows.map((r) => (expiries.get(r.id)! - r.lastRefreshedAt!.getTime()) / 1000);
     const refreshTimes = rows.map((r) => (r.lastRefreshedAt!.getTime() - stormStart) / 1000);
     const late = leads.filter((l) => l <= 0).length;
@@ -224,7 +206,39 @@ async function scaleAndStorm(): Promise<void> {
   }
 }
 
-// 4. History per run stays bounded: continue-as-new after a fixed number of refreshes.
+// 4. Thousands of live credential workflows on one worker: what they cost it.
+async function liveWorkflows(): Promise<void> {
+  const h = await startStack(runSettings, { env: { LOG_LEVEL: 'warn' } });
+  h.services.log.level = 'warn';
+  try {
+    const live = n(10_000);
+    const scaleAgent = `bench-scale-${randomUUID().slice(0, 8)}`;
+    global.gc?.();
+    const before = process.memoryUsage();
+    const farFuture = Date.now() + 24 * 3600_000;
+    const t0 = performance.now();
+    await pool(live, 64, async (i) => {
+      const owner = { agentId: scaleAgent, userId: `user-${i}`, toolId: 'sandbox' };
+      await startActive(h, owner, sleepingState(randomUUID(), farFuture));
+    });
+    const startSeconds = (performance.now() - t0) / 1000;
+    await waitUntil(async () => (await countRunning(h, scaleAgent)) >= live, 300_000);
+    await sleep(2000);
+    global.gc?.();
+    const after = process.memoryUsage();
+    const perWorkflowKb = (after.rss - before.rss) / live / 1024;
+    results.scale = { liveWorkflows: live, startSeconds: round(startSeconds), rssBeforeMb: mb(before.rss), rssAfterMb: mb(after.rss), heapBeforeMb: mb(before.heapUsed), heapAfterMb: mb(after.heapUsed), rssPerWorkflowKb: round(perWorkflowKb) };
+    console.log(`\n[scale] ${live} live credential workflows on one worker (API and worker in this one process)`);
+    console.log(`  started in ${round(startSeconds)} s (${Math.round(live / startSeconds)} per second)`);
+    console.log(`  process RSS ${mb(before.rss)} MB before → ${mb(after.rss)} MB with ${live} live (heap ${mb(before.heapUsed)} → ${mb(after.heapUsed)} MB)`);
+    console.log(`  a sleeping workflow holds a timer on the server, not memory here: the worker keeps only its sticky cache (${perWorkflowKb > 0 ? `${round(perWorkflowKb)} KB per workflow` : 'no measurable growth'})`);
+
+  } finally {
+    await h.close();
+  }
+}
+
+// 5. History per run stays bounded: continue-as-new after a fixed number of refreshes.
 async function historyBound(): Promise<void> {
   const cycles = 10;
   const h = await startStack(runSettings, { accessTokenTtlSeconds: 2, maxCyclesPerRun: cycles, env: { LOG_LEVEL: 'warn' } });

@@ -13,12 +13,13 @@ import {
   UserIdKey,
   type CredentialView,
   type CredentialWorkflowInput,
+  type MachineWorkflowInput,
   type RevokeRequest,
 } from '../workflows/messages.js';
 import type { credentialWorkflow } from '../workflows/credential.js';
 import { CredentialSchema, type Credential } from './db/entities.js';
 import { fork, type Em, type Orm } from './db/orm.js';
-import { credentialWorkflowId, isTerminal, type CredentialOwner } from './domain.js';
+import { credentialWorkflowId, isTerminal, MACHINE_USER, machineWorkflowId, type CredentialOwner } from './domain.js';
 import type { Vault, VaultError } from './vault/crypto.js';
 
 export interface BrokerSettings {
@@ -143,19 +144,23 @@ export class CredentialBroker {
   /** Starts the credential's workflow if none runs, and returns what the agent should do next. */
   async ensureAuthorization(owner: CredentialOwner): Promise<CredentialView> {
     this.forget(owner);
-    const workflowId = credentialWorkflowId(owner);
-    const input: CredentialWorkflowInput = {
-      owner,
-      ttlSeconds: this.settings.secretsTtlSeconds,
-      authorizationTimeoutSeconds: this.settings.authorizationTimeoutSeconds,
-      refreshSkewSeconds: this.settings.refreshSkewSeconds,
-      ...(this.settings.maxCyclesPerRun ? { maxCyclesPerRun: this.settings.maxCyclesPerRun } : {}),
-    };
+    const workflowId = workflowIdOf(owner);
+    const machine = owner.userId === MACHINE_USER;
+    const cycles = this.settings.maxCyclesPerRun ? { maxCyclesPerRun: this.settings.maxCyclesPerRun } : {};
+    const input: CredentialWorkflowInput | MachineWorkflowInput = machine
+      ? { owner, refreshSkewSeconds: this.settings.refreshSkewSeconds, ...cycles }
+      : {
+          owner,
+          ttlSeconds: this.settings.secretsTtlSeconds,
+          authorizationTimeoutSeconds: this.settings.authorizationTimeoutSeconds,
+          refreshSkewSeconds: this.settings.refreshSkewSeconds,
+          ...cycles,
+        };
     for (let attempt = 0; attempt < 5; attempt++) {
-      const start = new WithStartWorkflowOperation<typeof credentialWorkflow>('credentialWorkflow', {
+      const start = new WithStartWorkflowOperation<typeof credentialWorkflow>(machine ? 'machineCredentialWorkflow' : 'credentialWorkflow', {
         workflowId,
         taskQueue: this.settings.taskQueue,
-        args: [input],
+        args: [input as CredentialWorkflowInput],
         workflowIdConflictPolicy: 'USE_EXISTING',
         typedSearchAttributes: [
           { key: AgentIdKey, value: owner.agentId },
@@ -181,7 +186,7 @@ export class CredentialBroker {
 
   async refreshNow(owner: CredentialOwner): Promise<CredentialView | null> {
     this.forget(owner);
-    const handle = this.temporal.workflow.getHandle(credentialWorkflowId(owner));
+    const handle = this.temporal.workflow.getHandle(workflowIdOf(owner));
     try {
       return await handle.executeUpdate(refreshNowUpdate);
     } catch (err) {
@@ -193,7 +198,7 @@ export class CredentialBroker {
   /** Revokes and ends the running workflow; null when there is none. */
   async revoke(owner: CredentialOwner, request: RevokeRequest): Promise<CredentialView | null> {
     this.forget(owner);
-    const handle = this.temporal.workflow.getHandle(credentialWorkflowId(owner));
+    const handle = this.temporal.workflow.getHandle(workflowIdOf(owner));
     try {
       return await handle.executeUpdate(revokeUpdate, { args: [request] });
     } catch (err) {
@@ -207,7 +212,7 @@ export class CredentialBroker {
 
   async query(owner: CredentialOwner): Promise<CredentialView | null> {
     try {
-      return await this.temporal.workflow.getHandle(credentialWorkflowId(owner)).query(statusQuery);
+      return await this.temporal.workflow.getHandle(workflowIdOf(owner)).query(statusQuery);
     } catch (err) {
       if (isClosedWorkflowError(err)) return null;
       throw err;
@@ -223,6 +228,11 @@ export class CredentialBroker {
       throw err;
     }
   }
+}
+
+/** Delegated credentials have a workflow per (agent, user, tool); machine credentials one per (agent, tool). */
+function workflowIdOf(owner: CredentialOwner): string {
+  return owner.userId === MACHINE_USER ? machineWorkflowId(owner.agentId, owner.toolId) : credentialWorkflowId(owner);
 }
 
 function isClosedWorkflowError(err: unknown): boolean {

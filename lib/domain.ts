@@ -37,3 +37,14 @@ export function credentialWorkflowId(owner: CredentialOwner): string {
 
 /** Ids of agents, users and tools: printable, bounded, no path or control characters. */
 export const OWNER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+:=-]{0,199}$/;
+
+/**
+ * The user of a machine credential (client credentials): one per (agent, tool), shared by every user of the
+ * agent. Not a valid user id, so no real user can ever be mistaken for it.
+ */
+export const MACHINE_USER = '*machine*';
+
+/** Readable and deterministic, like credentialWorkflowId, for machine credentials. */
+export function machineWorkflowId(agentId: string, toolId: string): string {
+  return `machine:${encodeURIComponent(agentId)}:${encodeURIComponent(toolId)}`;
+}

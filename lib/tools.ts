@@ -15,7 +15,11 @@ const url = z.url({ error: 'must be an absolute URL' });
 
 const oauth2AuthSchema = z
   .object({
-    type: z.literal('oauth2'),
+    /** oauth2: each user's own delegated credential; client_credentials: the tool's machine token per agent. */
+    type: z.enum(['oauth2', 'client_credentials']),
+    /** client_credentials: extra token request parameters some servers need. */
+    audience: z.string().optional(),
+    resource: z.url().optional(),
     issuer: url.optional(),
     authorization_url: url.optional(),
     token_url: url.optional(),
@@ -56,6 +60,11 @@ const toolSchema = z
   .strict()
   .superRefine((tool, ctx) => {
     const auth = tool.auth;
+    if (auth.type === 'client_credentials') {
+      if (!auth.issuer && !auth.token_url) ctx.addIssue({ code: 'custom', path: ['auth'], message: 'client_credentials needs issuer or token_url' });
+      if (!auth.client_id || !auth.client_secret) ctx.addIssue({ code: 'custom', path: ['auth'], message: 'client_credentials needs client_id and client_secret' });
+      return;
+    }
     const endpoints = Boolean(auth.authorization_url || auth.token_url);
     // With an issuer, single endpoints may override the discovered ones; without one, both are needed.
     if (!auth.issuer && endpoints && !(auth.authorization_url && auth.token_url)) {

@@ -1,1 +1,2 @@
 export { credentialWorkflow } from './credential.js';
+export { machineCredentialWorkflow } from './machine.js';

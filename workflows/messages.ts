@@ -42,6 +42,13 @@ export interface CredentialWorkflowInput {
   state?: CredentialState;
 }
 
+export interface MachineWorkflowInput {
+  owner: CredentialOwner;
+  refreshSkewSeconds: number;
+  maxCyclesPerRun?: number;
+  state?: CredentialState;
+}
+
 /** What queries and updates return: phase and timestamps, never a secret. */
 export interface CredentialView {
   phase: Phase;

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../../lib/broker.js';
 import { fork, type Orm } from '../../lib/db/orm.js';
-import type { CredentialOwner } from '../../lib/domain.js';
+import { MACHINE_USER, type CredentialOwner } from '../../lib/domain.js';
 import { compareManifest, listServerTools } from '../../lib/mcp-check.js';
 import type { ToolRegistry } from '../../lib/tools.js';
 import { ApiError, parseOr400 } from '../errors.js';
@@ -158,8 +158,10 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
 function resolveOwner(req: Request, deps: CredentialRoutesDeps): CredentialOwner {
   const { agentId, userId } = req.caller!;
   const toolId = req.params.toolId as string;
-  if (!deps.tools.get(toolId)) throw new ApiError(404, 'tool_not_found', 'no tool with this id is configured');
-  return { agentId, userId, toolId };
+  const tool = deps.tools.get(toolId);
+  if (!tool) throw new ApiError(404, 'tool_not_found', 'no tool with this id is configured');
+  // Machine access: one credential per (agent, tool), shared by every user of the agent.
+  return { agentId, userId: tool.auth.type === 'client_credentials' ? MACHINE_USER : userId, toolId };
 }
 
 function parseWait(raw: unknown): number {

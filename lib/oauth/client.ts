@@ -47,7 +47,7 @@ export class OAuthClients {
 
   private async build(tool: Tool): Promise<ToolClient> {
     const { auth } = tool;
-    if (tool.toolType === 'mcp' && !auth.issuer && !auth.authorization_url) return this.buildMcp(tool);
+    if (auth.type === 'oauth2' && tool.toolType === 'mcp' && !auth.issuer && !auth.authorization_url) return this.buildMcp(tool);
     const clientAuth = clientAuthFor(auth.token_endpoint_auth_method, auth.client_secret);
     const metadata: Partial<oidc.ClientMetadata> = auth.client_secret ? { client_secret: auth.client_secret } : {};
     const execute = this.opts.allowInsecure ? [oidc.allowInsecureRequests] : [];
@@ -78,7 +78,7 @@ export class OAuthClients {
       config = new oidc.Configuration(
         {
           issuer: new URL(auth.token_url!).origin,
-          authorization_endpoint: auth.authorization_url!,
+          ...(auth.authorization_url ? { authorization_endpoint: auth.authorization_url } : {}),
           token_endpoint: auth.token_url!,
           ...(auth.revocation_url ? { revocation_endpoint: auth.revocation_url } : {}),
         },

@@ -1,0 +1,108 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  makeContinueAsNewFunc,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { createActivities, TokenMetadata } from '../activities/index.js';
+import { isTerminal } from '../lib/domain.js';
+import { CredentialStatusKey, ensureAuthorizationUpdate, revokeUpdate, statusQuery, type CredentialState, type CredentialView, type MachineWorkflowInput, type Phase, type RevokeRequest } from './messages.js';
+import { planRefreshAt, planRefreshRetryAt } from './schedule.js';
+
+type Activities = ReturnType<typeof createActivities>;
+const acts = proxyActivities<Activities>({
+  startToCloseTimeout: '20s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
+});
+
+/**
+ * The tool's own machine token for one agent (client credentials): fetched, kept valid by fetching a new one
+ * before expiry, stored encrypted like any credential. No user and no redirect; the only writer of its row.
+ */
+export async function machineCredentialWorkflow(input: MachineWorkflowInput): Promise<CredentialView> {
+  const s: CredentialState = input.state ?? initial();
+  const inbox: { revoke: RevokeRequest | null; attempts: number } = { revoke: null, attempts: 0 };
+  setHandler(statusQuery, () => view());
+  setHandler(ensureAuthorizationUpdate, async () => {
+    await condition(() => s.phase !== 'starting' || inbox.attempts > 0);
+    return view();
+  });
+  setHandler(revokeUpdate, async (request) => {
+    inbox.revoke ??= request;
+    await condition(() => isTerminal(s.phase));
+    return view();
+  });
+
+  while (!isTerminal(s.phase)) {
+    if (s.phase === 'starting' || (s.refreshAt !== null && Date.now() >= s.refreshAt)) {
+      await acquire();
+      continue;
+    }
+    if (workflowInfo().continueAsNewSuggested || s.cyclesThisRun >= (input.maxCyclesPerRun ?? 200)) {
+      await condition(allHandlersFinished);
+      if (!inbox.revoke) {
+        return await makeContinueAsNewFunc<typeof machineCredentialWorkflow>({ typedSearchAttributes: workflowInfo().typedSearchAttributes })({ ...input, state: { ...s, cyclesThisRun: 0 } });
+      }
+    }
+    const wait = s.refreshAt === null ? undefined : Math.max(0, s.refreshAt - Date.now());
+    await (wait === undefined ? condition(() => inbox.revoke !== null) : condition(() => inbox.revoke !== null, wait));
+    if (inbox.revoke) await end('revoked', `revoked by ${inbox.revoke.actor}: ${inbox.revoke.reason}`);
+  }
+  await condition(allHandlersFinished);
+  return view();
+
+  async function acquire(): Promise<void> {
+    try {
+      apply(await acts.acquireMachineToken({ owner: input.owner, workflowId: workflowInfo().workflowId, credentialId: s.credentialId, expectedGeneration: s.generation }));
+      if (s.phase !== 'active') setPhase('active');
+      s.cyclesThisRun++;
+    } catch (err) {
+      const cause = err instanceof ActivityFailure ? err.cause : err;
+      const permanent = cause instanceof ApplicationFailure && cause.nonRetryable === true;
+      if (permanent || s.phase === 'starting') {
+        await end('authorization_failed', cause instanceof ApplicationFailure && cause.type ? cause.type : 'activity_failed');
+      } else {
+        // The server is unwell: the current token is served until it expires; try again before that.
+        s.failedRefreshes++;
+        s.refreshAt = planRefreshRetryAt(Date.now(), s.accessExpiresAt, s.failedRefreshes);
+      }
+    } finally {
+      inbox.attempts++;
+    }
+  }
+
+  function apply(meta: TokenMetadata): void {
+    s.generation = meta.generation;
+    s.acquiredAt = meta.acquiredAt;
+    s.accessExpiresAt = meta.accessExpiresAt;
+    s.scope = meta.scope;
+    s.failedRefreshes = 0;
+    s.refreshAt = planRefreshAt({ acquiredAt: Date.now(), accessExpiresAt: meta.accessExpiresAt, skewMs: input.refreshSkewSeconds * 1000, random: Math.random() });
+  }
+
+  async function end(phase: Phase, reason: string): Promise<void> {
+    await acts.endCredential({ credentialId: s.credentialId, status: phase, reason });
+    s.endReason = reason;
+    s.refreshAt = null;
+    setPhase(phase);
+  }
+
+  function setPhase(phase: Phase): void {
+    s.phase = phase;
+    upsertSearchAttributes([{ key: CredentialStatusKey, value: phase }]);
+  }
+
+  function view(): CredentialView {
+    return { phase: s.phase, credentialId: s.credentialId, authorizationUrl: null, authorizationExpiresAt: null, accessExpiresAt: s.accessExpiresAt, ttlExpiresAt: null, refreshAt: s.refreshAt, generation: s.generation, endReason: s.endReason };
+  }
+
+  function initial(): CredentialState {
+    return { phase: 'starting', credentialId: uuid4(), authorizationRequestId: null, authorizationUrl: null, authorizationExpiresAt: null, generation: 0, acquiredAt: null, accessExpiresAt: null, ttlExpiresAt: null, refreshAt: null, hasRefreshToken: false, scope: null, failedRefreshes: 0, cyclesThisRun: 0, endReason: null };
+  }
+}
