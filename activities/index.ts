@@ -42,6 +42,8 @@ export interface BeginAuthorizationInput {
   credentialId: string;
   authorizationRequestId: string;
   authorizationTimeoutSeconds: number;
+  /** Step-up: scopes to ask for beyond the tool's own. */
+  extraScopes?: string[];
 }
 
 const ACTOR = 'credential-workflow';
@@ -95,7 +97,7 @@ export function createActivities(deps: ActivityDeps) {
         state,
         code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
         code_challenge_method: 'S256',
-        ...scopeParams(tool, client.scopes),
+        ...scopeParams(tool, [...new Set([...client.scopes, ...(input.extraScopes ?? [])])]),
         ...(client.resource ? { resource: client.resource } : {}),
         ...tool.auth.authorization_params,
       };

@@ -41,7 +41,8 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
 function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof BrokerError) {
-    return new ApiError(err.code === 'workflow_busy' ? 503 : 500, err.code, err.message);
+    const status = err.code === 'workflow_busy' ? 503 : err.code === 'step_up_limit_reached' ? 409 : 500;
+    return new ApiError(status, err.code, err.message);
   }
   const type = (err as { type?: unknown })?.type;
   switch (type) {

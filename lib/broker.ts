@@ -9,6 +9,7 @@ import {
   refreshNowUpdate,
   revokeUpdate,
   statusQuery,
+  stepUpUpdate,
   ToolIdKey,
   UserIdKey,
   type CredentialView,
@@ -137,7 +138,8 @@ export class CredentialBroker {
     return rows[0];
   }
 
-  private forget(owner: CredentialOwner): void {
+  /** Drops this process's cached read of a credential (after something changed it). */
+  forget(owner: CredentialOwner): void {
     this.hot.delete(`${owner.agentId}\0${owner.userId}\0${owner.toolId}`);
   }
 
@@ -190,6 +192,20 @@ export class CredentialBroker {
     try {
       return await handle.executeUpdate(refreshNowUpdate);
     } catch (err) {
+      if (isClosedWorkflowError(err) || isRejectedUpdate(err)) return null;
+      throw err;
+    }
+  }
+
+  /** Step-up: a new authorization for wider scopes while the current credential stays in use. */
+  async stepUp(owner: CredentialOwner, scopes: string[]): Promise<CredentialView | null> {
+    const handle = this.temporal.workflow.getHandle(workflowIdOf(owner));
+    try {
+      return await handle.executeUpdate(stepUpUpdate, { args: [{ scopes }] });
+    } catch (err) {
+      if (isRejectedUpdate(err) && /step_up_limit_reached/.test(String((err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message))) {
+        throw new BrokerError('step_up_limit_reached', 'this credential was already widened the maximum number of times; revoke it and authorize again');
+      }
       if (isClosedWorkflowError(err) || isRejectedUpdate(err)) return null;
       throw err;
     }

@@ -17,9 +17,11 @@ import {
   callbackReceivedSignal,
   CredentialStatusKey,
   ensureAuthorizationUpdate,
+  MAX_STEP_UPS,
   refreshNowUpdate,
   revokeUpdate,
   statusQuery,
+  stepUpUpdate,
   type CredentialState,
   type CredentialView,
   type CredentialWorkflowInput,
@@ -58,11 +60,13 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
   const s: CredentialState = input.state ?? initialState();
   const owner = input.owner;
   // Set by handlers, read by the main loop (an object, so the compiler does not narrow them away).
-  const inbox: { callback: string | null; revoke: RevokeRequest | null; refreshRequested: boolean; refreshAttempts: number } = {
+  const inbox: { callback: string | null; revoke: RevokeRequest | null; refreshRequested: boolean; refreshAttempts: number; stepUp: string[] | null; stepUpsBegun: number } = {
     callback: null,
     revoke: null,
     refreshRequested: false,
     refreshAttempts: 0,
+    stepUp: null,
+    stepUpsBegun: 0,
   };
 
   setHandler(statusQuery, () => view(s));
@@ -86,6 +90,24 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
     {
       validator: () => {
         if (s.phase !== 'active' && s.phase !== 'refreshing') throw new Error(`credential is ${s.phase}, not active`);
+      },
+    },
+  );
+  setHandler(
+    stepUpUpdate,
+    async ({ scopes }) => {
+      // One step-up at a time: while one waits for the user, its link is the answer.
+      if (s.stepUpPending) return view(s);
+      const before = inbox.stepUpsBegun;
+      inbox.stepUp = [...new Set([...(inbox.stepUp ?? []), ...scopes])];
+      await condition(() => inbox.stepUpsBegun > before || isTerminal(s.phase));
+      return view(s);
+    },
+    {
+      validator: ({ scopes }) => {
+        if ((s.stepUps ?? 0) >= MAX_STEP_UPS && !s.stepUpPending) throw new Error('step_up_limit_reached');
+        if (s.phase !== 'active' && s.phase !== 'refreshing' && !s.stepUpPending) throw new Error(`credential is ${s.phase}, not active`);
+        if (!Array.isArray(scopes) || scopes.length === 0) throw new Error('no scopes to add');
       },
     },
   );
@@ -120,9 +142,12 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
         Math.max(0, s.authorizationExpiresAt! - Date.now()),
       );
       if (inbox.revoke) {
-        await end('revoked', `revoked by ${inbox.revoke.actor}: ${inbox.revoke.reason}`);
+        if (s.stepUpPending) await revoke(inbox.revoke);
+        else await end('revoked', `revoked by ${inbox.revoke.actor}: ${inbox.revoke.reason}`);
       } else if (!arrived) {
-        await end('authorization_timed_out', 'the user did not complete the authorization in time');
+        // A step-up the user never completed leaves the credential as it was.
+        if (s.stepUpPending) backToActive();
+        else await end('authorization_timed_out', 'the user did not complete the authorization in time');
       } else {
         await completeAuthorization();
       }
@@ -140,9 +165,11 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       }
     }
     const wakeAt = nextWake(s.refreshAt, s.ttlExpiresAt!);
-    await condition(() => inbox.revoke !== null || inbox.refreshRequested, Math.max(0, wakeAt - Date.now()));
+    await condition(() => inbox.revoke !== null || inbox.refreshRequested || inbox.stepUp !== null, Math.max(0, wakeAt - Date.now()));
     if (inbox.revoke) {
       await revoke(inbox.revoke);
+    } else if (inbox.stepUp) {
+      await beginStepUp(inbox.stepUp);
     } else if (Date.now() >= s.ttlExpiresAt!) {
       await end('expired', 'the credential reached its time to live');
     } else if (inbox.refreshRequested || (s.refreshAt !== null && Date.now() >= s.refreshAt)) {
@@ -200,6 +227,38 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
         meta.accessExpiresAt;
   }
 
+  async function beginStepUp(scopes: string[]): Promise<void> {
+    inbox.stepUp = null;
+    s.extraScopes = [...new Set([...(s.extraScopes ?? []), ...scopes])];
+    s.stepUps = (s.stepUps ?? 0) + 1;
+    s.authorizationRequestId = uuid4();
+    try {
+      const begun = await starting.beginAuthorization({
+        owner,
+        workflowId: workflowInfo().workflowId,
+        credentialId: s.credentialId,
+        authorizationRequestId: s.authorizationRequestId,
+        authorizationTimeoutSeconds: input.authorizationTimeoutSeconds,
+        extraScopes: s.extraScopes,
+      });
+      s.authorizationUrl = begun.authorizationUrl;
+      s.authorizationExpiresAt = begun.authorizationExpiresAt;
+      s.stepUpPending = true;
+      setPhase('awaiting_authorization');
+    } catch (err) {
+      log.warn('step-up could not start', { code: failureCode(err) });
+    } finally {
+      inbox.stepUpsBegun++;
+    }
+  }
+
+  function backToActive(): void {
+    s.stepUpPending = false;
+    s.authorizationUrl = null;
+    s.authorizationExpiresAt = null;
+    setPhase('active');
+  }
+
   async function completeAuthorization(): Promise<void> {
     try {
       const meta = await authorization.exchangeCode({
@@ -209,14 +268,15 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
         ttlSeconds: input.ttlSeconds,
       });
       applyTokens(meta);
-      s.authorizationUrl = null;
       inbox.callback = null;
-      setPhase('active');
+      backToActive();
     } catch (err) {
       inbox.callback = null;
       const code = failureCode(err);
       log.warn('authorization failed', { code });
-      await end('authorization_failed', code);
+      // A declined or failed step-up keeps the credential that was already there.
+      if (s.stepUpPending) backToActive();
+      else await end('authorization_failed', code);
     }
   }
 

@@ -30,6 +30,11 @@ export interface CredentialState {
   /** Refreshes finished in this run, to continue-as-new before history grows long. */
   cyclesThisRun: number;
   endReason: string | null;
+  /** Scopes added by step-up authorizations, beyond the tool's own. */
+  extraScopes?: string[];
+  stepUps?: number;
+  /** The pending authorization widens an active credential (which stays in use meanwhile). */
+  stepUpPending?: boolean;
 }
 
 export interface CredentialWorkflowInput {
@@ -75,6 +80,9 @@ export interface RevokeRequest {
 export const ensureAuthorizationUpdate = defineUpdate<CredentialView, []>('ensureAuthorization');
 /** The agent saw a 401: refresh now and return once the attempt finished. */
 export const refreshNowUpdate = defineUpdate<CredentialView, []>('refreshNow');
+/** The tool said `insufficient_scope`: authorize again for the wider scopes (a bounded number of times). */
+export const stepUpUpdate = defineUpdate<CredentialView, [{ scopes: string[] }]>('stepUp');
+export const MAX_STEP_UPS = 2;
 /** Revoke at the provider and end; returns the final view. */
 export const revokeUpdate = defineUpdate<CredentialView, [RevokeRequest]>('revoke');
 /** The provider redirected the user back; the code itself stays in the vault. */

@@ -51,6 +51,8 @@ export function callbackRoutes(deps: CallbackDeps): Router {
     if (request.consumedAt) return refuse(400, 'state_already_used', 'Link already used', 'This sign-in link has already been used. Go back to your agent and start again.', who);
     if (request.expiresAt.getTime() < Date.now()) return refuse(400, 'state_expired', 'Link expired', 'This sign-in link has expired. Go back to your agent and start again.', who);
 
+    // A step-up widens a credential that is already active: success is a new token generation.
+    const generationBefore = (await em.findOne(CredentialSchema, { id: request.credentialId }, { fields: ['tokenGeneration'] }))?.tokenGeneration ?? 0;
     const params: Record<string, string> = { state: q.state };
     if (q.code) params.code = q.code;
     if (q.error) params.error = ERROR_CODE.test(q.error) ? q.error : 'authorization_error';
@@ -76,7 +78,8 @@ export function callbackRoutes(deps: CallbackDeps): Router {
     if (params.error) {
       return sendPage(res, 400, 'Not connected', `The provider reported "${params.error}". Nothing was connected; you can close this window.`, false);
     }
-    const outcome = await waitForOutcome(deps, request.credentialId, deps.completionWaitMs ?? 10_000);
+    const outcome = await waitForOutcome(deps, request.credentialId, generationBefore, deps.completionWaitMs ?? 10_000);
+    deps.broker.forget(owner);
     if (outcome === 'active') return sendPage(res, 200, 'Connected', 'Your account is connected. You can close this window and return to your agent.', true);
     if (outcome === 'pending') return sendPage(res, 202, 'Almost done', 'We received your authorization and are finishing the connection. You can close this window.', true);
     return sendPage(res, 400, 'Not connected', 'The provider did not accept this authorization. Go back to your agent and try again.', false);
@@ -84,12 +87,12 @@ export function callbackRoutes(deps: CallbackDeps): Router {
   return router;
 }
 
-async function waitForOutcome(deps: CallbackDeps, credentialId: string, waitMs: number): Promise<'active' | 'failed' | 'pending'> {
+async function waitForOutcome(deps: CallbackDeps, credentialId: string, generationBefore: number, waitMs: number): Promise<'active' | 'failed' | 'pending'> {
   const deadline = Date.now() + waitMs;
   for (;;) {
-    const row = await fork(deps.orm).findOne(CredentialSchema, { id: credentialId }, { fields: ['status'] });
-    if (row?.status === 'active') return 'active';
-    if (row && row.status !== 'awaiting_authorization') return 'failed';
+    const row = await fork(deps.orm).findOne(CredentialSchema, { id: credentialId }, { fields: ['status', 'tokenGeneration'] });
+    if (row?.status === 'active' && row.tokenGeneration > generationBefore) return 'active';
+    if (row && row.status !== 'awaiting_authorization' && row.status !== 'active') return 'failed';
     if (Date.now() >= deadline) return 'pending';
     await sleep(100);
   }

@@ -24,7 +24,14 @@ export interface CredentialRoutesDeps {
 /** Why an authorization could not start, as the workflow reports it (stable codes for agents). */
 const STARTUP_FAILURES = new Set(['pkce_not_supported', 'resource_metadata_not_found', 'authorization_server_not_found', 'invalid_metadata', 'access_denied', 'invalid_grant']);
 
-const postBody = z.object({ force_refresh: z.boolean().optional() }).strict();
+const SCOPE_TOKENS = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
+const postBody = z
+  .object({
+    force_refresh: z.boolean().optional(),
+    /** The tool answered 403 insufficient_scope with these scopes: authorize again for them (step-up). */
+    insufficient_scope: z.string().max(1000).regex(SCOPE_TOKENS, 'must be space-separated scope tokens').optional(),
+  })
+  .strict();
 const MAX_WAIT_SECONDS = 60;
 const POLL_MS = 200;
 
@@ -39,6 +46,13 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     const owner = resolveOwner(req, deps);
     await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
     const body = parseOr400(postBody, req.body ?? {}, 'body');
+    if (body.insufficient_scope) {
+      const stepped = await broker.stepUp(owner, body.insufficient_scope.split(' '));
+      await record(req, owner, 'credential.step_up', stepped ? 'success' : 'failure', { credentialId: stepped?.credentialId ?? null, scopes: body.insufficient_scope });
+      if (stepped?.phase === 'awaiting_authorization' && stepped.authorizationUrl) {
+        return res.status(202).json({ status: 'authorization_required', authorization_url: stepped.authorizationUrl, expires_at: iso(stepped.authorizationExpiresAt), reason: 'insufficient_scope' });
+      }
+    }
     if (body.force_refresh) {
       const refreshed = await broker.refreshNow(owner);
       await record(req, owner, 'credential.refresh_requested', refreshed ? 'success' : 'failure', { phase: refreshed?.phase ?? 'none' });

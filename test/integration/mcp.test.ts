@@ -30,6 +30,17 @@ async function listTools(url: string, token: string): Promise<string[]> {
   }
 }
 
+/** Calls the `admin` tool with a token, as an agent would: raw JSON-RPC, so the 403 challenge is visible. */
+async function callAdmin(url: string, token: string): Promise<{ status: number; challenge: string }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'admin', arguments: {} } }),
+  });
+  await res.text();
+  return { status: res.status, challenge: res.headers.get('www-authenticate') ?? '' };
+}
+
 async function providerUrlBehind(startLink: string): Promise<URL> {
   const res = await fetch(startLink, { redirect: 'manual' });
   return new URL(res.headers.get('location')!);
@@ -75,10 +86,10 @@ describe('a remote MCP server that publishes only its URL', () => {
     expect(check.status, check.text).toBe(200);
     expect(check.json).toEqual({
       status: 'drift',
-      server_tools: ['add', 'echo'],
+      server_tools: ['add', 'admin', 'echo'],
       missing: ['search'],
       changed: [{ name: 'add', fields: ['description', 'inputSchema.properties', 'inputSchema.required'] }],
-      extra: [],
+      extra: ['admin'],
     });
     expect(check.text).not.toContain(active.json.access_token);
 
@@ -87,6 +98,40 @@ describe('a remote MCP server that publishes only its URL', () => {
     expect(refreshed.status).toBe(200);
     expect(refreshed.json.access_token).not.toBe(active.json.access_token);
     expect(await listTools(withPath.url, refreshed.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+  });
+
+  it('steps up on insufficient_scope: a new authorization for the wider scope, a bounded number of times', async () => {
+    const who = freshOwner('mcp-step-up');
+    const first = await h.call('POST', '/api/v1/credentials/mcp-path', who);
+    await h.consent(first.json.authorization_url, { login: who.user });
+    const narrow = (await h.call('POST', '/api/v1/credentials/mcp-path', who)).json.access_token as string;
+    const denied = await callAdmin(withPath.url, narrow);
+    expect(denied.status).toBe(403);
+    const needed = /scope="([^"]+)"/.exec(denied.challenge)![1]!;
+    expect(needed).toBe('mcp:tools mcp:admin');
+
+    const stepUp = await h.call('POST', '/api/v1/credentials/mcp-path', who, { insufficient_scope: needed });
+    expect(stepUp.status, stepUp.text).toBe(202);
+    expect(stepUp.json.reason).toBe('insufficient_scope');
+    expect((await providerUrlBehind(stepUp.json.authorization_url)).searchParams.get('scope')).toBe('mcp:tools mcp:admin');
+    // The narrow credential keeps working while the user has not consented yet.
+    expect((await h.call('POST', '/api/v1/credentials/mcp-path', who)).json.access_token).toBe(narrow);
+    const page = await h.consent(stepUp.json.authorization_url, { login: who.user });
+    expect(page.status, page.html).toBe(200);
+    const wide = (await h.call('POST', '/api/v1/credentials/mcp-path', who)).json.access_token as string;
+    expect(wide).not.toBe(narrow);
+    expect((await callAdmin(withPath.url, wide)).status).toBe(200);
+
+    // Bounded: after two step-ups the broker says so instead of asking the user again and again.
+    const second = await h.call('POST', '/api/v1/credentials/mcp-path', who, { insufficient_scope: 'mcp:admin' });
+    expect(second.status).toBe(202);
+    // While a step-up waits for the user, asking again returns the same link.
+    const again = await h.call('POST', '/api/v1/credentials/mcp-path', who, { insufficient_scope: 'mcp:admin' });
+    expect(again.json.authorization_url).toBe(second.json.authorization_url);
+    expect((await h.consent(second.json.authorization_url, { login: who.user })).status).toBe(200);
+    const third = await h.call('POST', '/api/v1/credentials/mcp-path', who, { insufficient_scope: 'mcp:admin' });
+    expect(third.status).toBe(409);
+    expect(third.json.error.code).toBe('step_up_limit_reached');
   });
 
   it('reuses the registration for the same issuer', async () => {

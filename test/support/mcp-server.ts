@@ -26,7 +26,7 @@ export interface McpServerOptions {
   scopesSupported?: string[];
 }
 
-const TOOLS = ['echo', 'add'];
+const TOOLS = ['echo', 'add', 'admin'];
 
 /**
  * A real remote MCP server (the official TypeScript SDK, streamable HTTP) that requires a bearer token and
@@ -97,7 +97,18 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
         .json({ error: 'unauthorized' });
       return;
     }
+    // The `admin` tool needs the wider scope: without it, 403 insufficient_scope names the scopes needed.
+    const call = req.body as { method?: string; params?: { name?: string } };
+    const granted = String(info.scope ?? '').split(' ');
+    if (call?.method === 'tools/call' && call.params?.name === 'admin' && !granted.includes('mcp:admin')) {
+      res
+        .status(403)
+        .set('WWW-Authenticate', `Bearer error="insufficient_scope", scope="mcp:tools mcp:admin", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`)
+        .json({ error: 'insufficient_scope' });
+      return;
+    }
     const mcp = new McpServer({ name: 'test-mcp', version: '1.0.0' });
+    mcp.registerTool('admin', { description: 'Administer', inputSchema: {} }, async () => ({ content: [{ type: 'text', text: 'administered' }] }));
     mcp.registerTool('echo', { description: 'Echo a message', inputSchema: { message: z.string() } }, async ({ message }) => ({ content: [{ type: 'text', text: message }] }));
     mcp.registerTool('add', { description: 'Add two numbers', inputSchema: { a: z.number(), b: z.number() } }, async ({ a, b }) => ({ content: [{ type: 'text', text: String(a + b) }] }));
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
@@ -110,7 +121,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   });
   server.on('request', app);
 
-  async function introspect(token: string): Promise<{ active: boolean; aud?: unknown } | null> {
+  async function introspect(token: string): Promise<{ active: boolean; aud?: unknown; scope?: unknown } | null> {
     const res = await fetch(`${issuer}/token/introspection`, {
       method: 'POST',
       headers: {
@@ -119,7 +130,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
       },
       body: new URLSearchParams({ token }),
     });
-    return res.ok ? ((await res.json()) as { active: boolean; aud?: unknown }) : null;
+    return res.ok ? ((await res.json()) as { active: boolean; aud?: unknown; scope?: unknown }) : null;
   }
 
   return {
