@@ -1,6 +1,4 @@
 import {
-  ActivityFailure,
-  ApplicationFailure,
   allHandlersFinished,
   condition,
   log,
@@ -28,6 +26,7 @@ import {
   type Phase,
   type RevokeRequest,
 } from './messages.js';
+import { failureCode, isPermanent } from './failures.js';
 import { nextWake, planRefreshAt, planRefreshRetryAt } from './schedule.js';
 
 type Activities = ReturnType<typeof createActivities>;
@@ -337,15 +336,4 @@ function view(s: CredentialState): CredentialView {
     generation: s.generation,
     endReason: s.endReason,
   };
-}
-
-function failureCode(err: unknown): string {
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  if (cause instanceof ApplicationFailure && cause.type) return cause.type;
-  return 'activity_failed';
-}
-
-function isPermanent(err: unknown): boolean {
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  return cause instanceof ApplicationFailure && cause.nonRetryable === true;
 }

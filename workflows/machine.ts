@@ -1,6 +1,4 @@
 import {
-  ActivityFailure,
-  ApplicationFailure,
   allHandlersFinished,
   condition,
   makeContinueAsNewFunc,
@@ -13,6 +11,7 @@ import {
 import type { createActivities, TokenMetadata } from '../activities/index.js';
 import { isTerminal } from '../lib/domain.js';
 import { CredentialStatusKey, ensureAuthorizationUpdate, revokeUpdate, statusQuery, type CredentialState, type CredentialView, type MachineWorkflowInput, type Phase, type RevokeRequest } from './messages.js';
+import { failureCode, isPermanent } from './failures.js';
 import { planRefreshAt, planRefreshRetryAt } from './schedule.js';
 
 type Activities = ReturnType<typeof createActivities>;
@@ -63,10 +62,8 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
       if (s.phase !== 'active') setPhase('active');
       s.cyclesThisRun++;
     } catch (err) {
-      const cause = err instanceof ActivityFailure ? err.cause : err;
-      const permanent = cause instanceof ApplicationFailure && cause.nonRetryable === true;
-      if (permanent || s.phase === 'starting') {
-        await end('authorization_failed', cause instanceof ApplicationFailure && cause.type ? cause.type : 'activity_failed');
+      if (isPermanent(err) || s.phase === 'starting') {
+        await end('authorization_failed', failureCode(err));
       } else {
         // The server is unwell: the current token is served until it expires; try again before that.
         s.failedRefreshes++;

@@ -72,7 +72,6 @@ export class OAuthClients {
           metadata,
           clientAuth,
         );
-        for (const fn of execute) fn(config);
       }
     } else {
       config = new oidc.Configuration(
@@ -86,20 +85,25 @@ export class OAuthClients {
         metadata,
         clientAuth,
       );
-      for (const fn of execute) fn(config);
     }
-    const tokenEndpoint = config.serverMetadata().token_endpoint;
-    const baseFetch = this.opts.fetch ?? fetch;
-    const customized = tokenEndpoint ? quirkFetch(tool, tokenEndpoint, baseFetch) : baseFetch;
-    if (customized !== fetch) config[oidc.customFetch] = customized;
-    // Well under the activities' start-to-close timeout: an attempt never outlives its slot and races its retry.
-    config.timeout = OAUTH_HTTP_TIMEOUT_SECONDS;
+    this.configure(config, tool);
     return {
       config,
       issuerKnown: Boolean(auth.issuer),
       revocationSupported: Boolean(config.serverMetadata().revocation_endpoint),
       scopes: auth.scopeList,
     };
+  }
+
+  /** What every configuration gets, however it was built: transport policy, the tool's quirks, a timeout. */
+  private configure(config: oidc.Configuration, tool: Tool): void {
+    if (this.opts.allowInsecure) oidc.allowInsecureRequests(config);
+    const tokenEndpoint = config.serverMetadata().token_endpoint;
+    const baseFetch = this.opts.fetch ?? fetch;
+    const customized = tokenEndpoint ? quirkFetch(tool, tokenEndpoint, baseFetch) : baseFetch;
+    if (customized !== fetch) config[oidc.customFetch] = customized;
+    // Well under the activities' start-to-close timeout: an attempt never outlives its slot and races its retry.
+    config.timeout = OAUTH_HTTP_TIMEOUT_SECONDS;
   }
 
   /** MCP authorization: discover from the server's URL, then use, or register, a client at its issuer. */
@@ -111,9 +115,7 @@ export class OAuthClients {
       : await this.registeredClient(found.issuer, found.serverMetadata, fetchImpl);
     const metadata: Partial<oidc.ClientMetadata> = client.clientSecret ? { client_secret: client.clientSecret } : {};
     const config = new oidc.Configuration(found.serverMetadata as oidc.ServerMetadata, client.clientId, metadata, clientAuthFor(client.tokenEndpointAuthMethod, client.clientSecret));
-    if (this.opts.allowInsecure) oidc.allowInsecureRequests(config);
-    if (this.opts.fetch) config[oidc.customFetch] = this.opts.fetch;
-    config.timeout = OAUTH_HTTP_TIMEOUT_SECONDS;
+    this.configure(config, tool);
     return {
       config,
       issuerKnown: true,

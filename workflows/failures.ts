@@ -1,0 +1,14 @@
+import { ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
+
+/** The stable code of an activity failure (its ApplicationFailure type), for phases, logs and the agent. */
+export function failureCode(err: unknown): string {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof ApplicationFailure && cause.type) return cause.type;
+  return 'activity_failed';
+}
+
+/** True for failures no retry can fix (invalid_grant, a refused configuration). */
+export function isPermanent(err: unknown): boolean {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  return cause instanceof ApplicationFailure && cause.nonRetryable === true;
+}
