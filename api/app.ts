@@ -12,6 +12,7 @@ import { CALLBACK_PATH, START_PATH, type Config } from '../lib/config.js';
 import type { Orm } from '../lib/db/orm.js';
 import type { Logger } from '../lib/log.js';
 import { registry } from '../lib/metrics.js';
+import { clientMetadataDocument } from '../lib/oauth/client-metadata.js';
 import type { ToolRegistry } from '../lib/tools.js';
 import type { EncryptionCodec } from '../lib/temporal/codec.js';
 import type { Vault } from '../lib/vault/crypto.js';
@@ -78,6 +79,15 @@ export function createApp(deps: AppDeps): Express {
     res.type(registry.contentType).send(await registry.metrics());
   });
 
+  const perIp = limiter(config.security.rateLimits.ipPerMinute, 'ip');
+  if (config.clientMetadataUrl) {
+    // Public by design: authorization servers fetch it to learn who we are (and may cache it for an hour).
+    const document = clientMetadataDocument(config.clientMetadataUrl, config.redirectUri, config.publicOrigin);
+    app.get(new URL(config.clientMetadataUrl).pathname, perIp, (_req, res) => {
+      res.set('cache-control', 'public, max-age=3600').json(document);
+    });
+  }
+
   if (!config.developmentMode) app.use('/api', requireHttps);
   const origins = new Set(config.security.corsOrigins);
   app.use('/api/v1', cors({ origin: (origin, cb) => cb(null, origin !== undefined && origins.has(origin)), maxAge: 600 }));
@@ -85,7 +95,6 @@ export function createApp(deps: AppDeps): Express {
   const gate = new Gate({ ...deps, developmentMode: config.developmentMode });
   const json = express.json({ limit: '16kb', strict: true, type: () => true });
   const limits = config.security.rateLimits;
-  const perIp = limiter(limits.ipPerMinute, 'ip');
   app.use('/api/v1/credentials', perIp, json, credentialRoutes({ ...deps, gate, agentLimiter: limiter(limits.agentPerMinute, 'agent') }));
   app.use('/api/v1/admin', perIp, json, adminRoutes({ ...deps, gate }));
   app.use('/api/v1/tools', perIp, toolRoutes({ ...deps, gate }));

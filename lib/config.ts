@@ -47,6 +47,7 @@ const envSchema = z.object({
   RATE_LIMIT_CALLBACK_IP_PER_MINUTE: positiveInt('RATE_LIMIT_CALLBACK_IP_PER_MINUTE').default(60),
   TRUST_PROXY: z.string().default('loopback'),
   OAUTH_ALLOW_HTTP_PROVIDERS: bool.default(false),
+  OAUTH_CLIENT_METADATA_URL: z.string().optional(),
 });
 
 export interface Config {
@@ -61,6 +62,11 @@ export interface Config {
   /** How long an API process may reuse a hot-path read (see CredentialBroker). */
   hotCacheMs: number;
   redirectUri: string;
+  /**
+   * Our Client ID Metadata Document's URL, which is also our client_id at authorization servers that
+   * support such documents; null when the broker has no HTTPS URL to host it at.
+   */
+  clientMetadataUrl: string | null;
   encryptionKey: string | undefined;
   toolsConfigPath: string;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
@@ -101,6 +107,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError('AUTHORIZATION_SERVICE=none is allowed only in development mode');
   }
   const publicOrigin = new URL(redirectUri).origin;
+  const clientMetadataUrl = resolveClientMetadataUrl(e.OAUTH_CLIENT_METADATA_URL, publicOrigin);
   return {
     port: e.PORT,
     developmentMode: e.DEVELOPMENT_MODE,
@@ -112,6 +119,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     refreshSkewSeconds: e.REFRESH_SKEW_SECONDS,
     hotCacheMs: e.HOT_CACHE_MS,
     redirectUri,
+    clientMetadataUrl,
     encryptionKey: e.CREDENTIALS_ENCRYPTION_KEY,
     toolsConfigPath: e.TOOLS_CONFIG,
     logLevel: e.LOG_LEVEL,
@@ -149,6 +157,38 @@ export function validateRedirectUri(uri: string, developmentMode: boolean): void
     throw new ConfigError('OAUTH_TOOL_REDIRECT_URI must use https outside development mode');
   }
   if (url.search || url.hash) throw new ConfigError('OAUTH_TOOL_REDIRECT_URI must not have a query or fragment');
+}
+
+/** Where the broker's own client metadata document lives by default. */
+export const CLIENT_METADATA_PATH = '/oauth/client-metadata.json';
+
+/**
+ * A Client ID Metadata Document's URL is a client_id: https, a path, no fragment, no credentials, no dot
+ * segments. By default it sits on the public origin, when that is HTTPS; `none` turns the feature off.
+ */
+function resolveClientMetadataUrl(value: string | undefined, publicOrigin: string): string | null {
+  if (value === 'none') return null;
+  if (value === undefined) return publicOrigin.startsWith('https:') ? `${publicOrigin}${CLIENT_METADATA_PATH}` : null;
+  const problem = `OAUTH_CLIENT_METADATA_URL must be an https URL with a path and no fragment, query, credentials or dot segments (or "none")`;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${problem}: ${value}`);
+  }
+  const rawPath = value.replace(/^https:\/\/[^/]*/i, '');
+  if (
+    url.protocol !== 'https:' ||
+    url.pathname === '/' ||
+    value.includes('#') ||
+    url.search ||
+    url.username ||
+    url.password ||
+    /(^|\/)(\.|%2e){1,2}(\/|$)/i.test(rawPath)
+  ) {
+    throw new ConfigError(`${problem}: ${value}`);
+  }
+  return url.href;
 }
 
 function list(value: string | undefined): string[] {

@@ -68,6 +68,7 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
       allowInsecure: config.security.allowHttpProviders,
       registrations: new ClientRegistrations(orm, vault),
       redirectUri: config.redirectUri,
+      clientMetadataUrl: config.clientMetadataUrl,
       ...(opts.fetch ? { fetch: opts.fetch } : {}),
     }),
     audit,

@@ -1,5 +1,6 @@
 import * as oidc from 'openid-client';
 import type { Tool } from '../tools.js';
+import { CLIENT_NAME } from './client-metadata.js';
 import { DiscoveryError, discoverMcpAuthorization } from './mcp-discovery.js';
 import { quirkFetch } from './quirks.js';
 import type { ClientRegistrations, RegisteredClient } from './registrations.js';
@@ -15,6 +16,8 @@ export interface OAuthClientOptions {
   /** Where dynamic registrations are kept (needed for MCP servers that publish only their URL). */
   registrations?: ClientRegistrations;
   redirectUri?: string;
+  /** Our Client ID Metadata Document's HTTPS URL (our client_id where servers support such documents). */
+  clientMetadataUrl?: string | null;
 }
 
 export interface ToolClient {
@@ -110,9 +113,7 @@ export class OAuthClients {
   private async buildMcp(tool: Tool): Promise<ToolClient> {
     const fetchImpl = this.opts.fetch ?? fetch;
     const found = await discoverMcpAuthorization(tool.connection.url, fetchImpl);
-    const client = tool.auth.client_id
-      ? { clientId: tool.auth.client_id, ...(tool.auth.client_secret ? { clientSecret: tool.auth.client_secret } : {}), tokenEndpointAuthMethod: tool.auth.token_endpoint_auth_method ?? 'client_secret_basic' }
-      : await this.registeredClient(found.issuer, found.serverMetadata, fetchImpl);
+    const client = await this.clientFor(tool, found.issuer, found.serverMetadata, fetchImpl);
     const metadata: Partial<oidc.ClientMetadata> = client.clientSecret ? { client_secret: client.clientSecret } : {};
     const config = new oidc.Configuration(found.serverMetadata as oidc.ServerMetadata, client.clientId, metadata, clientAuthFor(client.tokenEndpointAuthMethod, client.clientSecret));
     this.configure(config, tool);
@@ -125,7 +126,26 @@ export class OAuthClients {
     };
   }
 
-  /** Client registration in the specification's order after pre-registration: a stored one, else RFC 7591. */
+  /**
+   * Client registration in the specification's order: the tool's pre-registered client; else our Client ID
+   * Metadata Document when the server advertises support (nothing to register or store); else a stored
+   * dynamic registration, else a new one (RFC 7591).
+   */
+  private async clientFor(tool: Tool, issuer: string, server: Record<string, unknown>, fetchImpl: typeof fetch): Promise<RegisteredClient> {
+    const { auth } = tool;
+    if (auth.client_id) {
+      return {
+        clientId: auth.client_id,
+        ...(auth.client_secret ? { clientSecret: auth.client_secret } : {}),
+        tokenEndpointAuthMethod: auth.token_endpoint_auth_method ?? 'client_secret_basic',
+      };
+    }
+    if (server.client_id_metadata_document_supported === true && this.opts.clientMetadataUrl) {
+      return { clientId: this.opts.clientMetadataUrl, tokenEndpointAuthMethod: 'none' };
+    }
+    return this.registeredClient(issuer, server, fetchImpl);
+  }
+
   private async registeredClient(issuer: string, server: Record<string, unknown>, fetchImpl: typeof fetch): Promise<RegisteredClient> {
     const { registrations, redirectUri } = this.opts;
     if (!registrations || !redirectUri) throw new DiscoveryError('invalid_metadata', 'dynamic registration is not configured');
@@ -139,7 +159,7 @@ export class OAuthClients {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
       body: JSON.stringify({
-        client_name: 'Agent credential broker',
+        client_name: CLIENT_NAME,
         redirect_uris: [redirectUri],
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],

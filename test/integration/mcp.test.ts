@@ -6,6 +6,7 @@ import { fork } from '../../lib/db/orm.js';
 import type { ToolConfig } from '../../lib/tools.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 import { MCP_TEST_TOOLS, startMcpServer, type McpTestServer } from '../support/mcp-server.js';
+import { fetchTrusting, startTlsProxy, type TlsProxy } from '../support/tls-proxy.js';
 
 const mcpTool = (id: string, server: McpTestServer, manifest: ToolConfig['manifest'] = []): ToolConfig => ({
   id,
@@ -50,16 +51,30 @@ let h: Harness;
 let withPath: McpTestServer;
 let noChallengeScope: McpTestServer;
 let noPkce: McpTestServer;
+let withDocuments: McpTestServer;
+/** The broker's public HTTPS origin: a TLS-terminating proxy in front of it, as in a deployment. */
+let tls: TlsProxy;
+let metadataUrl: string;
 
 beforeAll(async () => {
+  tls = await startTlsProxy();
+  metadataUrl = `${tls.origin}/oauth/client-metadata.json`;
   withPath = await startMcpServer({ issuerPath: '/tenant1', challengeScope: 'mcp:tools' });
   noChallengeScope = await startMcpServer({ scopesSupported: ['mcp:tools'] });
   noPkce = await startMcpServer({ hidePkce: true });
-  h = await startHarness({ extraTools: [mcpTool('mcp-path', withPath, MANIFEST), mcpTool('mcp-plain', noChallengeScope), mcpTool('mcp-no-pkce', noPkce)] });
+  withDocuments = await startMcpServer({ clientIdMetadataDocuments: { ca: tls.ca } });
+  // The broker has an HTTPS URL for its metadata document, so it offers it wherever a server supports them;
+  // the other servers here do not advertise support and get dynamic registration.
+  h = await startHarness({
+    extraTools: [mcpTool('mcp-path', withPath, MANIFEST), mcpTool('mcp-plain', noChallengeScope), mcpTool('mcp-no-pkce', noPkce), mcpTool('mcp-cimd', withDocuments)],
+    env: { OAUTH_CLIENT_METADATA_URL: metadataUrl },
+  });
+  tls.forwardTo(h.baseUrl);
 });
 afterAll(async () => {
   await h?.close();
-  for (const s of [withPath, noChallengeScope, noPkce]) await s?.close();
+  for (const s of [withPath, noChallengeScope, noPkce, withDocuments]) await s?.close();
+  await tls?.close();
 });
 
 describe('a remote MCP server that publishes only its URL', () => {
@@ -162,5 +177,56 @@ describe('a remote MCP server that publishes only its URL', () => {
     expect(res.json.error.code).toBe('pkce_not_supported');
     expect(res.json.error.message).toContain('pkce_not_supported');
     expect(await noPkce.registeredClients()).toBe(0);
+  });
+
+  it('uses our Client ID Metadata Document as client_id where the server supports it: nothing registered', async () => {
+    const who = freshOwner('mcp-cimd');
+    const first = await h.call('POST', '/api/v1/credentials/mcp-cimd', who);
+    expect(first.status, first.text).toBe(202);
+    const provider = await providerUrlBehind(first.json.authorization_url);
+    expect(provider.searchParams.get('client_id')).toBe(metadataUrl);
+    expect(provider.searchParams.get('resource')).toBe(withDocuments.url);
+    expect(provider.searchParams.get('code_challenge_method')).toBe('S256');
+
+    const page = await h.consent(first.json.authorization_url, { login: who.user });
+    expect(page.status, page.html).toBe(200);
+    // The authorization server fetched our document over HTTPS, through the TLS proxy, from the broker.
+    expect(withDocuments.fetchedDocuments).toContain(metadataUrl);
+    expect(tls.requests).toContain('/oauth/client-metadata.json');
+    expect(await withDocuments.registeredClients()).toBe(0);
+    expect(await fork(h.services.orm).count(ClientRegistrationSchema, { issuer: withDocuments.issuer })).toBe(0);
+
+    const active = await h.call('POST', '/api/v1/credentials/mcp-cimd', who);
+    expect(active.status).toBe(200);
+    expect(await listTools(withDocuments.url, active.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+    // A public client: the refresh (rotated by the server) authenticates with nothing but PKCE's binding.
+    const refreshed = await h.call('POST', '/api/v1/credentials/mcp-cimd', who, { force_refresh: true });
+    expect(refreshed.status, refreshed.text).toBe(200);
+    expect(refreshed.json.access_token).not.toBe(active.json.access_token);
+    expect(await listTools(withDocuments.url, refreshed.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+    // Revocation at the provider works for the public client too.
+    expect((await h.call('DELETE', '/api/v1/credentials/mcp-cimd', who)).status).toBe(200);
+    const gone = await fetch(withDocuments.url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${refreshed.json.access_token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    });
+    await gone.text();
+    expect(gone.status).toBe(401);
+  });
+
+  it('serves the metadata document publicly, with no secret in it', async () => {
+    const res = await fetchTrusting(tls.ca)(metadataUrl);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('public, max-age=3600');
+    expect(await res.json()).toEqual({
+      client_id: metadataUrl,
+      client_name: 'Agent credential broker',
+      redirect_uris: [h.callbackPrefix],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+      application_type: 'web',
+    });
   });
 });

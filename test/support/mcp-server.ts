@@ -5,6 +5,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import Provider, { errors } from 'oidc-provider';
 import { z } from 'zod';
+import { fetchTrusting } from './tls-proxy.js';
 
 export interface McpTestServer {
   /** The MCP endpoint, the only thing a tool needs to know. */
@@ -13,6 +14,8 @@ export interface McpTestServer {
   provider: Provider;
   /** Registered clients at the authorization server (dynamic registration). */
   registeredClients(): Promise<number>;
+  /** Client ID Metadata Documents this server fetched, by URL. */
+  fetchedDocuments: string[];
   close(): Promise<void>;
 }
 
@@ -24,6 +27,11 @@ export interface McpServerOptions {
   /** Put a `scope` in the 401 challenge (otherwise clients fall back to `scopes_supported`). */
   challengeScope?: string;
   scopesSupported?: string[];
+  /**
+   * Accept Client ID Metadata Documents (oidc-provider's experimental feature, draft 02): the server fetches
+   * a client's document from its HTTPS client_id, trusting this certificate.
+   */
+  clientIdMetadataDocuments?: { ca: string };
 }
 
 const TOOLS = ['echo', 'add', 'admin'];
@@ -43,6 +51,8 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   const scopesSupported = opts.scopesSupported ?? ['mcp:tools', 'mcp:admin'];
   const introspector = { client_id: 'mcp-resource-server', client_secret: 'resource-server-secret' };
 
+  const fetchedDocuments: string[] = [];
+  const trusting = opts.clientIdMetadataDocuments ? fetchTrusting(opts.clientIdMetadataDocuments.ca) : null;
   const provider = new Provider(issuer, {
     clients: [{ ...introspector, redirect_uris: [], grant_types: [], response_types: [] }],
     pkce: { required: () => true },
@@ -50,6 +60,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     features: {
       devInteractions: { enabled: true },
       registration: { enabled: true },
+      ...(opts.clientIdMetadataDocuments ? { clientIdMetadataDocument: { enabled: true, ack: 'draft-02' } } : {}),
       revocation: { enabled: true },
       introspection: { enabled: true },
       resourceIndicators: {
@@ -65,6 +76,15 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
     cookies: { keys: ['mcp-test-cookie-key'] },
+    // The provider's own fetch refuses loopback addresses (SSRF protection); here our broker is on loopback.
+    ...(opts.clientIdMetadataDocuments
+      ? {
+          fetch: ((url, init) => {
+            fetchedDocuments.push(String(url));
+            return trusting!(url, init);
+          }) as typeof fetch,
+        }
+      : {}),
   });
   let registrations = 0;
   provider.on('registration_create.success', () => {
@@ -138,6 +158,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     issuer,
     provider,
     registeredClients: async () => registrations,
+    fetchedDocuments,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -31,4 +31,27 @@ describe('loadConfig', () => {
   it('refuses to start in production without an encryption key', () => {
     expect(() => loadConfig({ OAUTH_TOOL_REDIRECT_URI: prod.OAUTH_TOOL_REDIRECT_URI })).toThrow(/CREDENTIALS_ENCRYPTION_KEY is required/);
   });
+
+  it('hosts the client metadata document on an HTTPS public origin by default, and checks a configured URL', () => {
+    expect(loadConfig(prod).clientMetadataUrl).toBe('https://broker.example.com/oauth/client-metadata.json');
+    // A plain-HTTP origin (development) cannot be a client_id: the feature is off unless a URL is given.
+    expect(loadConfig(dev).clientMetadataUrl).toBeNull();
+    expect(loadConfig({ ...prod, OAUTH_CLIENT_METADATA_URL: 'none' }).clientMetadataUrl).toBeNull();
+    expect(loadConfig({ ...dev, OAUTH_CLIENT_METADATA_URL: 'https://static.example.com/broker/client.json' }).clientMetadataUrl).toBe(
+      'https://static.example.com/broker/client.json',
+    );
+    for (const bad of [
+      'http://broker.example.com/client.json',
+      'https://broker.example.com/',
+      'https://broker.example.com',
+      'https://broker.example.com/a/../client.json',
+      'https://broker.example.com/a/%2e%2e/client.json',
+      'https://broker.example.com/client.json#x',
+      'https://broker.example.com/client.json?v=1',
+      'https://user:pw@broker.example.com/client.json',
+      'client.json',
+    ]) {
+      expect(() => loadConfig({ ...prod, OAUTH_CLIENT_METADATA_URL: bad }), bad).toThrow(/OAUTH_CLIENT_METADATA_URL must be an https URL/);
+    }
+  });
 });
