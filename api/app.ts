@@ -1,6 +1,5 @@
 import cors from 'cors';
-import express, { type Express, type Request, type RequestHandler } from 'express';
-import { rateLimit } from 'express-rate-limit';
+import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { Client } from '@temporalio/client';
 import type { AuditTrail } from '../lib/audit.js';
@@ -18,6 +17,7 @@ import type { EncryptionCodec } from '../lib/temporal/codec.js';
 import type { Vault } from '../lib/vault/crypto.js';
 import { Gate } from './auth.js';
 import { requestContext } from './context.js';
+import { limiter } from './limits.js';
 import { ApiError, errorHandler, notFound } from './errors.js';
 import { adminRoutes } from './routes/admin.js';
 import { codecRoutes } from './routes/codec.js';
@@ -110,19 +110,6 @@ export function createApp(deps: AppDeps): Express {
 const requireHttps: RequestHandler = (req, _res, next) => {
   next(req.secure ? undefined : new ApiError(400, 'https_required', 'HTTPS is required'));
 };
-
-/** Per-minute limits, keyed by client IP or by the authenticated agent; a refusal is a JSON 429. */
-function limiter(perMinute: number, by: 'ip' | 'agent'): RequestHandler {
-  return rateLimit({
-    windowMs: 60_000,
-    limit: perMinute,
-    // One set of RateLimit headers (the address limit's) is enough for a client to pace itself.
-    standardHeaders: by === 'ip' ? 'draft-8' : false,
-    legacyHeaders: false,
-    ...(by === 'agent' ? { keyGenerator: (req: Request) => `agent:${req.caller?.agentId ?? 'none'}` } : {}),
-    handler: (_req, _res, next) => next(new ApiError(429, 'rate_limited', `too many requests from this ${by === 'ip' ? 'address' : 'agent'}; slow down`)),
-  });
-}
 
 function trustProxy(setting: string): boolean | number | string {
   if (setting === 'true') return true;

@@ -1,4 +1,5 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { Session } from 'node:inspector/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -58,10 +59,14 @@ writeFileSync(resolve(tmp, 'results.json'), `${JSON.stringify(results, null, 2)}
 console.log(`\nresults written to data/bench/results.json`);
 process.exit(0);
 
-// 1. The agent's hot path against a bare Express route returning constant JSON.
+// 1. The agent's hot path against a bare Express route returning constant JSON, measured twice: with the API
+// in this process beside the worker and the sandbox (the `npm start` shape), and with the API and the bare
+// route each in a process of their own (the deployed shape: docker-compose runs the API apart from the worker).
 async function tokenFetch(): Promise<void> {
-  const h = await startStack(runSettings, { env: { RATE_LIMIT_IP_PER_MINUTE: '100000000', RATE_LIMIT_AGENT_PER_MINUTE: '100000000', LOG_LEVEL: 'warn' } });
+  const limits = { RATE_LIMIT_IP_PER_MINUTE: '100000000', RATE_LIMIT_AGENT_PER_MINUTE: '100000000', LOG_LEVEL: 'warn' };
+  const h = await startStack(runSettings, { env: limits });
   h.services.log.level = 'warn';
+  const children: ChildProcess[] = [];
   try {
     const who = freshOwner('bench');
     const first = await h.call('POST', '/api/v1/credentials/sandbox', who);
@@ -81,17 +86,70 @@ async function tokenFetch(): Promise<void> {
       const r = JSON.parse(stdout);
       return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
     };
-    const baseline = await cannon(`http://127.0.0.1:${barePort}/bare`, []);
-    const broker = await cannon(`${h.baseUrl}/api/v1/credentials/sandbox`, headers);
+    const inProcess = {
+      baseline: await profiled('bare-route', () => cannon(`http://127.0.0.1:${barePort}/bare`, [])),
+      broker: await profiled('token-fetch', () => cannon(`${h.baseUrl}/api/v1/credentials/sandbox`, headers)),
+    };
     bareServer.close();
-    const ratio = broker.rps / baseline.rps;
-    results.tokenFetch = { baseline, broker, throughputRatio: round(ratio) };
+
+    const bareChild = await spawnServer(['bench/bare-route.ts'], {}, children);
+    const apiChild = await spawnServer(['api/main.ts'], { ...h.workerEnv, ...limits }, children);
+    const separate = {
+      baseline: await cannon(`${bareChild}/bare`, []),
+      broker: await cannon(`${apiChild}/api/v1/credentials/sandbox`, headers),
+    };
+    results.tokenFetch = {
+      inProcess: { ...inProcess, throughputRatio: round(inProcess.broker.rps / inProcess.baseline.rps) },
+      separateProcesses: { ...separate, throughputRatio: round(separate.broker.rps / separate.baseline.rps) },
+    };
     console.log(`\n[token fetch] 32 connections, ${duration} s each`);
-    console.log(`  bare route : ${round(baseline.rps)} req/s, p50 ${baseline.p50} ms, p99 ${baseline.p99} ms`);
-    console.log(`  broker     : ${round(broker.rps)} req/s, p50 ${broker.p50} ms, p99 ${broker.p99} ms (non-2xx ${broker.non2xx}, errors ${broker.errors})`);
-    console.log(`  ratio      : ${pct(ratio)} of the bare route's throughput (target ≥ 60%)`);
+    for (const [label, m] of [['API in its own process (deployed shape)', separate], ['API beside worker and sandbox (npm start)', inProcess]] as const) {
+      console.log(`  ${label}`);
+      console.log(`    bare route : ${round(m.baseline.rps)} req/s, p50 ${m.baseline.p50} ms, p99 ${m.baseline.p99} ms`);
+      console.log(`    broker     : ${round(m.broker.rps)} req/s, p50 ${m.broker.p50} ms, p99 ${m.broker.p99} ms (non-2xx ${m.broker.non2xx}, errors ${m.broker.errors})`);
+      console.log(`    ratio      : ${pct(m.broker.rps / m.baseline.rps)} of the bare route's throughput (target ≥ 60%)`);
+    }
   } finally {
+    for (const child of children) child.kill('SIGTERM');
+    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)));
     await h.close();
+  }
+}
+
+/** Starts `node --import tsx <args>` on a free port and waits for its /healthz; returns its origin. */
+async function spawnServer(args: string[], env: Record<string, string>, children: ChildProcess[]): Promise<string> {
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', ...args], { env: { ...process.env, ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(child);
+  const origin = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`${args[0]} exited with ${child.exitCode}`);
+    const ok = await fetch(`${origin}/healthz`).then((r) => r.ok, () => false);
+    if (ok) return origin;
+    await sleep(100);
+  }
+  throw new Error(`${args[0]} did not become healthy`);
+}
+
+/** With BENCH_PROFILE=<dir>, a CPU profile of this process while `work` runs (open it in Chrome DevTools). */
+async function profiled<T>(name: string, work: () => Promise<T>): Promise<T> {
+  const dir = process.env.BENCH_PROFILE;
+  if (!dir) return work();
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    return await work();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(resolve(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
   }
 }
 

@@ -35,7 +35,8 @@ export class AuditTrail {
     private readonly orm?: Orm,
   ) {}
 
-  async record(em: Em, event: AuditInput, opts: { batched?: boolean } = {}): Promise<void> {
+  /** `em` is the unit of work to write in (a transaction's, say); null writes on a fresh one, or batched. */
+  async record(em: Em | null, event: AuditInput, opts: { batched?: boolean } = {}): Promise<void> {
     const row = toRow(event);
     if (this.log.isLevelEnabled('info')) this.log.info({ audit: { ...row, at: row.at.toISOString() } }, `audit ${event.eventType} ${event.outcome}`);
     if (opts.batched && this.orm) {
@@ -44,7 +45,8 @@ export class AuditTrail {
       else this.timer ??= setTimeout(() => void this.flush(), FLUSH_MS).unref();
       return;
     }
-    await em.insert(AuditEventSchema, row);
+    if (!em && !this.orm) throw new Error('the audit trail has no database to write to');
+    await (em ?? fork(this.orm!)).insert(AuditEventSchema, row);
   }
 
   /** Writes what is batched; called on a timer and at shutdown. */

@@ -155,7 +155,8 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
 
   async function record(req: Request, owner: CredentialOwner, eventType: string, outcome: string, detail: Record<string, unknown>) {
     const hot = eventType === 'credential.issued' || eventType === 'credential.status_read';
-    await audit.record(fork(deps.orm), {
+    // Hot-path events are batched: no unit of work is needed for them.
+    await audit.record(hot ? null : fork(deps.orm), {
       eventType,
       outcome,
       actor: `agent:${owner.agentId}`,
