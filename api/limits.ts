@@ -12,7 +12,7 @@ export function limiter(perMinute: number, by: 'ip' | 'agent'): RequestHandler {
     // draft-7: the draft-8 header also carries a hash of the key, computed on every request.
     standardHeaders: by === 'ip' ? 'draft-7' : false,
     legacyHeaders: false,
-    keyGenerator: by === 'agent' ? (req: Request) => `agent:${req.caller?.agentId ?? 'none'}` : (req: Request) => clientIpKey(req.ip),
+    keyGenerator: by === 'agent' ? (req: Request) => `agent:${req.caller?.agentId ?? 'none'}` : clientIpKey,
     handler: (_req, _res, next) => next(new ApiError(429, 'rate_limited', `too many requests from this ${by === 'ip' ? 'address' : 'agent'}; slow down`)),
   });
 }
@@ -24,7 +24,8 @@ const MAPPED_IPV4 = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
  * listening on `::` does), an IPv6 address by its /56 (the library's rule). The IPv4 cases skip the library's
  * full IPv6 parse, which cost ~5% of the token hot path.
  */
-export function clientIpKey(ip: string | undefined): string {
+export function clientIpKey(req: { ip?: string | undefined }): string {
+  const ip = req.ip;
   if (!ip) return 'unknown';
   const mapped = MAPPED_IPV4.exec(ip);
   if (mapped) return mapped[1]!;

@@ -3,6 +3,7 @@ import {
   condition,
   log,
   makeContinueAsNewFunc,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -70,7 +71,8 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
 
   setHandler(statusQuery, () => view(s));
   setHandler(callbackReceivedSignal, ({ authorizationRequestId }) => {
-    if (s.phase === 'awaiting_authorization' && authorizationRequestId === s.authorizationRequestId) {
+    // A step-up's consent may arrive while the current token is being refreshed.
+    if ((s.phase === 'awaiting_authorization' || (s.stepUpPending && s.phase === 'refreshing')) && authorizationRequestId === s.authorizationRequestId) {
       inbox.callback = authorizationRequestId;
     }
   });
@@ -88,7 +90,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
     },
     {
       validator: () => {
-        if (s.phase !== 'active' && s.phase !== 'refreshing') throw new Error(`credential is ${s.phase}, not active`);
+        if (s.phase !== 'active' && s.phase !== 'refreshing' && !s.stepUpPending) throw new Error(`credential is ${s.phase}, not active`);
       },
     },
   );
@@ -136,19 +138,31 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
 
   while (!isTerminal(s.phase)) {
     if (s.phase === 'awaiting_authorization') {
-      const arrived = await condition(
-        () => inbox.callback !== null || inbox.revoke !== null,
-        Math.max(0, s.authorizationExpiresAt! - Date.now()),
+      // While a step-up waits for the user, the current credential is still served: keep refreshing it and
+      // keep its time to live (histories from before this change waited for the user only).
+      const keepCurrent = s.stepUpPending === true && patched('refresh-during-step-up');
+      const wakeAt = keepCurrent ? Math.min(s.authorizationExpiresAt!, nextWake(s.refreshAt, s.ttlExpiresAt!)) : s.authorizationExpiresAt!;
+      await condition(
+        () => inbox.callback !== null || inbox.revoke !== null || (keepCurrent && inbox.refreshRequested),
+        Math.max(0, wakeAt - Date.now()),
       );
       if (inbox.revoke) {
         if (s.stepUpPending) await revoke(inbox.revoke);
         else await end('revoked', `revoked by ${inbox.revoke.actor}: ${inbox.revoke.reason}`);
-      } else if (!arrived) {
-        // A step-up the user never completed leaves the credential as it was.
+      } else if (inbox.callback !== null) {
+        await completeAuthorization();
+      } else if (!keepCurrent) {
+        // Timed out. A step-up the user never completed leaves the credential as it was.
         if (s.stepUpPending) backToActive();
         else await end('authorization_timed_out', 'the user did not complete the authorization in time');
-      } else {
-        await completeAuthorization();
+      } else if (Date.now() >= s.ttlExpiresAt!) {
+        await end('expired', 'the credential reached its time to live');
+      } else if (inbox.refreshRequested || (s.refreshAt !== null && Date.now() >= s.refreshAt)) {
+        inbox.refreshRequested = false;
+        await refresh();
+        inbox.refreshAttempts++;
+      } else if (Date.now() >= s.authorizationExpiresAt!) {
+        backToActive();
       }
       continue;
     }
@@ -290,7 +304,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
         await refreshing.refreshCredential({ credentialId: s.credentialId, expectedGeneration: s.generation }),
       );
       s.cyclesThisRun++;
-      setPhase('active');
+      setPhase(resumePhase());
     } catch (err) {
       const code = failureCode(err);
       if (isPermanent(err)) {
@@ -301,8 +315,13 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       s.failedRefreshes++;
       s.refreshAt = planRefreshRetryAt(Date.now(), s.accessExpiresAt, s.failedRefreshes);
       log.warn('refresh failed, will retry', { code, failedRefreshes: s.failedRefreshes });
-      setPhase('active');
+      setPhase(resumePhase());
     }
+  }
+
+  /** After a refresh: back to waiting for the user when a step-up is pending, else active. */
+  function resumePhase(): Phase {
+    return s.stepUpPending ? 'awaiting_authorization' : 'active';
   }
 
   async function revoke(request: RevokeRequest): Promise<void> {

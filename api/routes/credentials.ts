@@ -56,6 +56,9 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     if (body.force_refresh) {
       const refreshed = await broker.refreshNow(owner);
       await record(req, owner, 'credential.refresh_requested', refreshed ? 'success' : 'failure', { phase: refreshed?.phase ?? 'none' });
+      // Refreshed (also while a step-up waits for the user): the new token; else authorize below.
+      const hit = refreshed ? await broker.readActive(owner) : null;
+      if (hit) return sendActive(req, res, owner, hit);
     } else {
       const hit = await broker.readActive(owner);
       if (hit) return sendActive(req, res, owner, hit);

@@ -45,6 +45,37 @@ describe('refresh', () => {
     expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2);
   });
 
+  it('keeps refreshing the current token while a step-up waits for the user; consent then brings the wider one', async () => {
+    const who = freshOwner('step-up-refresh');
+    const { accessToken } = await authorize(h, who);
+    const stepUp = await h.call('POST', CREDENTIAL_PATH, who, { insufficient_scope: 'openid' });
+    expect(stepUp.status, stepUp.text).toBe(202);
+    // The user takes their time: the 6 s token is renewed meanwhile and the agent keeps being served.
+    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 250 });
+    const served = await h.call('POST', CREDENTIAL_PATH, who);
+    expect(served.status).toBe(200);
+    expect(served.json.access_token).not.toBe(accessToken);
+    expect((await h.introspect(served.json.access_token)).active).toBe(true);
+    // So does a refresh the agent asks for after a 401.
+    const forced = await h.call('POST', CREDENTIAL_PATH, who, { force_refresh: true });
+    expect(forced.status, forced.text).toBe(200);
+    // The same link is still the step-up's, and consenting to it brings the wider scope.
+    const again = await h.call('POST', CREDENTIAL_PATH, who, { insufficient_scope: 'openid' });
+    expect(again.json.authorization_url).toBe(stepUp.json.authorization_url);
+    const page = await h.consent(stepUp.json.authorization_url, { login: who.user });
+    expect(page.status, page.html).toBe(200);
+    await vi.waitFor(
+      async () => {
+        const wide = await h.call('POST', CREDENTIAL_PATH, who);
+        expect(wide.status).toBe(200);
+        expect(wide.json.scope.split(' ')).toContain('openid');
+      },
+      { timeout: 10_000, interval: 250 },
+    );
+    const view = await h.client.workflow.getHandle(workflowIdOf(who)).query(statusQuery);
+    expect(['active', 'refreshing']).toContain(view.phase);
+  });
+
   it('keeps the credential working across continue-as-new', async () => {
     const who = freshOwner('can');
     await authorize(h, who);

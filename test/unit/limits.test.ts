@@ -14,10 +14,10 @@ describe('clientIpKey', () => {
       '2001:db8:abcd:1200:ffff:ffff:ffff:ffff',
       'fe80::1',
     ];
-    for (const ip of addresses) expect(clientIpKey(ip), ip).toBe(ipKeyGenerator(ip));
+    for (const ip of addresses) expect(clientIpKey({ ip }), ip).toBe(ipKeyGenerator(ip));
     // Two IPv6 addresses in one /56 share a budget; a different /56 does not.
-    expect(clientIpKey('2001:db8:abcd:12ff::1')).toBe(clientIpKey('2001:db8:abcd:1200::9'));
-    expect(clientIpKey('2001:db8:abcd:1300::1')).not.toBe(clientIpKey('2001:db8:abcd:1200::1'));
-    expect(clientIpKey(undefined)).toBe('unknown');
+    expect(clientIpKey({ ip: '2001:db8:abcd:12ff::1' })).toBe(clientIpKey({ ip: '2001:db8:abcd:1200::9' }));
+    expect(clientIpKey({ ip: '2001:db8:abcd:1300::1' })).not.toBe(clientIpKey({ ip: '2001:db8:abcd:1200::1' }));
+    expect(clientIpKey({})).toBe('unknown');
   });
 });
