@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { secretContext } from '../../activities/index.js';
 import { CredentialSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
@@ -117,6 +118,18 @@ describe('refresh', () => {
     expect(next.json.authorization_url).not.toBe(authorizationUrl);
     const ended = await fork(h.services.orm).findOneOrFail(CredentialSchema, { id: row!.id });
     expect(ended).toMatchObject({ status: 'reauthorization_required', endReason: 'invalid_grant', accessToken: null, refreshToken: null });
+  });
+
+  it('replays every history these tests made with the current workflow code (determinism)', async () => {
+    const histories = [];
+    for await (const wf of h.client.workflow.list({ query: `TaskQueue = '${h.taskQueue}'` })) {
+      histories.push({ workflowId: wf.workflowId, history: await h.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory() });
+    }
+    // Refreshes, a step-up with refreshes while it waited, continue-as-new, invalid_grant.
+    expect(histories.length).toBeGreaterThanOrEqual(6);
+    for await (const result of Worker.runReplayHistories({ workflowBundle: { codePath: inject('workflowBundlePath') }, dataConverter: { payloadCodecs: [h.services.codec] } }, histories)) {
+      expect(result.error, result.workflowId).toBeUndefined();
+    }
   });
 });
 
