@@ -153,7 +153,8 @@ export class OAuthClients {
     if (known) return known;
     const endpoint = server.registration_endpoint;
     if (typeof endpoint !== 'string') {
-      throw new DiscoveryError('invalid_metadata', `the authorization server ${issuer} offers no dynamic registration; configure client_id for this tool`);
+      const documents = server.client_id_metadata_document_supported === true ? ' or give the broker an HTTPS OAUTH_CLIENT_METADATA_URL (the server accepts client metadata documents)' : '';
+      throw new DiscoveryError('invalid_metadata', `the authorization server ${issuer} offers no dynamic registration; configure client_id for this tool${documents}`);
     }
     const res = await fetchImpl(endpoint, {
       method: 'POST',

@@ -3,7 +3,9 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientRegistrationSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
-import type { ToolConfig } from '../../lib/tools.js';
+import { OAuthClients } from '../../lib/oauth/client.js';
+import { ClientRegistrations } from '../../lib/oauth/registrations.js';
+import { toTool, type ToolConfig } from '../../lib/tools.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 import { MCP_TEST_TOOLS, startMcpServer, type McpTestServer } from '../support/mcp-server.js';
 import { fetchTrusting, startTlsProxy, type TlsProxy } from '../support/tls-proxy.js';
@@ -228,5 +230,26 @@ describe('a remote MCP server that publishes only its URL', () => {
       token_endpoint_auth_method: 'none',
       application_type: 'web',
     });
+  });
+
+  it('picks the client in the specification order, and says what to configure when none fits', async () => {
+    const closed = await startMcpServer({ clientIdMetadataDocuments: { ca: tls.ca }, registration: false });
+    try {
+      const base = { allowInsecure: true, registrations: new ClientRegistrations(h.services.orm, h.services.vault), redirectUri: h.callbackPrefix };
+      const tool = toTool(mcpTool('closed', closed));
+      // 1. A pre-registered client wins over everything the server offers.
+      const configured = toTool({ ...mcpTool('closed', closed), auth: { type: 'oauth2', client_id: 'configured-client', client_secret: 'configured-secret' } });
+      expect((await new OAuthClients({ ...base, clientMetadataUrl: metadataUrl }).forTool(configured)).config.clientMetadata().client_id).toBe('configured-client');
+      // 2. Else our metadata document, where the server accepts them.
+      const viaDocument = await new OAuthClients({ ...base, clientMetadataUrl: metadataUrl }).forTool(tool);
+      expect(viaDocument.config.clientMetadata().client_id).toBe(metadataUrl);
+      expect(viaDocument.config.clientMetadata().client_secret).toBeUndefined();
+      // 3. Else dynamic registration, which this server does not offer: the error says what would work.
+      await expect(new OAuthClients({ ...base, clientMetadataUrl: null }).forTool(tool)).rejects.toThrow(
+        /offers no dynamic registration; configure client_id for this tool or give the broker an HTTPS OAUTH_CLIENT_METADATA_URL/,
+      );
+    } finally {
+      await closed.close();
+    }
   });
 });

@@ -90,7 +90,10 @@ describe('agents prove who they are', () => {
 
   it('refuses an unknown, malformed or revoked key without saying which', async () => {
     const identity = await gw.sign('alice@example.com');
-    for (const bad of ['acb_0123456789abcdef_' + 'x'.repeat(43), 'not-a-key', keys['agent-a']!.slice(0, -1) + 'A']) {
+    const real = keys['agent-a']!;
+    // The real key with its last character changed (to one it is not: a fixed 'A' equals it once in 64 runs).
+    const tampered = real.slice(0, -1) + (real.endsWith('A') ? 'B' : 'A');
+    for (const bad of ['acb_0123456789abcdef_' + 'x'.repeat(43), 'not-a-key', tampered]) {
       const res = await h.call('POST', CREDENTIAL_PATH, { headers: { authorization: `Bearer ${bad}`, 'x-user-identity': identity } });
       expect(res.status).toBe(401);
       expect(res.json.error.code).toBe('agent_credential_invalid');

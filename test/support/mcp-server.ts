@@ -32,6 +32,8 @@ export interface McpServerOptions {
    * a client's document from its HTTPS client_id, trusting this certificate.
    */
   clientIdMetadataDocuments?: { ca: string };
+  /** Dynamic client registration (on unless false). */
+  registration?: boolean;
 }
 
 const TOOLS = ['echo', 'add', 'admin'];
@@ -59,7 +61,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     scopes: ['openid', 'offline_access', ...scopesSupported],
     features: {
       devInteractions: { enabled: true },
-      registration: { enabled: true },
+      registration: { enabled: opts.registration !== false },
       ...(opts.clientIdMetadataDocuments ? { clientIdMetadataDocument: { enabled: true, ack: 'draft-02' } } : {}),
       revocation: { enabled: true },
       introspection: { enabled: true },
