@@ -155,13 +155,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
         // Timed out. A step-up the user never completed leaves the credential as it was.
         if (s.stepUpPending) backToActive();
         else await end('authorization_timed_out', 'the user did not complete the authorization in time');
-      } else if (Date.now() >= s.ttlExpiresAt!) {
-        await end('expired', 'the credential reached its time to live');
-      } else if (inbox.refreshRequested || (s.refreshAt !== null && Date.now() >= s.refreshAt)) {
-        inbox.refreshRequested = false;
-        await refresh();
-        inbox.refreshAttempts++;
-      } else if (Date.now() >= s.authorizationExpiresAt!) {
+      } else if (!(await tendCurrent()) && Date.now() >= s.authorizationExpiresAt!) {
         backToActive();
       }
       continue;
@@ -183,17 +177,28 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       await revoke(inbox.revoke);
     } else if (inbox.stepUp) {
       await beginStepUp(inbox.stepUp);
-    } else if (Date.now() >= s.ttlExpiresAt!) {
-      await end('expired', 'the credential reached its time to live');
-    } else if (inbox.refreshRequested || (s.refreshAt !== null && Date.now() >= s.refreshAt)) {
-      inbox.refreshRequested = false;
-      await refresh();
-      inbox.refreshAttempts++;
+    } else {
+      await tendCurrent();
     }
   }
 
   await condition(allHandlersFinished);
   return view(s);
+
+  /** The current credential's own clock: its TTL ends it, a due or requested refresh renews it. True if either did. */
+  async function tendCurrent(): Promise<boolean> {
+    if (Date.now() >= s.ttlExpiresAt!) {
+      await end('expired', 'the credential reached its time to live');
+      return true;
+    }
+    if (inbox.refreshRequested || (s.refreshAt !== null && Date.now() >= s.refreshAt)) {
+      inbox.refreshRequested = false;
+      await refresh();
+      inbox.refreshAttempts++;
+      return true;
+    }
+    return false;
+  }
 
   function initialState(): CredentialState {
     return {
