@@ -81,6 +81,21 @@ async function auditEvents(where: Record<string, unknown>) {
   return fork(h.services.orm).find(AuditEventSchema, where, { orderBy: { at: 'desc' } });
 }
 
+describe('what the broker publishes', () => {
+  it('serves its client metadata document on the HTTPS public origin, to anyone, with no secret', async () => {
+    const res = await fetch(`${h.baseUrl}/oauth/client-metadata.json`, { headers: { 'x-forwarded-proto': 'https' } });
+    expect(res.status).toBe(200);
+    const doc = await res.json();
+    expect(doc).toMatchObject({
+      client_id: 'https://broker.test/oauth/client-metadata.json',
+      client_uri: 'https://broker.test',
+      redirect_uris: ['https://broker.test/api/v1/auth/tool/callback'],
+      token_endpoint_auth_method: 'none',
+    });
+    expect(Object.keys(doc).filter((k) => /secret|key|jwks/i.test(k))).toEqual([]);
+  });
+});
+
 describe('agents prove who they are', () => {
   it('refuses development-mode headers in production', async () => {
     const res = await h.call('POST', CREDENTIAL_PATH, { agent: 'agent-a', user: 'alice@example.com' });
