@@ -90,7 +90,9 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
     },
     {
       validator: () => {
-        if (s.phase !== 'active' && s.phase !== 'refreshing' && !s.stepUpPending) throw new Error(`credential is ${s.phase}, not active`);
+        // Active, or still served while a step-up waits for the user.
+        const serving = s.phase === 'active' || s.phase === 'refreshing' || (s.stepUpPending && s.phase === 'awaiting_authorization');
+        if (!serving) throw new Error(`credential is ${s.phase}, not active`);
       },
     },
   );

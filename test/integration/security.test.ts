@@ -85,7 +85,7 @@ describe('what the broker publishes', () => {
   it('serves its client metadata document on the HTTPS public origin, to anyone, with no secret', async () => {
     const res = await fetch(`${h.baseUrl}/oauth/client-metadata.json`, { headers: { 'x-forwarded-proto': 'https' } });
     expect(res.status).toBe(200);
-    const doc = await res.json();
+    const doc = (await res.json()) as Record<string, unknown>;
     expect(doc).toMatchObject({
       client_id: 'https://broker.test/oauth/client-metadata.json',
       client_uri: 'https://broker.test',
