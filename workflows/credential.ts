@@ -6,7 +6,6 @@ import {
   patched,
   proxyActivities,
   setHandler,
-  upsertSearchAttributes,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -14,7 +13,6 @@ import type { createActivities, TokenMetadata } from '../activities/index.js';
 import { isTerminal } from '../lib/domain.js';
 import {
   callbackReceivedSignal,
-  CredentialStatusKey,
   ensureAuthorizationUpdate,
   MAX_STEP_UPS,
   refreshNowUpdate,
@@ -28,6 +26,7 @@ import {
   type RevokeRequest,
 } from './messages.js';
 import { failureCode, isPermanent } from './failures.js';
+import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
 import { nextWake, planRefreshAt, planRefreshRetryAt } from './schedule.js';
 
 type Activities = ReturnType<typeof createActivities>;
@@ -53,11 +52,9 @@ const bookkeeping = proxyActivities<Activities>({
   retry: { ...retry, maximumInterval: '60s' },
 });
 
-const DEFAULT_MAX_CYCLES_PER_RUN = 200;
-
 /** One (agent, user, tool) authorization, from the user's consent to its end. The only writer of its credential. */
 export async function credentialWorkflow(input: CredentialWorkflowInput): Promise<CredentialView> {
-  const s: CredentialState = input.state ?? initialState();
+  const s: CredentialState = input.state ?? initialState({ authorizationRequest: true });
   const owner = input.owner;
   // Set by handlers, read by the main loop (an object, so the compiler does not narrow them away).
   const inbox: { callback: string | null; revoke: RevokeRequest | null; refreshRequested: boolean; refreshAttempts: number; stepUp: string[] | null; stepUpsBegun: number } = {
@@ -131,7 +128,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       });
       s.authorizationUrl = begun.authorizationUrl;
       s.authorizationExpiresAt = begun.authorizationExpiresAt;
-      setPhase('awaiting_authorization');
+      setPhase(s, 'awaiting_authorization');
     } catch (err) {
       // Discovery, registration or configuration failed: the agent hears why at once.
       await end('authorization_failed', failureCode(err));
@@ -202,32 +199,6 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
     return false;
   }
 
-  function initialState(): CredentialState {
-    return {
-      phase: 'starting',
-      credentialId: uuid4(),
-      authorizationRequestId: uuid4(),
-      authorizationUrl: null,
-      authorizationExpiresAt: null,
-      generation: 0,
-      acquiredAt: null,
-      accessExpiresAt: null,
-      ttlExpiresAt: null,
-      refreshAt: null,
-      hasRefreshToken: false,
-      scope: null,
-      failedRefreshes: 0,
-      cyclesThisRun: 0,
-      endReason: null,
-    };
-  }
-
-  function setPhase(phase: Phase): void {
-    if (s.phase === phase) return;
-    s.phase = phase;
-    upsertSearchAttributes([{ key: CredentialStatusKey, value: phase }]);
-  }
-
   function applyTokens(meta: TokenMetadata): void {
     s.generation = meta.generation;
     s.acquiredAt = meta.acquiredAt;
@@ -264,7 +235,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       s.authorizationUrl = begun.authorizationUrl;
       s.authorizationExpiresAt = begun.authorizationExpiresAt;
       s.stepUpPending = true;
-      setPhase('awaiting_authorization');
+      setPhase(s, 'awaiting_authorization');
     } catch (err) {
       log.warn('step-up could not start', { code: failureCode(err) });
     } finally {
@@ -276,7 +247,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
     s.stepUpPending = false;
     s.authorizationUrl = null;
     s.authorizationExpiresAt = null;
-    setPhase('active');
+    setPhase(s, 'active');
   }
 
   async function completeAuthorization(): Promise<void> {
@@ -305,13 +276,13 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       await end('reauthorization_required', 'the access token expired and the provider gave no refresh token');
       return;
     }
-    setPhase('refreshing');
+    setPhase(s, 'refreshing');
     try {
       applyTokens(
         await refreshing.refreshCredential({ credentialId: s.credentialId, expectedGeneration: s.generation }),
       );
       s.cyclesThisRun++;
-      setPhase(resumePhase());
+      setPhase(s, resumePhase());
     } catch (err) {
       const code = failureCode(err);
       if (isPermanent(err)) {
@@ -322,7 +293,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       s.failedRefreshes++;
       s.refreshAt = planRefreshRetryAt(Date.now(), s.accessExpiresAt, s.failedRefreshes);
       log.warn('refresh failed, will retry', { code, failedRefreshes: s.failedRefreshes });
-      setPhase(resumePhase());
+      setPhase(s, resumePhase());
     }
   }
 
@@ -346,20 +317,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
     s.endReason = reason;
     s.refreshAt = null;
     s.authorizationUrl = null;
-    setPhase(phase);
+    setPhase(s, phase);
   }
 }
 
-function view(s: CredentialState): CredentialView {
-  return {
-    phase: s.phase,
-    credentialId: s.credentialId,
-    authorizationUrl: s.phase === 'awaiting_authorization' ? s.authorizationUrl : null,
-    authorizationExpiresAt: s.phase === 'awaiting_authorization' ? s.authorizationExpiresAt : null,
-    accessExpiresAt: s.accessExpiresAt,
-    ttlExpiresAt: s.ttlExpiresAt,
-    refreshAt: s.refreshAt,
-    generation: s.generation,
-    endReason: s.endReason,
-  };
-}

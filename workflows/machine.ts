@@ -4,15 +4,14 @@ import {
   makeContinueAsNewFunc,
   proxyActivities,
   setHandler,
-  upsertSearchAttributes,
-  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities, TokenMetadata } from '../activities/index.js';
 import { isTerminal } from '../lib/domain.js';
-import { CredentialStatusKey, ensureAuthorizationUpdate, revokeUpdate, statusQuery, type CredentialState, type CredentialView, type MachineWorkflowInput, type Phase, type RevokeRequest } from './messages.js';
+import { ensureAuthorizationUpdate, revokeUpdate, statusQuery, type CredentialState, type CredentialView, type MachineWorkflowInput, type Phase, type RevokeRequest } from './messages.js';
 import { failureCode, isPermanent } from './failures.js';
 import { planRefreshAt, planRefreshRetryAt } from './schedule.js';
+import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
 
 type Activities = ReturnType<typeof createActivities>;
 const acts = proxyActivities<Activities>({
@@ -25,17 +24,17 @@ const acts = proxyActivities<Activities>({
  * before expiry, stored encrypted like any credential. No user and no redirect; the only writer of its row.
  */
 export async function machineCredentialWorkflow(input: MachineWorkflowInput): Promise<CredentialView> {
-  const s: CredentialState = input.state ?? initial();
+  const s: CredentialState = input.state ?? initialState({ authorizationRequest: false });
   const inbox: { revoke: RevokeRequest | null; attempts: number } = { revoke: null, attempts: 0 };
-  setHandler(statusQuery, () => view());
+  setHandler(statusQuery, () => view(s));
   setHandler(ensureAuthorizationUpdate, async () => {
     await condition(() => s.phase !== 'starting' || inbox.attempts > 0);
-    return view();
+    return view(s);
   });
   setHandler(revokeUpdate, async (request) => {
     inbox.revoke ??= request;
     await condition(() => isTerminal(s.phase));
-    return view();
+    return view(s);
   });
 
   while (!isTerminal(s.phase)) {
@@ -43,7 +42,7 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
       await acquire();
       continue;
     }
-    if (workflowInfo().continueAsNewSuggested || s.cyclesThisRun >= (input.maxCyclesPerRun ?? 200)) {
+    if (workflowInfo().continueAsNewSuggested || s.cyclesThisRun >= (input.maxCyclesPerRun ?? DEFAULT_MAX_CYCLES_PER_RUN)) {
       await condition(allHandlersFinished);
       if (!inbox.revoke) {
         return await makeContinueAsNewFunc<typeof machineCredentialWorkflow>({ typedSearchAttributes: workflowInfo().typedSearchAttributes })({ ...input, state: { ...s, cyclesThisRun: 0 } });
@@ -54,12 +53,12 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
     if (inbox.revoke) await end('revoked', `revoked by ${inbox.revoke.actor}: ${inbox.revoke.reason}`);
   }
   await condition(allHandlersFinished);
-  return view();
+  return view(s);
 
   async function acquire(): Promise<void> {
     try {
       apply(await acts.acquireMachineToken({ owner: input.owner, workflowId: workflowInfo().workflowId, credentialId: s.credentialId, expectedGeneration: s.generation }));
-      if (s.phase !== 'active') setPhase('active');
+      setPhase(s, 'active');
       s.cyclesThisRun++;
     } catch (err) {
       if (isPermanent(err) || s.phase === 'starting') {
@@ -87,19 +86,6 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
     await acts.endCredential({ credentialId: s.credentialId, status: phase, reason });
     s.endReason = reason;
     s.refreshAt = null;
-    setPhase(phase);
-  }
-
-  function setPhase(phase: Phase): void {
-    s.phase = phase;
-    upsertSearchAttributes([{ key: CredentialStatusKey, value: phase }]);
-  }
-
-  function view(): CredentialView {
-    return { phase: s.phase, credentialId: s.credentialId, authorizationUrl: null, authorizationExpiresAt: null, accessExpiresAt: s.accessExpiresAt, ttlExpiresAt: null, refreshAt: s.refreshAt, generation: s.generation, endReason: s.endReason };
-  }
-
-  function initial(): CredentialState {
-    return { phase: 'starting', credentialId: uuid4(), authorizationRequestId: null, authorizationUrl: null, authorizationExpiresAt: null, generation: 0, acquiredAt: null, accessExpiresAt: null, ttlExpiresAt: null, refreshAt: null, hasRefreshToken: false, scope: null, failedRefreshes: 0, cyclesThisRun: 0, endReason: null };
+    setPhase(s, phase);
   }
 }
