@@ -7,7 +7,6 @@ import { promisify } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import express from 'express';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { secretContext } from '../activities/index.js';
@@ -21,6 +20,7 @@ import type { CredentialState, CredentialWorkflowInput } from '../workflows/mess
 import { AgentIdKey, CredentialStatusKey, SEARCH_ATTRIBUTE_KEYS, ToolIdKey, UserIdKey } from '../workflows/messages.js';
 import { planRefreshAt } from '../workflows/schedule.js';
 import { WORKFLOWS_PATH } from '../worker/worker.js';
+import { bareApp } from './bare-route.js';
 import { mintRefreshTokens } from './seed.js';
 
 /**
@@ -71,11 +71,7 @@ async function tokenFetch(): Promise<void> {
     const who = freshOwner('bench');
     const first = await h.call('POST', '/api/v1/credentials/sandbox', who);
     await h.consent(first.json.authorization_url, { login: who.user });
-    const bare = express();
-    bare.post('/bare', (_req, res) => {
-      res.json({ status: 'active', access_token: 'x'.repeat(43), token_type: 'bearer', expires_at: new Date().toISOString(), scope: 'tools.read' });
-    });
-    const bareServer = createServer(bare);
+    const bareServer = createServer(bareApp());
     await new Promise<void>((r) => bareServer.listen(0, '127.0.0.1', r));
     const barePort = (bareServer.address() as AddressInfo).port;
     const headers = ['-H', `x-agent-id=${who.agent}`, '-H', `x-user-id=${who.user}`];
