@@ -15,17 +15,22 @@ export interface ClientMetadataDocument {
   application_type: 'web';
 }
 
-export const CLIENT_NAME = 'Agent credential broker';
+/** What the broker is as an OAuth client, wherever it describes itself (registration or metadata document). */
+export function brokerClientMetadata(redirectUri: string) {
+  return {
+    client_name: 'Agent credential broker',
+    redirect_uris: [redirectUri],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+  };
+}
 
 export function clientMetadataDocument(clientId: string, redirectUri: string, publicOrigin: string): ClientMetadataDocument {
   return {
     client_id: clientId,
-    client_name: CLIENT_NAME,
+    ...brokerClientMetadata(redirectUri),
     // Authorization servers accept only https web URIs in a metadata document.
     ...(publicOrigin.startsWith('https:') ? { client_uri: publicOrigin } : {}),
-    redirect_uris: [redirectUri],
-    grant_types: ['authorization_code', 'refresh_token'],
-    response_types: ['code'],
     token_endpoint_auth_method: 'none',
     application_type: 'web',
   };

@@ -1,6 +1,6 @@
 import * as oidc from 'openid-client';
 import type { Tool } from '../tools.js';
-import { CLIENT_NAME } from './client-metadata.js';
+import { brokerClientMetadata } from './client-metadata.js';
 import { DiscoveryError, discoverMcpAuthorization } from './mcp-discovery.js';
 import { quirkFetch } from './quirks.js';
 import type { ClientRegistrations, RegisteredClient } from './registrations.js';
@@ -160,10 +160,7 @@ export class OAuthClients {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
       body: JSON.stringify({
-        client_name: CLIENT_NAME,
-        redirect_uris: [redirectUri],
-        grant_types: ['authorization_code', 'refresh_token'],
-        response_types: ['code'],
+        ...brokerClientMetadata(redirectUri),
         token_endpoint_auth_method: 'client_secret_basic',
       }),
       signal: AbortSignal.timeout(OAUTH_HTTP_TIMEOUT_SECONDS * 1000),
