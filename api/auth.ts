@@ -3,7 +3,6 @@ import { AgentAuthError, type AgentRegistry } from '../lib/auth/agents.js';
 import { hasScope, type Rbac } from '../lib/auth/rbac.js';
 import { IdentityError, type TrustManager } from '../lib/auth/trust.js';
 import type { AuditTrail } from '../lib/audit.js';
-import { fork, type Orm } from '../lib/db/orm.js';
 import { OWNER_ID_PATTERN } from '../lib/domain.js';
 import { ApiError } from './errors.js';
 
@@ -24,7 +23,6 @@ declare module 'express-serve-static-core' {
 }
 
 export interface GateDeps {
-  orm: Orm;
   agents: AgentRegistry;
   trust: TrustManager | null;
   rbac: Rbac | null;
@@ -93,7 +91,7 @@ export class Gate {
   }
 
   private async deny(req: Request, eventType: string, code: string, detail: Record<string, unknown> = {}): Promise<void> {
-    await this.deps.audit.record(fork(this.deps.orm), {
+    await this.deps.audit.record(null, {
       eventType,
       outcome: 'denied',
       actor: req.caller ? `agent:${req.caller.agentId}` : 'unauthenticated',

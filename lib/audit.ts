@@ -35,7 +35,7 @@ export class AuditTrail {
     private readonly orm?: Orm,
   ) {}
 
-  /** `em` is the unit of work to write in (a transaction's, say); null writes on a fresh one, or batched. */
+  /** `em`: the unit of work to write in (a transaction's); null when the row stands alone (or is batched). */
   async record(em: Em | null, event: AuditInput, opts: { batched?: boolean } = {}): Promise<void> {
     const row = toRow(event);
     if (this.log.isLevelEnabled('info')) this.log.info({ audit: { ...row, at: row.at.toISOString() } }, `audit ${event.eventType} ${event.outcome}`);

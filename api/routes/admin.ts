@@ -82,7 +82,7 @@ export function adminRoutes(deps: AdminDeps): Router {
       const view = await revokeAs(req, owner, body.reason ?? 'user offboarded');
       results.push({ agent_id: owner.agentId, tool_id: owner.toolId, status: view?.phase ?? 'not_running' });
     }
-    await deps.audit.record(fork(deps.orm), {
+    await deps.audit.record(null, {
       eventType: 'admin.offboard',
       outcome: 'success',
       actor: actorOf(req),
@@ -113,7 +113,7 @@ export function adminRoutes(deps: AdminDeps): Router {
 
   async function revokeAs(req: Request, owner: CredentialOwner, reason: string) {
     const view = await broker.revoke(owner, { actor: actorOf(req), reason });
-    await deps.audit.record(fork(deps.orm), {
+    await deps.audit.record(null, {
       eventType: 'admin.revoke',
       outcome: view ? 'success' : 'failure',
       actor: actorOf(req),

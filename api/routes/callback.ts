@@ -29,7 +29,7 @@ export function callbackRoutes(deps: CallbackDeps): Router {
   router.get('/', async (req, res) => {
     const q = pickParams(req);
     const refuse = async (status: number, code: string, title: string, message: string, detail: Record<string, unknown> = {}) => {
-      await deps.audit.record(fork(deps.orm), {
+      await deps.audit.record(null, {
         eventType: 'authorization.callback',
         outcome: 'denied',
         actor: 'browser',

@@ -5,12 +5,10 @@ import type { Payload } from '@temporalio/common';
 import type { AuditTrail } from '../../lib/audit.js';
 import { hasScope, type Rbac } from '../../lib/auth/rbac.js';
 import { IdentityError, type TrustManager } from '../../lib/auth/trust.js';
-import { fork, type Orm } from '../../lib/db/orm.js';
 import type { EncryptionCodec } from '../../lib/temporal/codec.js';
 import { ApiError, parseOr400 } from '../errors.js';
 
 export interface CodecDeps {
-  orm: Orm;
   codec: EncryptionCodec;
   trust: TrustManager | null;
   rbac: Rbac | null;
@@ -44,7 +42,7 @@ export function codecRoutes(deps: CodecDeps): Router {
         throw new ApiError(400, 'payload_not_decodable', 'a payload could not be processed with the configured keys');
       }
       if (op === 'decode') {
-        await deps.audit.record(fork(deps.orm), { eventType: 'codec.decode', outcome: 'success', actor: `operator:${operator}`, requestId: req.id, ip: req.ip ?? null, detail: { payloads: payloads.length } });
+        await deps.audit.record(null, { eventType: 'codec.decode', outcome: 'success', actor: `operator:${operator}`, requestId: req.id, ip: req.ip ?? null, detail: { payloads: payloads.length } });
       }
       res.json({ payloads: out.map(toJson) });
     });
@@ -64,11 +62,11 @@ async function authenticateOperator(req: Request, deps: CodecDeps): Promise<stri
     operator = (await deps.trust.verify(token)).userId;
   } catch (err) {
     const code = err instanceof IdentityError ? err.code : 'identity_invalid';
-    await deps.audit.record(fork(deps.orm), { eventType: 'codec.denied', outcome: 'denied', actor: 'unauthenticated', requestId: req.id, ip: req.ip ?? null, detail: { code } });
+    await deps.audit.record(null, { eventType: 'codec.denied', outcome: 'denied', actor: 'unauthenticated', requestId: req.id, ip: req.ip ?? null, detail: { code } });
     throw new ApiError(401, 'operator_authentication_required', 'a valid operator access token is required');
   }
   if (deps.rbac && !hasScope(deps.rbac.scopesOf(operator), 'credential:admin')) {
-    await deps.audit.record(fork(deps.orm), { eventType: 'codec.denied', outcome: 'denied', actor: `operator:${operator}`, requestId: req.id, ip: req.ip ?? null, detail: { code: 'operator_not_permitted' } });
+    await deps.audit.record(null, { eventType: 'codec.denied', outcome: 'denied', actor: `operator:${operator}`, requestId: req.id, ip: req.ip ?? null, detail: { code: 'operator_not_permitted' } });
     throw new ApiError(403, 'operator_not_permitted', 'decoding payloads needs credential:admin');
   }
   return operator;

@@ -3,7 +3,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../../lib/broker.js';
-import { fork, type Orm } from '../../lib/db/orm.js';
 import { MACHINE_USER, type CredentialOwner } from '../../lib/domain.js';
 import { compareManifest, listServerTools } from '../../lib/mcp-check.js';
 import type { ToolRegistry } from '../../lib/tools.js';
@@ -12,7 +11,6 @@ import { credentialView } from '../views.js';
 import type { Gate } from '../auth.js';
 
 export interface CredentialRoutesDeps {
-  orm: Orm;
   broker: CredentialBroker;
   tools: ToolRegistry;
   audit: AuditTrail;
@@ -158,8 +156,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
 
   async function record(req: Request, owner: CredentialOwner, eventType: string, outcome: string, detail: Record<string, unknown>) {
     const hot = eventType === 'credential.issued' || eventType === 'credential.status_read';
-    // Hot-path events are batched: no unit of work is needed for them.
-    await audit.record(hot ? null : fork(deps.orm), {
+    await audit.record(null, {
       eventType,
       outcome,
       actor: `agent:${owner.agentId}`,

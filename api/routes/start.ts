@@ -29,7 +29,7 @@ export function startRoutes(deps: StartDeps): Router {
     const requestId = typeof req.query.request === 'string' ? req.query.request : '';
     const token = typeof req.query.token === 'string' ? req.query.token : '';
     const refuse = async (status: number, code: string, title: string, message: string, who: Record<string, string | null> = {}) => {
-      await deps.audit.record(fork(deps.orm), {
+      await deps.audit.record(null, {
         eventType: 'authorization.start',
         outcome: 'denied',
         actor: 'browser',
