@@ -33,16 +33,19 @@ async function listTools(url: string, token: string): Promise<string[]> {
   }
 }
 
-/** Calls the `admin` tool with a token, as an agent would: raw JSON-RPC, so the 403 challenge is visible. */
-async function callAdmin(url: string, token: string): Promise<{ status: number; challenge: string }> {
+/** One raw JSON-RPC request with a token, as an agent would send it, so a 401/403 and its challenge are visible. */
+async function rpc(url: string, token: string, method: string, params?: unknown): Promise<{ status: number; challenge: string }> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'admin', arguments: {} } }),
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, ...(params === undefined ? {} : { params }) }),
   });
   await res.text();
   return { status: res.status, challenge: res.headers.get('www-authenticate') ?? '' };
 }
+
+/** Calls the `admin` tool, which needs the wider scope. */
+const callAdmin = (url: string, token: string) => rpc(url, token, 'tools/call', { name: 'admin', arguments: {} });
 
 async function providerUrlBehind(startLink: string): Promise<URL> {
   const res = await fetch(startLink, { redirect: 'manual' });
@@ -208,13 +211,7 @@ describe('a remote MCP server that publishes only its URL', () => {
     expect(await listTools(withDocuments.url, refreshed.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
     // Revocation at the provider works for the public client too.
     expect((await h.call('DELETE', '/api/v1/credentials/mcp-cimd', who)).status).toBe(200);
-    const gone = await fetch(withDocuments.url, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${refreshed.json.access_token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
-    });
-    await gone.text();
-    expect(gone.status).toBe(401);
+    expect((await rpc(withDocuments.url, refreshed.json.access_token, 'tools/list')).status).toBe(401);
   });
 
   it('serves the metadata document publicly, with no secret in it', async () => {
