@@ -142,6 +142,11 @@ export function createActivities(deps: ActivityDeps) {
       }
       const tool = requireTool(deps.tools, credential.toolId);
       const client = await forTool(deps.oauth, tool);
+      // Endpoints an MCP server pointed us to: only `iss` ties the response to the server we meant (mix-up).
+      if (client.discovered && !params.iss) {
+        await failAudit(em, 'authorization.completed', credential, 'iss_missing');
+        throw ApplicationFailure.nonRetryable('the authorization response carried no iss (RFC 9207)', 'iss_missing');
+      }
       const callbackUrl = new URL(request.redirectUri);
       for (const [k, v] of Object.entries(params)) {
         // Without a configured issuer there is nothing to check `iss` against.

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import cors from 'cors';
 import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
@@ -11,11 +12,14 @@ import { CALLBACK_PATH, START_PATH, type Config } from '../lib/config.js';
 import type { Orm } from '../lib/db/orm.js';
 import type { Logger } from '../lib/log.js';
 import { registry } from '../lib/metrics.js';
+import type { OutboundPolicy } from '../lib/net/outbound.js';
+import type { OAuthClients } from '../lib/oauth/client.js';
 import { clientMetadataDocument } from '../lib/oauth/client-metadata.js';
 import type { ToolRegistry } from '../lib/tools.js';
 import type { EncryptionCodec } from '../lib/temporal/codec.js';
 import type { Vault } from '../lib/vault/crypto.js';
 import { Gate } from './auth.js';
+import { ConsentCookies } from './consent-cookie.js';
 import { requestContext } from './context.js';
 import { limiter } from './limits.js';
 import { ApiError, errorHandler, notFound } from './errors.js';
@@ -25,6 +29,7 @@ import { callbackRoutes } from './routes/callback.js';
 import { credentialRoutes } from './routes/credentials.js';
 import { startRoutes } from './routes/start.js';
 import { toolRoutes } from './routes/tools.js';
+import { CredentialWaits } from './waits.js';
 
 export interface AppDeps {
   config: Config;
@@ -39,6 +44,10 @@ export interface AppDeps {
   codec: EncryptionCodec;
   temporal: Client;
   log: Logger;
+  oauth: OAuthClients;
+  outbound: OutboundPolicy;
+  /** Long polls in this process (the server keeps one so tests can look at it). */
+  waits?: CredentialWaits;
   callbackWaitMs?: number;
 }
 
@@ -75,7 +84,13 @@ export function createApp(deps: AppDeps): Express {
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', checks });
   });
 
-  app.get('/metrics', async (_req, res) => {
+  const metricsToken = config.security.metricsToken;
+  app.get('/metrics', async (req, res, next) => {
+    // Metrics name tools and counts; where the operator sets METRICS_TOKEN, only the scraper sees them.
+    if (metricsToken && !sameSecret(req.get('authorization') ?? '', `Bearer ${metricsToken}`)) {
+      res.setHeader('WWW-Authenticate', 'Bearer realm="metrics"');
+      return next(new ApiError(401, 'metrics_authentication_required', 'the metrics endpoint needs its bearer token'));
+    }
     res.type(registry.contentType).send(await registry.metrics());
   });
 
@@ -88,20 +103,25 @@ export function createApp(deps: AppDeps): Express {
     });
   }
 
-  if (!config.developmentMode) app.use('/api', requireHttps);
+  if (!config.developmentMode) {
+    app.use('/api', requireHttps);
+    app.use('/codec', requireHttps);
+  }
   const origins = new Set(config.security.corsOrigins);
   app.use('/api/v1', cors({ origin: (origin, cb) => cb(null, origin !== undefined && origins.has(origin)), maxAge: 600 }));
 
   const gate = new Gate({ ...deps, developmentMode: config.developmentMode });
+  const consentCookies = new ConsentCookies(deps.vault, !config.developmentMode);
+  const waits = deps.waits ?? new CredentialWaits();
   const json = express.json({ limit: '16kb', strict: true, type: () => true });
   const limits = config.security.rateLimits;
-  app.use('/api/v1/credentials', perIp, json, credentialRoutes({ ...deps, gate, agentLimiter: limiter(limits.agentPerMinute, 'agent') }));
+  app.use('/api/v1/credentials', perIp, json, credentialRoutes({ ...deps, gate, waits, agentLimiter: limiter(limits.agentPerMinute, 'agent') }));
   app.use('/api/v1/admin', perIp, json, adminRoutes({ ...deps, gate }));
   app.use('/api/v1/tools', perIp, toolRoutes({ ...deps, gate }));
   const browserLimit = limiter(limits.callbackIpPerMinute, 'ip');
-  app.use(START_PATH, browserLimit, startRoutes(deps));
+  app.use(START_PATH, browserLimit, startRoutes({ ...deps, consentCookies }));
   app.use('/codec', perIp, codecRoutes({ ...deps, developmentMode: config.developmentMode, allowedOrigins: config.security.codecOrigins }));
-  app.use(CALLBACK_PATH, browserLimit, callbackRoutes({ ...deps, completionWaitMs: deps.callbackWaitMs }));
+  app.use(CALLBACK_PATH, browserLimit, callbackRoutes({ ...deps, consentCookies, completionWaitMs: deps.callbackWaitMs }));
   app.use(notFound);
   app.use(errorHandler(deps.log));
   return app;
@@ -110,6 +130,12 @@ export function createApp(deps: AppDeps): Express {
 const requireHttps: RequestHandler = (req, _res, next) => {
   next(req.secure ? undefined : new ApiError(400, 'https_required', 'HTTPS is required'));
 };
+
+function sameSecret(presented: string, expected: string): boolean {
+  const a = createHash('sha256').update(presented).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
 
 function trustProxy(setting: string): boolean | number | string {
   if (setting === 'true') return true;

@@ -4,11 +4,14 @@ import type { Client } from '@temporalio/client';
 import { CredentialBroker, type BrokerSettings } from '../lib/broker.js';
 import type { Services } from '../lib/services.js';
 import { createApp } from './app.js';
+import { CredentialWaits } from './waits.js';
 
 export interface RunningApi {
   server: Server;
   port: number;
   broker: CredentialBroker;
+  /** This process's long polls. */
+  waits: CredentialWaits;
   close(): Promise<void>;
 }
 
@@ -34,7 +37,8 @@ export function createBroker(services: Services, temporal: Client, overrides: Pa
 /** Listens on config.port (0 picks a free one) and closes gracefully: in-flight requests finish. */
 export async function startApi(services: Services, temporal: Client, opts: ApiOptions = {}): Promise<RunningApi> {
   const broker = createBroker(services, temporal, opts.broker);
-  const app = createApp({ ...services, broker, temporal, callbackWaitMs: opts.callbackWaitMs });
+  const waits = new CredentialWaits();
+  const app = createApp({ ...services, broker, temporal, waits, callbackWaitMs: opts.callbackWaitMs });
   let server = opts.server;
   if (server) {
     server.on('request', app);
@@ -60,6 +64,7 @@ export async function startApi(services: Services, temporal: Client, opts: ApiOp
     server: s,
     port,
     broker,
+    waits,
     close: () =>
       new Promise<void>((resolve) => {
         s.close(() => resolve());

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseAllowlist, type OutboundSettings } from './net/outbound.js';
 
 /** The longest a credential may live, whatever the operator asks (DESIGN: never above 30 days). */
 export const MAX_SECRETS_TTL_SECONDS = 2_592_000;
@@ -48,6 +49,10 @@ const envSchema = z.object({
   TRUST_PROXY: z.string().default('loopback'),
   OAUTH_ALLOW_HTTP_PROVIDERS: bool.default(false),
   OAUTH_CLIENT_METADATA_URL: z.string().optional(),
+  OUTBOUND_ALLOW_LOOPBACK: bool.optional(),
+  OUTBOUND_ALLOWLIST: z.string().optional(),
+  /** When set, GET /metrics needs `Authorization: Bearer <this>`. */
+  METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
 });
 
 export interface Config {
@@ -85,6 +90,9 @@ export interface Config {
     trustProxy: string;
     /** Plain-HTTP authorization servers: development mode, or an explicit opt-in for local providers. */
     allowHttpProviders: boolean;
+    /** The outbound policy for URLs learned from remote parties (see lib/net/outbound.ts). */
+    outbound: OutboundSettings;
+    metricsToken: string | null;
   };
 }
 
@@ -108,6 +116,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const publicOrigin = new URL(redirectUri).origin;
   const clientMetadataUrl = resolveClientMetadataUrl(e.OAUTH_CLIENT_METADATA_URL, publicOrigin);
+  const allowHttpProviders = e.DEVELOPMENT_MODE || e.OAUTH_ALLOW_HTTP_PROVIDERS;
   return {
     port: e.PORT,
     developmentMode: e.DEVELOPMENT_MODE,
@@ -138,7 +147,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         callbackIpPerMinute: e.RATE_LIMIT_CALLBACK_IP_PER_MINUTE,
       },
       trustProxy: e.TRUST_PROXY,
-      allowHttpProviders: e.DEVELOPMENT_MODE || e.OAUTH_ALLOW_HTTP_PROVIDERS,
+      allowHttpProviders,
+      outbound: {
+        allowHttp: allowHttpProviders,
+        // Local servers keep working wherever plain HTTP is allowed, unless the operator says otherwise.
+        allowLoopback: e.OUTBOUND_ALLOW_LOOPBACK ?? allowHttpProviders,
+        allowlist: outboundAllowlist(e.OUTBOUND_ALLOWLIST),
+      },
+      metricsToken: e.METRICS_TOKEN ?? null,
     },
   };
 }
@@ -189,6 +205,16 @@ function resolveClientMetadataUrl(value: string | undefined, publicOrigin: strin
     throw new ConfigError(`${problem}: ${value}`);
   }
   return url.href;
+}
+
+function outboundAllowlist(value: string | undefined): string[] {
+  const entries = list(value);
+  try {
+    parseAllowlist(entries);
+  } catch (err) {
+    throw new ConfigError(`OUTBOUND_ALLOWLIST: ${(err as Error).message}`);
+  }
+  return entries;
 }
 
 function list(value: string | undefined): string[] {

@@ -48,3 +48,12 @@ export const MACHINE_USER = '*machine*';
 export function machineWorkflowId(agentId: string, toolId: string): string {
   return `machine:${encodeURIComponent(agentId)}:${encodeURIComponent(toolId)}`;
 }
+
+/** Temporal's default limit on workflow ids (limit.maxIDLength). */
+export const MAX_WORKFLOW_ID_LENGTH = 1000;
+
+/** False when the owner's ids, encoded into a workflow id, would exceed Temporal's limit. */
+export function workflowIdFits(owner: CredentialOwner): boolean {
+  const id = owner.userId === MACHINE_USER ? machineWorkflowId(owner.agentId, owner.toolId) : credentialWorkflowId(owner);
+  return id.length <= MAX_WORKFLOW_ID_LENGTH;
+}

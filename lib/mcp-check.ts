@@ -39,10 +39,10 @@ export function compareManifest(manifest: Tool['manifest'], server: ServerTool[]
 }
 
 /** Connects to the MCP server with the credential (official SDK) and lists its tools. */
-export async function listServerTools(tool: Tool, accessToken: string): Promise<ServerTool[]> {
+export async function listServerTools(tool: Tool, accessToken: string, fetchImpl: typeof fetch = fetch): Promise<ServerTool[]> {
   const url = new URL(tool.connection.url);
-  const requestInit = { headers: { authorization: `Bearer ${accessToken}` } };
-  const transport = tool.connection.type === 'sse' ? new SSEClientTransport(url, { requestInit }) : new StreamableHTTPClientTransport(url, { requestInit });
+  const options = { requestInit: { headers: { authorization: `Bearer ${accessToken}` } }, fetch: fetchImpl };
+  const transport = tool.connection.type === 'sse' ? new SSEClientTransport(url, options) : new StreamableHTTPClientTransport(url, options);
   const client = new Client({ name: 'credential-broker', version: '1.0.0' });
   await client.connect(transport);
   try {

@@ -19,6 +19,8 @@ const providerSchema = z
     token_url: url.optional(),
     revocation_url: url.optional(),
     default_scopes: z.array(z.string().min(1)).optional(),
+    /** Every scope a step-up may ask for at this provider. */
+    allowed_scopes: z.array(z.string().min(1)).optional(),
     scope_separator: z.string().length(1).optional(),
     scope_param: z.enum(['scope', 'user_scope']).optional(),
     token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
@@ -69,6 +71,7 @@ export function applyProvider(raw: unknown, catalog: ProviderCatalog, label: str
     ...(p.token_url ? { token_url: p.token_url } : {}),
     ...(p.revocation_url ? { revocation_url: p.revocation_url } : {}),
     ...(p.default_scopes ? { scopes: p.default_scopes } : {}),
+    ...(p.allowed_scopes ? { allowed_scopes: p.allowed_scopes } : {}),
     ...(p.scope_separator ? { scope_separator: p.scope_separator } : {}),
     ...(p.scope_param ? { scope_param: p.scope_param } : {}),
     ...(p.token_endpoint_auth_method ? { token_endpoint_auth_method: p.token_endpoint_auth_method } : {}),

@@ -7,6 +7,7 @@ import { loadTrustConfig, parseTrustConfig, TrustManager, type TrustConfigInput 
 import type { Config } from './config.js';
 import { describeDatabase, migrate, openOrm, type Orm } from './db/orm.js';
 import { createLogger, type Logger } from './log.js';
+import { OutboundPolicy } from './net/outbound.js';
 import { OAuthClients } from './oauth/client.js';
 import { ClientRegistrations } from './oauth/registrations.js';
 import { EncryptionCodec } from './temporal/codec.js';
@@ -29,6 +30,8 @@ export interface Services {
   rbac: Rbac | null;
   /** Encrypts every Temporal payload; shared by the client and the worker. */
   codec: EncryptionCodec;
+  /** The one outbound policy for URLs learned from remote parties. */
+  outbound: OutboundPolicy;
   close(): Promise<void>;
 }
 
@@ -57,6 +60,7 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     if (applied.length) log.info({ applied }, 'database migrated');
   }
   const audit = new AuditTrail(log, orm);
+  const outbound = new OutboundPolicy(config.security.outbound);
   log.info({ database: describeDatabase(config), tools: tools.list().map((t) => t.id), keyId: vault.currentKeyId }, 'services ready');
   return {
     config,
@@ -66,6 +70,7 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     tools,
     oauth: new OAuthClients({
       allowInsecure: config.security.allowHttpProviders,
+      outbound,
       registrations: new ClientRegistrations(orm, vault),
       redirectUri: config.redirectUri,
       clientMetadataUrl: config.clientMetadataUrl,
@@ -76,9 +81,11 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     trust,
     rbac,
     codec: new EncryptionCodec(vault.deriveKeys('temporal-payload-codec')),
+    outbound,
     close: async () => {
       await audit.flush();
       await orm.close();
+      await outbound.close();
     },
   };
 }

@@ -53,7 +53,7 @@ if (config.developmentMode && process.env.SANDBOX !== 'false' && !tools.get('san
       name: 'Sandbox authorization server',
       tool_type: 'api',
       connection_params: { type: 'http', url: sandbox.issuer },
-      auth: { type: 'oauth2', issuer: sandbox.issuer, client_id: sandbox.clientId, client_secret: sandbox.clientSecret, scopes: SANDBOX_SCOPES },
+      auth: { type: 'oauth2', issuer: sandbox.issuer, client_id: sandbox.clientId, client_secret: sandbox.clientSecret, scopes: SANDBOX_SCOPES, allowed_scopes: ['openid', 'offline_access', ...SANDBOX_SCOPES] },
       manifest: [],
     }),
   );

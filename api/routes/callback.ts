@@ -5,7 +5,9 @@ import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../../lib/broker.js';
 import { AuthorizationRequestSchema, CredentialSchema } from '../../lib/db/entities.js';
 import { fork, type Orm } from '../../lib/db/orm.js';
+import { IdentityError, type TrustManager } from '../../lib/auth/trust.js';
 import { sha256Hex, type Vault } from '../../lib/vault/crypto.js';
+import type { ConsentCookies } from '../consent-cookie.js';
 import { sendPage } from '../html.js';
 
 export interface CallbackDeps {
@@ -13,6 +15,8 @@ export interface CallbackDeps {
   vault: Vault;
   broker: CredentialBroker;
   audit: AuditTrail;
+  trust: TrustManager | null;
+  consentCookies: ConsentCookies;
   /** How long the page waits for the code exchange before saying it finishes in the background. */
   completionWaitMs?: number;
 }
@@ -22,7 +26,10 @@ const ERROR_CODE = /^[a-z_]{1,64}$/;
 
 /**
  * GET /api/v1/auth/tool/callback?state&code (or &error): the provider's redirect. Looks the hashed, single-use
- * `state` up, stores the callback encrypted, and signals the workflow; the code never enters Temporal.
+ * `state` up, accepts it only from the browser that passed the start page (its consent cookie) and, where the
+ * identity gateway names the browser's user, only from the requesting user; then stores the callback
+ * encrypted and signals the workflow. The code never enters Temporal. A refused callback stores nothing, and
+ * the authorization stays pending for the right browser.
  */
 export function callbackRoutes(deps: CallbackDeps): Router {
   const router = Router();
@@ -50,6 +57,21 @@ export function callbackRoutes(deps: CallbackDeps): Router {
     const who = { ...owner, credentialId: request.credentialId };
     if (request.consumedAt) return refuse(400, 'state_already_used', 'Link already used', 'This sign-in link has already been used. Go back to your agent and start again.', who);
     if (request.expiresAt.getTime() < Date.now()) return refuse(400, 'state_expired', 'Link expired', 'This sign-in link has expired. Go back to your agent and start again.', who);
+    if (!deps.consentCookies.presentIn(req, request.id)) {
+      return refuse(403, 'consent_browser_mismatch', 'Not connected', 'This sign-in was not started in this browser, so nothing was connected. If your agent asked you to connect an account, open the link it gave you in this browser.', who);
+    }
+    const identity = req.get('x-user-identity');
+    if (deps.trust && identity !== undefined) {
+      let browserUser: string;
+      try {
+        browserUser = (await deps.trust.verify(identity)).userId;
+      } catch (err) {
+        return refuse(401, err instanceof IdentityError ? err.code : 'identity_invalid', 'Sign in first', 'Your sign-in could not be confirmed, so nothing was connected.', who);
+      }
+      if (browserUser !== owner.userId) {
+        return refuse(403, 'session_mismatch', 'This sign-in is for someone else', 'This authorization was requested for another user. Nothing was connected.', who);
+      }
+    }
 
     // A step-up widens a credential that is already active: success is a new token generation.
     const generationBefore = (await em.findOne(CredentialSchema, { id: request.credentialId }, { fields: ['tokenGeneration'] }))?.tokenGeneration ?? 0;
@@ -66,6 +88,7 @@ export function callbackRoutes(deps: CallbackDeps): Router {
     if (claimed !== 1) return refuse(400, 'state_already_used', 'Link already used', 'This sign-in link has already been used. Go back to your agent and start again.', who);
     const delivered = await deps.broker.signalCallback(request.workflowId, request.id);
     if (!delivered) return refuse(400, 'authorization_closed', 'Link expired', 'This authorization has already ended. Go back to your agent and start again.', who);
+    deps.consentCookies.clear(res, request.id);
     await deps.audit.record(em, {
       eventType: 'authorization.callback',
       outcome: params.error ? 'failure' : 'success',

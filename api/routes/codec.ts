@@ -1,5 +1,5 @@
 import cors from 'cors';
-import express, { Router, type Request } from 'express';
+import express, { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Payload } from '@temporalio/common';
 import type { AuditTrail } from '../../lib/audit.js';
@@ -18,7 +18,17 @@ export interface CodecDeps {
   allowedOrigins: string[];
 }
 
-const b64 = z.string().max(4_000_000).regex(/^[A-Za-z0-9+/=_-]*$/);
+/** The largest body the codec endpoint reads. */
+export const CODEC_BODY_LIMIT = '512kb';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** The operator the codec endpoint authenticated. */
+    operator?: string;
+  }
+}
+
+const b64 = z.string().max(700_000).regex(/^[A-Za-z0-9+/=_-]*$/);
 const body = z.object({ payloads: z.array(z.object({ metadata: z.record(z.string(), b64).default({}), data: b64.default('') })).max(1000) });
 
 /**
@@ -30,10 +40,20 @@ export function codecRoutes(deps: CodecDeps): Router {
   const router = Router();
   const origins = new Set(deps.allowedOrigins);
   router.use(cors({ origin: (origin, cb) => cb(null, origin !== undefined && origins.has(origin)), maxAge: 600 }));
-  router.use(express.json({ limit: '5mb', type: () => true }));
+  // Who is asking comes from a header: known before a byte of the body is read, so strangers cost nothing.
+  const authenticated: RequestHandler = async (req, _res, next) => {
+    try {
+      req.operator = await authenticateOperator(req, deps);
+      next();
+    } catch (err) {
+      next(err);
+    }
+  };
+  // A history page's payloads are small (metadata, never tokens): a bound well above what the Web UI sends.
+  const json = express.json({ limit: CODEC_BODY_LIMIT, type: () => true });
   for (const op of ['encode', 'decode'] as const) {
-    router.post(`/${op}`, async (req, res) => {
-      const operator = await authenticateOperator(req, deps);
+    router.post(`/${op}`, authenticated, json, async (req, res) => {
+      const operator = req.operator!;
       const { payloads } = parseOr400(body, req.body ?? {}, 'body');
       let out: Payload[];
       try {

@@ -1,11 +1,13 @@
 import { Router, type Request, type RequestHandler, type Response } from 'express';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../../lib/broker.js';
-import { MACHINE_USER, type CredentialOwner } from '../../lib/domain.js';
+import { MACHINE_USER, MAX_WORKFLOW_ID_LENGTH, workflowIdFits, type CredentialOwner } from '../../lib/domain.js';
 import { compareManifest, listServerTools } from '../../lib/mcp-check.js';
-import type { ToolRegistry } from '../../lib/tools.js';
+import type { OutboundPolicy } from '../../lib/net/outbound.js';
+import type { OAuthClients } from '../../lib/oauth/client.js';
+import type { Tool, ToolRegistry } from '../../lib/tools.js';
+import type { CredentialWaits } from '../waits.js';
 import { ApiError, parseOr400 } from '../errors.js';
 import { credentialView } from '../views.js';
 import type { Gate } from '../auth.js';
@@ -15,6 +17,10 @@ export interface CredentialRoutesDeps {
   tools: ToolRegistry;
   audit: AuditTrail;
   gate: Gate;
+  /** Where a step-up learns which scopes the tool allows (an MCP server's own list, once per process). */
+  oauth: OAuthClients;
+  outbound: OutboundPolicy;
+  waits: CredentialWaits;
   /** Rate limit per authenticated agent. */
   agentLimiter?: RequestHandler;
 }
@@ -31,7 +37,6 @@ const postBody = z
   })
   .strict();
 const MAX_WAIT_SECONDS = 60;
-const POLL_MS = 200;
 
 /** POST (get or authorize), GET (status, long-poll with ?wait=), DELETE (revoke) on /api/v1/credentials/{toolId}. */
 export function credentialRoutes(deps: CredentialRoutesDeps): Router {
@@ -45,7 +50,13 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
     const body = parseOr400(postBody, req.body ?? {}, 'body');
     if (body.insufficient_scope) {
-      const stepped = await broker.stepUp(owner, body.insufficient_scope.split(' '));
+      const requested = body.insufficient_scope.split(' ');
+      const refused = await scopesNotAllowed(deps.tools.get(owner.toolId)!, requested);
+      if (refused.length) {
+        await record(req, owner, 'credential.step_up', 'denied', { code: 'scope_not_allowed', scopes: body.insufficient_scope });
+        throw new ApiError(403, 'scope_not_allowed', `this tool does not allow the scope ${refused[0]!.slice(0, 100)}`);
+      }
+      const stepped = await broker.stepUp(owner, requested);
       await record(req, owner, 'credential.step_up', stepped ? 'success' : 'failure', { credentialId: stepped?.credentialId ?? null, scopes: body.insufficient_scope });
       if (stepped?.phase === 'awaiting_authorization' && stepped.authorizationUrl) {
         return res.status(202).json({ status: 'authorization_required', authorization_url: stepped.authorizationUrl, expires_at: iso(stepped.authorizationExpiresAt), reason: 'insufficient_scope' });
@@ -86,11 +97,14 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     const { wait: rawWait, ...unknown } = req.query;
     if (Object.keys(unknown).length) throw new ApiError(400, 'invalid_request', `unknown query parameter ${Object.keys(unknown)[0]!.slice(0, 40)}`);
     const wait = parseWait(rawWait);
-    const deadline = Date.now() + wait * 1000;
     let row = await broker.latest(owner);
     // Only a pending authorization can still become active by itself.
-    while (wait > 0 && Date.now() < deadline && row?.status === 'awaiting_authorization') {
-      await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())));
+    if (wait > 0 && row?.status === 'awaiting_authorization') {
+      const gone = new AbortController();
+      res.on('close', () => gone.abort());
+      await deps.waits.wait(owner, Date.now() + wait * 1000, gone.signal, async () => (await broker.latest(owner))?.status !== 'awaiting_authorization');
+      // The caller hung up: nobody is left to answer.
+      if (gone.signal.aborted) return;
       row = await broker.latest(owner);
     }
     await record(req, owner, 'credential.status_read', row ? 'success' : 'failure', { credentialId: row?.id ?? null, status: row?.status ?? 'not_found' });
@@ -116,7 +130,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     if (!active) throw new ApiError(409, 'credential_not_active', 'there is no active credential to check; POST to authorize first');
     let serverTools;
     try {
-      serverTools = await listServerTools(tool, active.accessToken);
+      serverTools = await listServerTools(tool, active.accessToken, deps.outbound.streamingFetch as typeof fetch);
     } catch (err) {
       const status = (err as { code?: unknown }).code;
       await record(req, owner, 'credential.checked', 'failure', { credentialId: active.credentialId, code: 'mcp_unreachable' });
@@ -141,6 +155,17 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
   });
 
   return router;
+
+  /** Step-up scopes beyond what the tool allows (its allowed_scopes, else its scopes, else the MCP server's list). */
+  async function scopesNotAllowed(tool: Tool, requested: string[]): Promise<string[]> {
+    let allowed: string[];
+    try {
+      allowed = (await deps.oauth.forTool(tool)).allowedScopes;
+    } catch {
+      throw new ApiError(502, 'authorization_unavailable', 'the tool\'s authorization server could not be reached; try again');
+    }
+    return requested.filter((scope) => !allowed.includes(scope));
+  }
 
   async function sendActive(req: Request, res: Response, owner: CredentialOwner, hit: Awaited<ReturnType<CredentialBroker['readActive']>> & object) {
     await record(req, owner, 'credential.issued', 'success', { credentialId: hit.credentialId });
@@ -176,7 +201,11 @@ function resolveOwner(req: Request, deps: CredentialRoutesDeps): CredentialOwner
   const tool = deps.tools.get(toolId);
   if (!tool) throw new ApiError(404, 'tool_not_found', 'no tool with this id is configured');
   // Machine access: one credential per (agent, tool), shared by every user of the agent.
-  return { agentId, userId: tool.auth.type === 'client_credentials' ? MACHINE_USER : userId, toolId };
+  const owner = { agentId, userId: tool.auth.type === 'client_credentials' ? MACHINE_USER : userId, toolId };
+  if (!workflowIdFits(owner)) {
+    throw new ApiError(400, 'ids_too_long', `the agent, user and tool ids together are too long (at most ${MAX_WORKFLOW_ID_LENGTH} characters once encoded)`);
+  }
+  return owner;
 }
 
 function parseWait(raw: unknown): number {

@@ -6,6 +6,7 @@ import { IdentityError, type TrustManager } from '../../lib/auth/trust.js';
 import { AuthorizationRequestSchema } from '../../lib/db/entities.js';
 import { fork, type Orm } from '../../lib/db/orm.js';
 import type { Vault } from '../../lib/vault/crypto.js';
+import type { ConsentCookies } from '../consent-cookie.js';
 import { sendPage } from '../html.js';
 
 export interface StartDeps {
@@ -13,6 +14,7 @@ export interface StartDeps {
   vault: Vault;
   audit: AuditTrail;
   trust: TrustManager | null;
+  consentCookies: ConsentCookies;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -72,9 +74,11 @@ export function startRoutes(deps: StartDeps): Router {
       ...who,
       requestId: req.id,
       ip: req.ip ?? null,
-      detail: { sessionBound: Boolean(deps.trust) },
+      detail: { sessionBound: Boolean(deps.trust), browserBound: true },
     });
     res.setHeader('Cache-Control', 'no-store');
+    // This browser, and only this one, may bring the provider's answer back to the callback.
+    deps.consentCookies.set(res, request.id, request.expiresAt);
     res.redirect(302, deps.vault.decrypt(request.providerUrl, secretContext(owner, request.id, 'provider_url')));
   });
   return router;

@@ -26,10 +26,15 @@ export interface AgentRegistryOptions {
   assertionAudience: string;
   assertionMaxAgeSeconds?: number;
   clockSkewSeconds?: number;
-  /** How long a verified key stays cached in this process: a revoked key stops working within it. */
+  /**
+   * How long a verified key stays cached in this process: a key revoked (or an agent disabled) by another
+   * process stops working here within it; the process that revoked it clears its cache at once.
+   */
   cacheTtlMs?: number;
 }
 
+/** One key read per second per key and process: revocation reaches every API process within about a second. */
+export const DEFAULT_KEY_CACHE_MS = 1_000;
 export const DEFAULT_AGENT_SCOPES = ['tool:*:use', 'tool:*:revoke'];
 const KEY_FORMAT = /^acb_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 const ASSERTION_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA', 'Ed25519'];
@@ -112,7 +117,7 @@ export class AgentRegistry {
     const agent = credential.split('.').length === 3 ? await this.verifyAssertion(credential) : await this.verifyKey(credential);
     if (agent.method === 'api_key') {
       if (this.cache.size > 10_000) this.cache.clear();
-      this.cache.set(credential, { agent, until: Date.now() + (this.opts.cacheTtlMs ?? 30_000) });
+      this.cache.set(credential, { agent, until: Date.now() + (this.opts.cacheTtlMs ?? DEFAULT_KEY_CACHE_MS) });
     }
     return agent;
   }

@@ -65,9 +65,9 @@ export class Rbac {
   ) {
     for (const name of Object.keys(roles.roles)) this.roleScopes.set(name, this.resolve(name, []));
     for (const [user, names] of Object.entries(users.users)) {
-      for (const n of names) if (!roles.roles[n]) throw new RbacError(`users: ${user} has unknown role ${n}`);
+      for (const n of names) if (!Object.hasOwn(roles.roles, n)) throw new RbacError(`users: ${user} has unknown role ${n}`);
     }
-    for (const n of users.default_roles) if (!roles.roles[n]) throw new RbacError(`users: default role ${n} is not defined`);
+    for (const n of users.default_roles) if (!Object.hasOwn(roles.roles, n)) throw new RbacError(`users: default role ${n} is not defined`);
   }
 
   static fromYaml(rolesYaml: string, usersYaml: string): Rbac {
@@ -79,7 +79,8 @@ export class Rbac {
   }
 
   rolesOf(userId: string): string[] {
-    return this.users.users[userId] ?? this.users.default_roles;
+    // Own properties only: a user called `constructor` or `toString` is a user, not Object.prototype.
+    return Object.hasOwn(this.users.users, userId) ? this.users.users[userId]! : this.users.default_roles;
   }
 
   scopesOf(userId: string): string[] {
@@ -87,7 +88,7 @@ export class Rbac {
   }
 
   private resolve(name: string, path: string[]): string[] {
-    const role = this.roles.roles[name];
+    const role = Object.hasOwn(this.roles.roles, name) ? this.roles.roles[name] : undefined;
     if (!role) throw new RbacError(`roles: ${path.at(-1) ?? name} inherits unknown role ${name}`);
     if (path.includes(name)) throw new RbacError(`roles: inheritance cycle ${[...path, name].join(' -> ')}`);
     return [...role.scopes, ...role.inherits.flatMap((parent) => this.resolve(parent, [...path, name]))];

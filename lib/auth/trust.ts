@@ -33,8 +33,15 @@ const issuerSchema = z
     jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional(),
     audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
     subject_claim: z.string().default('sub'),
-    /** When the token names the agent it was issued for, it must be the calling agent. */
-    agent_claim: z.string().optional(),
+    /** When the token names the agent it was issued for (this claim), it must be the calling agent; null: off. */
+    agent_claim: z.string().min(1).nullable().default('agent_id'),
+    /** Refuse tokens that do not name the agent at all (a gateway that always binds identities to an agent). */
+    require_agent_claim: z.boolean().default(false),
+    /**
+     * The user namespace of this issuer's subjects: users are `{namespace}:{sub}`, or plain `sub` when empty.
+     * Required when several issuers are trusted; issuers that give the same namespace share their users.
+     */
+    user_namespace: z.string().regex(/^([A-Za-z0-9][A-Za-z0-9._-]{0,39})?$/, 'must be 1-40 letters, digits, . _ - (or empty)').optional(),
   })
   .strict()
   .refine((i) => Boolean(i.jwks_url) !== Boolean(i.jwks), { message: 'give exactly one of jwks_url or jwks' });
@@ -70,6 +77,12 @@ export function parseTrustConfig(input: unknown, developmentMode: boolean): Trus
     throw new TrustConfigError(`trust config: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
   }
   const c = parsed.data;
+  const unnamed = c.trusted_issuers.filter((i) => i.user_namespace === undefined);
+  if (c.trusted_issuers.length > 1 && unnamed.length) {
+    throw new TrustConfigError(
+      `trust config: with several trusted issuers each needs a user_namespace, so that the same subject from two issuers is not one user (give the same namespace to issuers that share their users; missing for ${unnamed.map((i) => i.issuer).join(', ')})`,
+    );
+  }
   if (!developmentMode) {
     if (!c.enabled) throw new TrustConfigError('trust config: enabled must be true outside development mode');
     if (c.verification_mode !== 'strict') throw new TrustConfigError('trust config: verification_mode permissive is for development mode only');
@@ -132,8 +145,9 @@ export class TrustManager {
       } catch {
         throw err;
       }
-      const userId = claims.sub;
-      if (typeof userId !== 'string' || !OWNER_ID_PATTERN.test(userId)) throw err;
+      const namespace = typeof claims.iss === 'string' ? this.issuers.get(claims.iss)?.config.user_namespace : undefined;
+      const userId = typeof claims.sub === 'string' ? qualify(namespace, claims.sub) : '';
+      if (!OWNER_ID_PATTERN.test(userId)) throw err;
       this.onWarning('permissive mode: accepted an identity that failed verification', { code: err.code, userId });
       return { userId, issuer: String(claims.iss ?? 'unknown'), verified: false, failure: err.code };
     }
@@ -168,14 +182,21 @@ export class TrustManager {
     }
     this.checkTimes(payload);
     const subject = payload[entry.config.subject_claim];
-    if (typeof subject !== 'string' || !OWNER_ID_PATTERN.test(subject)) {
+    const userId = typeof subject === 'string' ? qualify(entry.config.user_namespace, subject) : '';
+    if (!OWNER_ID_PATTERN.test(userId)) {
       throw new IdentityError('identity_invalid_subject', 401, 'the user identity has no usable subject');
     }
     const claim = entry.config.agent_claim;
-    if (claim && payload[claim] !== undefined && agentId !== undefined && payload[claim] !== agentId) {
-      throw new IdentityError('identity_agent_mismatch', 403, 'the user identity was issued for another agent');
+    if (claim && agentId !== undefined) {
+      const named = payload[claim];
+      if (named === undefined && entry.config.require_agent_claim) {
+        throw new IdentityError('identity_agent_missing', 403, 'the user identity does not name the agent it was issued for');
+      }
+      if (named !== undefined && named !== agentId) {
+        throw new IdentityError('identity_agent_mismatch', 403, 'the user identity was issued for another agent');
+      }
     }
-    return { userId: subject, issuer: entry.config.issuer, verified: true };
+    return { userId, issuer: entry.config.issuer, verified: true };
   }
 
   private checkTimes(payload: jose.JWTPayload): void {
@@ -184,6 +205,10 @@ export class TrustManager {
       throw new IdentityError('identity_missing_times', 401, 'the user identity must carry iat or exp');
     }
     if (typeof payload.iat === 'number' && typeof payload.exp === 'number' && payload.exp - payload.iat > c.jwt_max_ttl_seconds) {
+      throw new IdentityError('identity_lifetime_exceeded', 401, `the user identity lives longer than ${c.jwt_max_ttl_seconds} s`);
+    }
+    // No issue time to measure from: what is left of its life must still fit the maximum.
+    if (typeof payload.iat !== 'number' && typeof payload.exp === 'number' && payload.exp - Date.now() / 1000 > c.jwt_max_ttl_seconds + c.clock_skew_tolerance_seconds) {
       throw new IdentityError('identity_lifetime_exceeded', 401, `the user identity lives longer than ${c.jwt_max_ttl_seconds} s`);
     }
     if (!c.enable_time_validation) return;
@@ -198,6 +223,11 @@ export class TrustManager {
       }
     }
   }
+}
+
+/** Users of different issuers live in their issuers' namespaces (see `user_namespace`). */
+function qualify(namespace: string | undefined, subject: string): string {
+  return namespace ? `${namespace}:${subject}` : subject;
 }
 
 function mapJoseError(err: unknown): IdentityError {

@@ -1,4 +1,5 @@
 import * as oidc from 'openid-client';
+import { OutboundError, type OutboundPolicy } from '../net/outbound.js';
 import type { Tool } from '../tools.js';
 import { brokerClientMetadata } from './client-metadata.js';
 import { DiscoveryError, discoverMcpAuthorization } from './mcp-discovery.js';
@@ -11,7 +12,9 @@ export const OAUTH_HTTP_TIMEOUT_SECONDS = 10;
 export interface OAuthClientOptions {
   /** Plain-HTTP authorization servers are accepted only in development mode. */
   allowInsecure: boolean;
-  /** Injected in tests to control the network without monkey-patching. */
+  /** Every request to an authorization or MCP server goes through it (scheme, addresses, redirects, size). */
+  outbound: OutboundPolicy;
+  /** Injected in tests to control the network without monkey-patching (wraps the outbound policy's fetch). */
   fetch?: typeof fetch;
   /** Where dynamic registrations are kept (needed for MCP servers that publish only their URL). */
   registrations?: ClientRegistrations;
@@ -29,6 +32,10 @@ export interface ToolClient {
   resource?: string;
   /** The scopes to ask for: the tool's, else what the MCP server's challenge or metadata names. */
   scopes: string[];
+  /** What a step-up may ask for: the tool's allowed_scopes, else its scopes, else what the MCP server supports. */
+  allowedScopes: string[];
+  /** Endpoints learned from an MCP server: every authorization response must carry `iss` (RFC 9207). */
+  discovered: boolean;
 }
 
 /** Builds (and caches per tool) the openid-client configuration for a tool's authorization server. */
@@ -36,6 +43,11 @@ export class OAuthClients {
   private readonly cache = new Map<string, Promise<ToolClient>>();
 
   constructor(private readonly opts: OAuthClientOptions) {}
+
+  /** The fetch every OAuth and discovery request uses: the outbound policy's (or a test's). */
+  private get fetchImpl(): typeof fetch {
+    return this.opts.fetch ?? (this.opts.outbound.fetch as typeof fetch);
+  }
 
   forTool(tool: Tool): Promise<ToolClient> {
     let pending = this.cache.get(tool.id);
@@ -59,7 +71,7 @@ export class OAuthClients {
       config = await oidc.discovery(new URL(auth.issuer), auth.client_id!, metadata, clientAuth, {
         execute,
         timeout: OAUTH_HTTP_TIMEOUT_SECONDS,
-        ...(this.opts.fetch ? { [oidc.customFetch]: this.opts.fetch } : {}),
+        [oidc.customFetch]: this.fetchImpl,
       });
       // A plain copy: the metadata object also carries helper methods.
       const server = JSON.parse(JSON.stringify(config.serverMetadata())) as oidc.ServerMetadata;
@@ -95,6 +107,8 @@ export class OAuthClients {
       issuerKnown: Boolean(auth.issuer),
       revocationSupported: Boolean(config.serverMetadata().revocation_endpoint),
       scopes: auth.scopeList,
+      allowedScopes: auth.allowed_scopes ?? auth.scopeList,
+      discovered: false,
     };
   }
 
@@ -102,16 +116,15 @@ export class OAuthClients {
   private configure(config: oidc.Configuration, tool: Tool): void {
     if (this.opts.allowInsecure) oidc.allowInsecureRequests(config);
     const tokenEndpoint = config.serverMetadata().token_endpoint;
-    const baseFetch = this.opts.fetch ?? fetch;
-    const customized = tokenEndpoint ? quirkFetch(tool, tokenEndpoint, baseFetch) : baseFetch;
-    if (customized !== fetch) config[oidc.customFetch] = customized;
+    const baseFetch = this.fetchImpl;
+    config[oidc.customFetch] = tokenEndpoint ? quirkFetch(tool, tokenEndpoint, baseFetch) : baseFetch;
     // Well under the activities' start-to-close timeout: an attempt never outlives its slot and races its retry.
     config.timeout = OAUTH_HTTP_TIMEOUT_SECONDS;
   }
 
   /** MCP authorization: discover from the server's URL, then use, or register, a client at its issuer. */
   private async buildMcp(tool: Tool): Promise<ToolClient> {
-    const fetchImpl = this.opts.fetch ?? fetch;
+    const fetchImpl = this.fetchImpl;
     const found = await discoverMcpAuthorization(tool.connection.url, fetchImpl);
     const client = await this.clientFor(tool, found.issuer, found.serverMetadata, fetchImpl);
     const metadata: Partial<oidc.ClientMetadata> = client.clientSecret ? { client_secret: client.clientSecret } : {};
@@ -123,6 +136,8 @@ export class OAuthClients {
       revocationSupported: Boolean(found.serverMetadata.revocation_endpoint),
       resource: found.resource,
       scopes: tool.auth.scopeList.length ? tool.auth.scopeList : found.scopes,
+      allowedScopes: tool.auth.allowed_scopes ?? [...new Set([...tool.auth.scopeList, ...found.scopes, ...found.scopesSupported])],
+      discovered: true,
     };
   }
 
@@ -140,7 +155,9 @@ export class OAuthClients {
         tokenEndpointAuthMethod: auth.token_endpoint_auth_method ?? 'client_secret_basic',
       };
     }
-    if (server.client_id_metadata_document_supported === true && this.opts.clientMetadataUrl) {
+    // Our metadata document's URL is one client_id shared across every issuer: only where the server says it
+    // puts `iss` in its authorization responses (RFC 9207) can a response be tied to the server it came from.
+    if (server.client_id_metadata_document_supported === true && server.authorization_response_iss_parameter_supported === true && this.opts.clientMetadataUrl) {
       return { clientId: this.opts.clientMetadataUrl, tokenEndpointAuthMethod: 'none' };
     }
     return this.registeredClient(issuer, server, fetchImpl);
@@ -195,6 +212,8 @@ export interface ClassifiedOAuthError {
 
 /** Turns openid-client's errors into a stable code and a message with no secret in it. */
 export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
+  const refused = outboundRefusal(err);
+  if (refused) return { code: refused.code, permanent: true, message: `outbound request refused (${refused.reason})` };
   if (err instanceof DiscoveryError) return { code: err.code, permanent: !err.transient, message: err.message };
   if (err instanceof oidc.ResponseBodyError) {
     const code = /^[a-z_]{1,64}$/.test(err.error) ? err.error : 'oauth_error';
@@ -223,6 +242,14 @@ export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
   }
   const name = err instanceof Error ? err.name : 'Error';
   return { code: 'provider_unavailable', permanent: false, message: `authorization server unreachable or failing (${name})` };
+}
+
+/** The policy's refusal, wherever in the cause chain a library put it. */
+function outboundRefusal(err: unknown): OutboundError | null {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof OutboundError) return e;
+  }
+  return null;
 }
 
 function safeCode(code: unknown): string {

@@ -3,6 +3,8 @@
  * URL to its authorization server's metadata, the resource indicator and the scopes to ask for.
  */
 
+import { OutboundError } from '../net/outbound.js';
+
 export class DiscoveryError extends Error {
   constructor(
     readonly code: 'resource_metadata_not_found' | 'authorization_server_not_found' | 'pkce_not_supported' | 'invalid_metadata',
@@ -27,6 +29,8 @@ export interface McpAuthorization {
   serverMetadata: Record<string, unknown> & { issuer: string };
   /** From the 401 challenge, else the resource's `scopes_supported`, else none. */
   scopes: string[];
+  /** The resource's `scopes_supported`. */
+  scopesSupported: string[];
 }
 
 /** Parses the Bearer parameters of a WWW-Authenticate header (RFC 6750, RFC 9728). */
@@ -97,7 +101,7 @@ export async function discoverMcpAuthorization(mcpUrl: string, fetchImpl: typeof
   }
   const supported = Array.isArray(prm.json.scopes_supported) ? (prm.json.scopes_supported as unknown[]).filter((s): s is string => typeof s === 'string') : [];
   const scopes = challenge.scope ? challenge.scope.split(' ').filter(Boolean) : supported;
-  return { resource, issuer, serverMetadata: as.json as McpAuthorization['serverMetadata'], scopes };
+  return { resource, issuer, serverMetadata: as.json as McpAuthorization['serverMetadata'], scopes, scopesSupported: supported };
 }
 
 /** An unauthenticated MCP request: a 401 names the resource metadata and, perhaps, the scopes. */
@@ -111,6 +115,7 @@ async function probe(mcpUrl: string, fetchImpl: typeof fetch): Promise<BearerCha
       signal: AbortSignal.timeout(10_000),
     });
   } catch (err) {
+    if (err instanceof OutboundError) throw err;
     throw new DiscoveryError('resource_metadata_not_found', `the MCP server is unreachable (${(err as Error).name})`, true);
   }
   await res.body?.cancel();
@@ -124,6 +129,7 @@ async function firstJson(urls: string[], fetchImpl: typeof fetch): Promise<{ url
     try {
       res = await fetchImpl(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(10_000) });
     } catch (err) {
+      if (err instanceof OutboundError) throw err;
       throw new DiscoveryError('authorization_server_not_found', `metadata at ${url} is unreachable (${(err as Error).name})`, true);
     }
     if (res.status >= 500) throw new DiscoveryError('authorization_server_not_found', `metadata at ${url} answered ${res.status}`, true);

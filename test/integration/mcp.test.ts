@@ -232,7 +232,7 @@ describe('a remote MCP server that publishes only its URL', () => {
   it('picks the client in the specification order, and says what to configure when none fits', async () => {
     const closed = await startMcpServer({ clientIdMetadataDocuments: { ca: tls.ca }, registration: false });
     try {
-      const base = { allowInsecure: true, registrations: new ClientRegistrations(h.services.orm, h.services.vault), redirectUri: h.callbackPrefix };
+      const base = { allowInsecure: true, outbound: h.services.outbound, registrations: new ClientRegistrations(h.services.orm, h.services.vault), redirectUri: h.callbackPrefix };
       const tool = toTool(mcpTool('closed', closed));
       // 1. A pre-registered client wins over everything the server offers.
       const configured = toTool({ ...mcpTool('closed', closed), auth: { type: 'oauth2', client_id: 'configured-client', client_secret: 'configured-secret' } });

@@ -131,6 +131,8 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
       client_id: sandbox.clientId,
       client_secret: sandbox.clientSecret,
       scopes: SANDBOX_SCOPES,
+      // What a step-up may add: the sandbox's OpenID scopes, nothing it does not know.
+      allowed_scopes: ['openid', 'offline_access', ...SANDBOX_SCOPES],
     },
     manifest: [],
   };

@@ -54,4 +54,15 @@ describe('loadConfig', () => {
       expect(() => loadConfig({ ...prod, OAUTH_CLIENT_METADATA_URL: bad }), bad).toThrow(/OAUTH_CLIENT_METADATA_URL must be an https URL/);
     }
   });
+
+  it('builds the outbound policy settings and refuses a malformed allowlist', () => {
+    expect(loadConfig(dev).security.outbound).toEqual({ allowHttp: true, allowLoopback: true, allowlist: [] });
+    expect(loadConfig(prod).security.outbound).toEqual({ allowHttp: false, allowLoopback: false, allowlist: [] });
+    expect(loadConfig({ ...prod, OAUTH_ALLOW_HTTP_PROVIDERS: 'true' }).security.outbound).toMatchObject({ allowHttp: true, allowLoopback: true });
+    const strict = loadConfig({ ...dev, OUTBOUND_ALLOW_LOOPBACK: 'false', OUTBOUND_ALLOWLIST: 'idp.corp.example, 10.1.0.0/16,127.0.0.1' });
+    expect(strict.security.outbound).toEqual({ allowHttp: true, allowLoopback: false, allowlist: ['idp.corp.example', '10.1.0.0/16', '127.0.0.1'] });
+    expect(() => loadConfig({ ...dev, OUTBOUND_ALLOWLIST: 'http://x/y' })).toThrow(/OUTBOUND_ALLOWLIST/);
+    expect(() => loadConfig({ ...dev, OUTBOUND_ALLOWLIST: '10.0.0.0/99' })).toThrow(/OUTBOUND_ALLOWLIST/);
+    expect(() => loadConfig({ ...dev, METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN/);
+  });
 });

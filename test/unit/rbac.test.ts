@@ -46,4 +46,13 @@ describe('Rbac', () => {
     expect(() => Rbac.fromYaml('roles: { a: { scopes: ["tool github"] } }', '{}')).toThrow(/roles: roles\.a\.scopes\.0/);
     expect(() => Rbac.fromYaml('roles: { a: { colour: red } }', '{}')).toThrow(/colour/);
   });
+
+  it('treats user and role names that are Object.prototype properties as plain names', () => {
+    const rbac = Rbac.fromYaml(roles, 'default_roles: [reader]\nusers: { alice: [admin] }');
+    for (const name of ['constructor', 'toString', 'hasOwnProperty', 'valueOf', '__proto__']) {
+      expect(rbac.scopesOf(name)).toEqual(['tool:data_*:use']);
+    }
+    expect(() => Rbac.fromYaml(roles, 'users: { alice: [constructor] }')).toThrow(/alice has unknown role constructor/);
+    expect(() => Rbac.fromYaml('roles: { a: { inherits: [toString] } }', '{}')).toThrow(/inherits unknown role toString/);
+  });
 });

@@ -92,6 +92,26 @@ describe('TrustManager (strict)', () => {
     expect(await refusal(token, 'agent-2')).toBe('403 identity_agent_mismatch');
   });
 
+  it('checks the agent binding by default, without agent_claim in the config, and can require it', async () => {
+    const { agent_claim: _omitted, ...issuer } = gw.trustConfig().trusted_issuers[0]!;
+    const byDefault = new TrustManager(parseTrustConfig({ ...gw.trustConfig(), trusted_issuers: [issuer] }, false));
+    expect(await refusal(await gw.sign('alice', { claims: { agent_id: 'agent-2' } }), 'agent-1', byDefault)).toBe('403 identity_agent_mismatch');
+    expect(await refusal(await gw.sign('alice'), 'agent-1', byDefault)).toBe('accepted');
+    const required = new TrustManager(parseTrustConfig({ ...gw.trustConfig(), trusted_issuers: [{ ...issuer, require_agent_claim: true }] }, false));
+    expect(await refusal(await gw.sign('alice'), 'agent-1', required)).toBe('403 identity_agent_missing');
+    expect(await refusal(await gw.sign('alice', { claims: { agent_id: 'agent-1' } }), 'agent-1', required)).toBe('accepted');
+    const off = new TrustManager(parseTrustConfig({ ...gw.trustConfig(), trusted_issuers: [{ ...issuer, agent_claim: null }] }, false));
+    expect(await refusal(await gw.sign('alice', { claims: { agent_id: 'agent-2' } }), 'agent-1', off)).toBe('accepted');
+  });
+
+  it('bounds the remaining life of a token without iat by the maximum lifetime', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const max = trust.config.jwt_max_ttl_seconds;
+    expect(await refusal(await gw.sign('alice', { claims: { iat: undefined, exp: now + 10 * 365 * 86400 } }))).toBe('401 identity_lifetime_exceeded');
+    expect(await refusal(await gw.sign('alice', { claims: { iat: undefined, exp: now + max + 600 } }))).toBe('401 identity_lifetime_exceeded');
+    expect(await refusal(await gw.sign('alice', { claims: { iat: undefined, exp: now + 600 } }))).toBe('accepted');
+  });
+
   it('refuses a subject that is not a valid user id', async () => {
     expect(await refusal(await gw.sign('../../etc/passwd'))).toBe('401 identity_invalid_subject');
   });
@@ -110,6 +130,24 @@ describe('TrustManager configuration', () => {
     expect(() => parseTrustConfig({ ...gw.trustConfig(), enabled: false }, false)).toThrow(/enabled must be true/);
     expect(() => parseTrustConfig({ enabled: true }, false)).toThrow(/at least one trusted issuer/);
     expect(() => parseTrustConfig({ ...gw.trustConfig(), colour: 'blue' }, false)).toThrow(/colour/);
+  });
+
+  it('keeps the subjects of different issuers apart unless the operator maps them to one namespace', async () => {
+    const other = await TestGateway.start();
+    other.issuer = 'https://gateway-two.test';
+    try {
+      const first = gw.trustConfig().trusted_issuers[0]!;
+      const second = other.trustConfig().trusted_issuers[0]!;
+      expect(() => parseTrustConfig({ trusted_issuers: [first, second] }, false)).toThrow(/each needs a user_namespace/);
+      const apart = new TrustManager(parseTrustConfig({ trusted_issuers: [{ ...first, user_namespace: '' }, { ...second, user_namespace: 'partner' }] }, false));
+      expect((await apart.verify(await gw.sign('alice'))).userId).toBe('alice');
+      expect((await apart.verify(await other.sign('alice'))).userId).toBe('partner:alice');
+      const shared = new TrustManager(parseTrustConfig({ trusted_issuers: [{ ...first, user_namespace: 'corp' }, { ...second, user_namespace: 'corp' }] }, false));
+      expect((await shared.verify(await gw.sign('alice'))).userId).toBe('corp:alice');
+      expect((await shared.verify(await other.sign('alice'))).userId).toBe('corp:alice');
+    } finally {
+      await other.close();
+    }
   });
 
   it('in permissive mode (development) accepts a bad token with a warning', async () => {
