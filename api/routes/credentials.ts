@@ -26,7 +26,7 @@ export interface CredentialRoutesDeps {
 }
 
 /** Why an authorization could not start, as the workflow reports it (stable codes for agents). */
-const STARTUP_FAILURES = new Set(['pkce_not_supported', 'resource_metadata_not_found', 'authorization_server_not_found', 'invalid_metadata', 'access_denied', 'invalid_grant']);
+const STARTUP_FAILURES = new Set(['outbound_refused', 'pkce_not_supported', 'resource_metadata_not_found', 'authorization_server_not_found', 'invalid_metadata', 'access_denied', 'invalid_grant']);
 
 const SCOPE_TOKENS = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
 const postBody = z

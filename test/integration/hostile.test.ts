@@ -130,6 +130,11 @@ function corpus(): Probe[] {
     { label: 'admin list bad limit', method: 'GET', path: '/api/v1/admin/credentials?limit=-5', headers: dev },
     { label: 'admin audit bad date', method: 'GET', path: '/api/v1/admin/audit?from=2026-13-45', headers: dev },
   );
+  // Each id is within its own bound, but encoded together they would pass Temporal's workflow id limit.
+  const longIds = { 'x-agent-id': `a${'@'.repeat(199)}`, 'x-user-id': `u${'@'.repeat(199)}` };
+  for (const method of ['POST', 'GET', 'DELETE']) {
+    probes.push({ label: `${method} with ids too long for a workflow id`, method, path: CREDENTIAL_PATH, headers: longIds });
+  }
   for (let i = 0; i < 10; i++) {
     probes.push({ label: `forged callback ${i}`, method: 'GET', path: `/api/v1/auth/tool/callback?state=${Math.random().toString(36).slice(2)}&code=${Math.random().toString(36).slice(2)}` });
   }

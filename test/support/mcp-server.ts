@@ -34,6 +34,8 @@ export interface McpServerOptions {
   clientIdMetadataDocuments?: { ca: string };
   /** Dynamic client registration (on unless false). */
   registration?: boolean;
+  /** Issue tokens for any resource indicator (a provider shared by many resources). */
+  acceptAnyResource?: boolean;
 }
 
 const TOOLS = ['echo', 'add', 'admin'];
@@ -70,8 +72,8 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
         defaultResource: () => resource,
         useGrantedResource: () => true,
         getResourceServerInfo: (_ctx, indicator) => {
-          if (indicator !== resource) throw new errors.InvalidTarget();
-          return { scope: scopesSupported.join(' '), audience: resource, accessTokenTTL: 3600, accessTokenFormat: 'opaque' };
+          if (indicator !== resource && !opts.acceptAnyResource) throw new errors.InvalidTarget();
+          return { scope: scopesSupported.join(' '), audience: indicator, accessTokenTTL: 3600, accessTokenFormat: 'opaque' };
         },
       },
     },
