@@ -1,10 +1,11 @@
 
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import * as oidc from 'openid-client';
-import type { AuditTrail } from '../lib/audit.js';
+import type { AuditInput, AuditTrail } from '../lib/audit.js';
 import { START_PATH } from '../lib/config.js';
-import { AuthorizationRequestSchema, CredentialSchema, type AuthorizationRequest, type Credential } from '../lib/db/entities.js';
-import { fork, type Orm } from '../lib/db/orm.js';
+import { AuditEventSchema, AuthorizationRequestSchema, CredentialSchema, type AuthorizationRequest, type Credential } from '../lib/db/entities.js';
+import { fork, type Em, type Orm } from '../lib/db/orm.js';
+import { persistThroughOutage } from '../lib/db/outage.js';
 import type { CredentialOwner } from '../lib/domain.js';
 import type { Logger } from '../lib/log.js';
 import { authorizationDuration, authorizations, recordProviderCall, refreshes, revocations } from '../lib/metrics.js';
@@ -51,6 +52,23 @@ const ACTOR = 'credential-workflow';
 /** Activities for the credential workflow. Each is idempotent: a retry after a crash does not redo the grant. */
 export function createActivities(deps: ActivityDeps) {
   const { orm, vault, audit } = deps;
+  /** Attempts for a credential in this process, one after the other (a timed-out attempt may still be running). */
+  const running = new Map<string, Promise<unknown>>();
+
+  /**
+   * An activity that receives tokens: it heartbeats all along, and waits for any attempt of the same credential
+   * still running in this process, so two attempts never present the same refresh token.
+   */
+  function holdingTokens<T>(credentialId: string, body: () => Promise<T>): Promise<T> {
+    const before = running.get(credentialId) ?? Promise.resolve();
+    const mine = before.catch(() => {}).then(() => heartbeating(body));
+    const tail = mine.catch(() => {});
+    running.set(credentialId, tail);
+    void tail.then(() => {
+      if (running.get(credentialId) === tail) running.delete(credentialId);
+    });
+    return mine;
+  }
 
   return {
     async beginAuthorization(input: BeginAuthorizationInput): Promise<{ authorizationUrl: string; authorizationExpiresAt: number }> {
@@ -120,12 +138,13 @@ export function createActivities(deps: ActivityDeps) {
       return { authorizationUrl: startUrl.href, authorizationExpiresAt: request.expiresAt.getTime() };
     },
 
-    async exchangeCode(input: {
+    exchangeCode: (input: {
       credentialId: string;
       authorizationRequestId: string;
       expectedGeneration: number;
       ttlSeconds: number;
-    }): Promise<TokenMetadata> {
+    }): Promise<TokenMetadata> =>
+      holdingTokens(input.credentialId, async () => {
       const em = fork(orm);
       const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
       if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
@@ -155,38 +174,31 @@ export function createActivities(deps: ActivityDeps) {
       }
       let tokens: oidc.TokenEndpointResponse;
       const exchangeStarted = performance.now();
+      const verifier = vault.decrypt(request.codeVerifier, secretContext(owner, request.id, 'code_verifier'));
       try {
-        tokens = await oidc.authorizationCodeGrant(client.config, callbackUrl, {
-          pkceCodeVerifier: vault.decrypt(request.codeVerifier, secretContext(owner, request.id, 'code_verifier')),
-          expectedState: vault.deriveToken('state', request.id),
-        }, resourceParams(client));
+        tokens = await oidc.authorizationCodeGrant(client.config, callbackUrl, { pkceCodeVerifier: verifier, expectedState: vault.deriveToken('state', request.id) }, resourceParams(client));
       } catch (err) {
         throw await oauthFailure(em, 'authorization.completed', credential, err);
       }
+      // The provider has answered: from here its tokens exist only in this process until they are committed.
+      const now = new Date();
+      const changes = {
+        ...tokenChanges(credential, tokens, now),
+        acquiredAt: now,
+        ttlExpiresAt: new Date(now.getTime() + input.ttlSeconds * 1000),
+        status: 'active',
+      };
+      await commit(credential, changes, { eventType: 'authorization.completed', detail: { scope: changes.scope, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null } }, (tx) =>
+        tx.nativeUpdate(AuthorizationRequestSchema, { id: request.id }, { codeVerifier: null, callbackParams: null, providerUrl: null }),
+      );
       recordProviderCall(credential.toolId);
       authorizationDuration.observe({ tool: credential.toolId }, (performance.now() - exchangeStarted) / 1000);
-      const now = new Date();
-      storeTokens(credential, tokens, now);
-      credential.acquiredAt = now;
-      credential.ttlExpiresAt = new Date(now.getTime() + input.ttlSeconds * 1000);
-      credential.status = 'active';
-      request.codeVerifier = null;
-      request.callbackParams = null;
-      request.providerUrl = null;
-      await em.flush();
       authorizations.inc({ tool: credential.toolId, stage: 'completed' });
-      await audit.record(em, {
-        eventType: 'authorization.completed',
-        outcome: 'success',
-        actor: ACTOR,
-        ...owner,
-        credentialId: credential.id,
-        detail: { scope: credential.scope, accessExpiresAt: credential.accessExpiresAt?.toISOString() ?? null },
-      });
       return metadata(credential);
-    },
+    }),
 
-    async refreshCredential(input: { credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> {
+    refreshCredential: (input: { credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> =>
+      holdingTokens(input.credentialId, async () => {
       const em = fork(orm);
       const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
       // Already refreshed by an attempt whose completion was lost: never spend the rotated token twice.
@@ -201,27 +213,22 @@ export function createActivities(deps: ActivityDeps) {
       try {
         tokens = await oidc.refreshTokenGrant(client.config, refreshToken, resourceParams(client));
       } catch (err) {
-        throw await oauthFailure(em, 'credential.refreshed', credential, err);
+        // invalid_grant on a retry: the attempt before may have reached the provider, which rotated the token,
+        // and the answer died with that worker. Say so: the user must authorize again, and why.
+        throw await oauthFailure(em, 'credential.refreshed', credential, err, activityAttempt() > 1 ? 'refresh_interrupted' : undefined);
       }
+      // A rotated refresh token lives only here until committed: nothing else happens before the write.
+      const now = new Date();
+      const changes = { ...tokenChanges(credential, tokens, now), lastRefreshedAt: now };
+      await commit(credential, changes, { eventType: 'credential.refreshed', detail: { generation: changes.tokenGeneration, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null } });
       recordProviderCall(credential.toolId);
       refreshes.inc({ tool: credential.toolId, outcome: 'ok' });
-      const now = new Date();
-      storeTokens(credential, tokens, now);
-      credential.lastRefreshedAt = now;
-      await em.flush();
-      await audit.record(em, {
-        eventType: 'credential.refreshed',
-        outcome: 'success',
-        actor: ACTOR,
-        ...owner,
-        credentialId: credential.id,
-        detail: { generation: credential.tokenGeneration, accessExpiresAt: credential.accessExpiresAt?.toISOString() ?? null },
-      });
       return metadata(credential);
-    },
+    }),
 
     /** Client credentials: the tool's own token for one agent. Idempotent like a refresh. */
-    async acquireMachineToken(input: { owner: CredentialOwner; workflowId: string; credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> {
+    acquireMachineToken: (input: { owner: CredentialOwner; workflowId: string; credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> =>
+      holdingTokens(input.credentialId, async () => {
       const em = fork(orm);
       const now = new Date();
       let credential = await em.findOne(CredentialSchema, { id: input.credentialId });
@@ -248,24 +255,18 @@ export function createActivities(deps: ActivityDeps) {
       } catch (err) {
         throw await oauthFailure(em, 'credential.machine_token', credential, err);
       }
-      recordProviderCall(credential.toolId);
       const first = credential.tokenGeneration === 0;
-      storeTokens(credential, tokens, now);
-      credential.acquiredAt ??= now;
-      if (!first) credential.lastRefreshedAt = now;
-      credential.status = 'active';
-      await em.flush();
+      const changes = {
+        ...tokenChanges(credential, tokens, now),
+        acquiredAt: credential.acquiredAt ?? now,
+        ...(first ? {} : { lastRefreshedAt: now }),
+        status: 'active',
+      };
+      await commit(credential, changes, { eventType: 'credential.machine_token', detail: { generation: changes.tokenGeneration, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null } });
+      recordProviderCall(credential.toolId);
       refreshes.inc({ tool: credential.toolId, outcome: 'ok' });
-      await audit.record(em, {
-        eventType: 'credential.machine_token',
-        outcome: 'success',
-        actor: ACTOR,
-        ...input.owner,
-        credentialId: credential.id,
-        detail: { generation: credential.tokenGeneration, accessExpiresAt: credential.accessExpiresAt?.toISOString() ?? null },
-      });
       return metadata(credential);
-    },
+    }),
 
     async revokeAtProvider(input: { credentialId: string }): Promise<{ revokedAtProvider: boolean }> {
       const em = fork(orm);
@@ -334,18 +335,57 @@ export function createActivities(deps: ActivityDeps) {
     },
   };
 
-  function storeTokens(credential: Credential, tokens: oidc.TokenEndpointResponse, now: Date): void {
+  /** The columns a token response changes, encrypted, computed before anything is written. */
+  function tokenChanges(credential: Credential, tokens: oidc.TokenEndpointResponse, now: Date) {
     const owner = ownerOf(credential);
-    credential.accessToken = vault.encrypt(tokens.access_token, secretContext(owner, credential.id, 'access_token'));
-    // A provider that does not rotate returns no refresh token: keep the one we have.
-    if (tokens.refresh_token) {
-      credential.refreshToken = vault.encrypt(tokens.refresh_token, secretContext(owner, credential.id, 'refresh_token'));
-    }
-    credential.tokenType = (tokens.token_type ?? 'bearer').slice(0, 40);
-    credential.scope = tokens.scope ?? credential.scope ?? null;
-    credential.accessExpiresAt = typeof tokens.expires_in === 'number' ? new Date(now.getTime() + tokens.expires_in * 1000) : null;
-    credential.tokenGeneration += 1;
-    credential.updatedAt = now;
+    return {
+      accessToken: vault.encrypt(tokens.access_token, secretContext(owner, credential.id, 'access_token')),
+      // A provider that does not rotate returns no refresh token: keep the one we have.
+      refreshToken: tokens.refresh_token ? vault.encrypt(tokens.refresh_token, secretContext(owner, credential.id, 'refresh_token')) : (credential.refreshToken ?? null),
+      tokenType: (tokens.token_type ?? 'bearer').slice(0, 40),
+      scope: tokens.scope ?? credential.scope ?? null,
+      accessExpiresAt: typeof tokens.expires_in === 'number' ? new Date(now.getTime() + tokens.expires_in * 1000) : null,
+      tokenGeneration: credential.tokenGeneration + 1,
+      updatedAt: now,
+    };
+  }
+
+  /**
+   * Commits a provider's answer and its audit row in one transaction, guarded by the token generation this
+   * attempt read. While the database is unreachable it waits, heartbeating, up to STORE_BOUND_MS: tokens the
+   * provider has already rotated are never dropped for a database that is restarting.
+   */
+  async function commit(
+    credential: Credential,
+    changes: Partial<Credential> & { tokenGeneration: number },
+    event: Pick<AuditInput, 'eventType' | 'detail'>,
+    alongside?: (tx: Em) => Promise<unknown>,
+  ): Promise<void> {
+    const row = audit.prepare({ ...event, outcome: 'success', actor: ACTOR, ...ownerOf(credential), credentialId: credential.id });
+    let warned = false;
+    await persistThroughOutage(
+      () =>
+        fork(orm).transactional(async (tx) => {
+          const updated = await tx.nativeUpdate(CredentialSchema, { id: credential.id, tokenGeneration: credential.tokenGeneration }, changes);
+          if (updated !== 1) {
+            // An earlier try of this loop committed, and only its answer was lost on the wire.
+            const current = await tx.findOne(CredentialSchema, { id: credential.id }, { fields: ['tokenGeneration'] });
+            if (current?.tokenGeneration === changes.tokenGeneration) return;
+            throw ApplicationFailure.nonRetryable('the credential changed under this attempt', 'generation_conflict');
+          }
+          await alongside?.(tx);
+          await tx.insert(AuditEventSchema, row);
+        }),
+      {
+        boundMs: STORE_BOUND_MS,
+        onWait: () => {
+          heartbeat();
+          if (!warned) deps.log.warn({ credentialId: credential.id }, 'database unreachable: holding the provider\'s answer in memory until it is back');
+          warned = true;
+        },
+      },
+    );
+    Object.assign(credential, changes);
   }
 
   async function failAudit(em: ReturnType<typeof fork>, eventType: string, credential: Credential, code: string): Promise<void> {
@@ -359,17 +399,59 @@ export function createActivities(deps: ActivityDeps) {
     });
   }
 
-  async function oauthFailure(em: ReturnType<typeof fork>, eventType: string, credential: Credential, err: unknown): Promise<ApplicationFailure> {
-    const failure = classifyOAuthError(err);
+  async function oauthFailure(em: ReturnType<typeof fork>, eventType: string, credential: Credential, err: unknown, lostGrantCode?: string): Promise<ApplicationFailure> {
+    const classified = classifyOAuthError(err);
+    const failure = lostGrantCode && classified.code === 'invalid_grant' ? { ...classified, code: lostGrantCode, message: `${classified.message} after an interrupted attempt` } : classified;
     recordProviderCall(credential.toolId, failure);
     if (eventType === 'credential.refreshed') refreshes.inc({ tool: credential.toolId, outcome: failure.permanent ? 'reauthorization_required' : 'failed' });
     deps.log.warn({ credentialId: credential.id, toolId: credential.toolId, code: failure.code }, failure.message);
     await failAudit(em, eventType, credential, failure.code);
-    return ApplicationFailure.create({ message: failure.message, type: failure.code, nonRetryable: failure.permanent });
+    // The provider says when to come back (503/429 with Retry-After): the next attempt waits exactly that long.
+    return ApplicationFailure.create({
+      message: failure.message,
+      type: failure.code,
+      nonRetryable: failure.permanent,
+      ...(failure.retryAfterSeconds ? { nextRetryDelay: `${failure.retryAfterSeconds}s`, details: [{ retryAfterSeconds: failure.retryAfterSeconds }] } : {}),
+    });
   }
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+
+/**
+ * How long a provider's answer is held in memory while the database is unreachable. The activities that hold
+ * one have a start-to-close timeout above it (see workflows/credential.ts).
+ */
+export const STORE_BOUND_MS = 5 * 60_000;
+
+/** Which attempt of the activity this is (1 outside an activity). */
+function activityAttempt(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return 1;
+  }
+}
+
+/** Tells Temporal the attempt is alive; outside an activity (a test calling one directly) there is no one to tell. */
+function heartbeat(): void {
+  try {
+    Context.current().heartbeat();
+  } catch {
+    // not running as an activity
+  }
+}
+
+/** A provider call that heartbeats while it runs: a worker that dies mid-call is noticed in seconds. */
+async function heartbeating<T>(call: () => Promise<T>): Promise<T> {
+  heartbeat();
+  const timer = setInterval(heartbeat, 1_000);
+  try {
+    return await call();
+  } finally {
+    clearInterval(timer);
+  }
+}
 
 export function secretContext(owner: CredentialOwner, recordId: string, field: string): SecretContext {
   return { agentId: owner.agentId, userId: owner.userId, toolId: owner.toolId, recordId, field };

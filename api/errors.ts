@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { z } from 'zod';
 import { BrokerError } from '../lib/broker.js';
+import { isDatabaseUnreachable } from '../lib/db/outage.js';
 import type { Logger } from '../lib/log.js';
 import { denials } from '../lib/metrics.js';
 
@@ -10,9 +11,30 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    readonly opts: {
+      /** Sent as Retry-After. */
+      retryAfterSeconds?: number;
+      /**
+       * An expected condition (a provider or the database away): logged at warn once a minute per key (a
+       * credential, say), not at error on every request.
+       */
+      expectedKey?: string;
+    } = {},
   ) {
     super(message);
   }
+}
+
+/** Keys of expected conditions logged in the last minute (bounded). */
+const recentlyLogged = new Map<string, number>();
+
+function firstInAMinute(key: string): boolean {
+  const now = Date.now();
+  const last = recentlyLogged.get(key);
+  if (last !== undefined && now - last < 60_000) return false;
+  if (recentlyLogged.size >= 10_000) recentlyLogged.clear();
+  recentlyLogged.set(key, now);
+  return true;
 }
 
 /** Validates input with a zod schema; a failure is a 400 `invalid_request` naming each problem. */
@@ -30,10 +52,16 @@ export const notFound: RequestHandler = (_req, _res, next) => next(new ApiError(
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const e = toApiError(err);
-    if (e.status >= 500) req.log?.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'request failed');
-    else (req.log ?? log).info({ code: e.code, status: e.status }, 'request refused');
+    if (e.opts.expectedKey !== undefined) {
+      if (firstInAMinute(`${e.code}\0${e.opts.expectedKey}`)) (req.log ?? log).warn({ code: e.code, status: e.status }, e.message);
+    } else if (e.status >= 500) {
+      req.log?.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'request failed');
+    } else {
+      (req.log ?? log).info({ code: e.code, status: e.status }, 'request refused');
+    }
     if (e.status < 500) denials.inc({ code: e.code });
     if (res.headersSent) return;
+    if (e.opts.retryAfterSeconds) res.setHeader('Retry-After', String(e.opts.retryAfterSeconds));
     res.status(e.status).json({ error: { code: e.code, message: e.message } });
   };
 }
@@ -58,8 +86,8 @@ function toApiError(err: unknown): ApiError {
   }
   const status = (err as { status?: unknown })?.status;
   if (typeof status === 'number' && status >= 400 && status < 500) return new ApiError(status, 'bad_request', 'the request is malformed');
-  if (/ECONNREFUSED|ECONNRESET|Connection terminated|connect ETIMEDOUT|Timeout acquiring a connection|timeout exceeded when trying to connect|the database system is (shutting down|starting up)|terminating connection|SQLITE_BUSY/i.test(String((err as Error)?.message))) {
-    return new ApiError(503, 'service_unavailable', 'a backing service is unavailable; try again');
+  if (isDatabaseUnreachable(err)) {
+    return new ApiError(503, 'service_unavailable', 'a backing service is unavailable; try again', { retryAfterSeconds: 1, expectedKey: 'database' });
   }
   return new ApiError(500, 'internal_error', 'the request could not be completed');
 }

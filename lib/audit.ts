@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { Logger } from 'pino';
 import { AuditEventSchema } from './db/entities.js';
 import { fork, type Em, type Orm } from './db/orm.js';
+import { isDatabaseUnreachable } from './db/outage.js';
+import { auditDropped, auditPending } from './metrics.js';
 
 export interface AuditInput {
   eventType: string;
@@ -17,52 +20,149 @@ export interface AuditInput {
   detail?: Record<string, unknown>;
 }
 
+export type AuditRow = ReturnType<typeof toRow>;
+
 const FLUSH_MS = 200;
-const MAX_BUFFER = 500;
+const BATCH = 500;
+/** Rows held for a database that is away, at most; past it the API stops issuing credentials (see `saturated`). */
+export const DEFAULT_MAX_PENDING = 10_000;
 
 /**
  * Writes an audit row and the same event to the structured log (for a SIEM). High-volume events of the
- * agent's hot path (token issued, status read) are batched into the table every 200 ms; their log line is
- * written at once, so a crash loses at most that window from the table, never from the log.
+ * agent's hot path (token issued, status read) are written in groups, each request waiting for its group's
+ * insert; their log line is written at once. Rows that cannot be written because the database is unreachable are kept, in order, and
+ * written when it is back; an audit trail with holes is no audit trail. The buffer is bounded: when it is full
+ * the trail is `saturated` and the API refuses to issue credentials rather than issue them unaudited.
  */
 export class AuditTrail {
-  private buffer: ReturnType<typeof toRow>[] = [];
+  /** Rows waiting for the database; `settle` answers the request that waits for its row to be safe. */
+  private pending: { row: AuditRow; settle?: () => void }[] = [];
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  private retryDelayMs = FLUSH_MS;
+  /** Set when a write found the database unreachable; cleared when waiting rows could be written again. */
+  private unreachable = false;
 
   constructor(
     private readonly log: Logger,
     private readonly orm?: Orm,
+    private readonly maxPending = DEFAULT_MAX_PENDING,
   ) {}
 
-  /** `em`: the unit of work to write in (a transaction's); null when the row stands alone (or is batched). */
-  async record(em: Em | null, event: AuditInput, opts: { batched?: boolean } = {}): Promise<void> {
-    const row = toRow(event);
-    if (this.log.isLevelEnabled('info')) this.log.info({ audit: { ...row, at: row.at.toISOString() } }, `audit ${event.eventType} ${event.outcome}`);
-    if (opts.batched && this.orm) {
-      this.buffer.push(row);
-      if (this.buffer.length >= MAX_BUFFER) await this.flush();
-      else this.timer ??= setTimeout(() => void this.flush(), FLUSH_MS).unref();
-      return;
-    }
-    if (!em && !this.orm) throw new Error('the audit trail has no database to write to');
-    await (em ?? fork(this.orm!)).insert(AuditEventSchema, row);
+  /** True while the rows waiting for the database fill the buffer: nothing that must be audited may happen. */
+  get saturated(): boolean {
+    return this.pending.length >= this.maxPending;
   }
 
-  /** Writes what is batched; called on a timer and at shutdown. */
-  async flush(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    const rows = this.buffer.splice(0);
-    if (rows.length && this.orm) {
-      this.flushing = this.flushing.then(() =>
-        fork(this.orm!)
-          .insertMany(AuditEventSchema, rows)
-          .then(() => undefined)
-          .catch((err: Error) => this.log.error({ err: { message: err.message }, lost: rows.length }, 'audit batch could not be written')),
-      );
+  /** Rows waiting for the database. */
+  get backlog(): number {
+    return this.pending.length;
+  }
+
+  /** The row for an event, its log line written now: for a caller that inserts it in its own transaction. */
+  prepare(event: AuditInput): AuditRow {
+    const row = toRow(event);
+    if (this.log.isLevelEnabled('info')) this.log.info({ audit: { ...row, at: row.at.toISOString() } }, `audit ${event.eventType} ${event.outcome}`);
+    return row;
+  }
+
+  /**
+   * `em`: the unit of work to write in (a transaction's: if the insert fails, so does the caller's work); null
+   * when the row stands alone: then it is written now, or kept until the database can take it.
+   */
+  async record(em: Em | null, event: AuditInput, opts: { batched?: boolean } = {}): Promise<void> {
+    const row = this.prepare(event);
+    if (em) {
+      await em.insert(AuditEventSchema, row);
+      return;
     }
+    if (!this.orm) throw new Error('the audit trail has no database to write to');
+    // While the database is away, rows queue behind those already waiting (rows carry their time, `at`), and
+    // the request goes on: the row is kept in memory until the database is back.
+    if (this.unreachable) {
+      this.enqueue(row);
+      return;
+    }
+    // The hot path's rows are written in groups (one insert for all the rows that arrived while the last one
+    // ran), and the request waits for its group: an answer never leaves before its audit row is stored.
+    if (opts.batched) {
+      await new Promise<void>((settle) => this.enqueue(row, settle));
+      return;
+    }
+    try {
+      await fork(this.orm).insert(AuditEventSchema, row);
+    } catch (err) {
+      if (!isDatabaseUnreachable(err)) throw err;
+      this.unreachable = true;
+      this.enqueue(row);
+    }
+  }
+
+  private enqueue(row: AuditRow, settle?: () => void): void {
+    if (this.pending.length >= this.maxPending) {
+      // Only denials and reads reach here once saturated (issuing stops): still, say so loudly and count it.
+      auditDropped.inc();
+      this.log.error({ eventType: row.eventType, pending: this.pending.length }, 'audit buffer full: row dropped');
+      settle?.();
+      return;
+    }
+    this.pending.push({ row, ...(settle ? { settle } : {}) });
+    auditPending.set(this.pending.length);
+    if (!this.unreachable) this.schedule(0);
+  }
+
+  private schedule(ms: number): void {
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, ms).unref();
+  }
+
+  /** Writes what is waiting, in order; called on a timer, when a batch fills, and at shutdown. */
+  async flush(): Promise<void> {
+    this.flushing = this.flushing.then(() => this.writeWaiting());
     await this.flushing;
+  }
+
+  private async writeWaiting(): Promise<void> {
+    while (this.pending.length && this.orm) {
+      const group = this.pending.slice(0, BATCH);
+      try {
+        await this.insertOnce(group.map((p) => p.row));
+      } catch (err) {
+        if (isDatabaseUnreachable(err)) {
+          this.unreachable = true;
+          if (this.retryDelayMs === FLUSH_MS) this.log.warn({ pending: this.pending.length }, 'database unreachable: audit rows are kept until it is back');
+          // Kept in memory now: nobody waits on them any more.
+          for (const p of this.pending) p.settle?.();
+          for (const p of this.pending) delete p.settle;
+          this.schedule(this.retryDelayMs);
+          this.retryDelayMs = Math.min(this.retryDelayMs * 2, 5_000);
+          return;
+        }
+        // A row the database refuses for good cannot be kept forever; it is in the log all the same.
+        auditDropped.inc(group.length);
+        this.log.error({ err: { message: (err as Error).message }, lost: group.length }, 'audit batch refused by the database');
+      }
+      this.pending.splice(0, group.length);
+      for (const p of group) p.settle?.();
+      auditPending.set(this.pending.length);
+      this.retryDelayMs = FLUSH_MS;
+      this.unreachable = false;
+    }
+  }
+
+  /** Inserts rows; a retry of a batch whose commit was lost on the wire skips the rows that did land. */
+  private async insertOnce(rows: AuditRow[]): Promise<void> {
+    const em = fork(this.orm!);
+    try {
+      await em.insertMany(AuditEventSchema, rows);
+    } catch (err) {
+      if (!(err instanceof UniqueConstraintViolationException)) throw err;
+      const landed = new Set((await em.find(AuditEventSchema, { id: { $in: rows.map((r) => r.id) } }, { fields: ['id'] })).map((r) => r.id));
+      const rest = rows.filter((r) => !landed.has(r.id));
+      if (rest.length) await fork(this.orm!).insertMany(AuditEventSchema, rest);
+    }
   }
 }
 

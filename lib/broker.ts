@@ -81,6 +81,7 @@ export class BrokerError extends Error {
  */
 export class CredentialBroker {
   private readonly hot = new Map<string, { row: ActiveRow | undefined; until: number }>();
+  private readonly flights = new Map<string, Promise<CredentialView | null>>();
 
   constructor(
     private readonly orm: Orm,
@@ -99,10 +100,20 @@ export class CredentialBroker {
    * hydration costs several times the query itself) and one AES-GCM decrypt; no Temporal round trip.
    */
   async readActive(owner: CredentialOwner): Promise<ActiveCredential | null> {
+    const read = await this.read(owner);
+    return read === 'stale' ? null : read;
+  }
+
+  /**
+   * Like readActive, but tells an active credential whose token ran out (its refresh is late: the provider or
+   * the worker is away) from one that does not exist: `'stale'`.
+   */
+  async read(owner: CredentialOwner): Promise<ActiveCredential | 'stale' | null> {
     const row = await this.activeRow(owner);
-    if (!row?.access_token) return null;
+    if (!row) return null;
+    if (!row.access_token) return 'stale';
     const expiresAt = row.access_expires_at === null ? null : toDate(row.access_expires_at);
-    if (expiresAt && expiresAt.getTime() - Date.now() < MIN_REMAINING_MS) return null;
+    if (expiresAt && expiresAt.getTime() - Date.now() < MIN_REMAINING_MS) return 'stale';
     let accessToken: string;
     try {
       accessToken = this.vault.decrypt(row.access_token, secretContext(owner, row.id, 'access_token'));
@@ -141,6 +152,33 @@ export class CredentialBroker {
   /** Drops this process's cached read of a credential (after something changed it). */
   forget(owner: CredentialOwner): void {
     this.hot.delete(`${owner.agentId}\0${owner.userId}\0${owner.toolId}`);
+  }
+
+  /**
+   * At most one Temporal request per credential and kind in flight in this process, however many readers ask:
+   * each waits for it at most `waitMs`, then hears 'pending' (and asks again later) while it goes on.
+   */
+  async shared(owner: CredentialOwner, kind: 'ensure' | 'refresh', waitMs: number): Promise<CredentialView | null | 'pending'> {
+    const key = `${kind}\0${owner.agentId}\0${owner.userId}\0${owner.toolId}`;
+    let flight = this.flights.get(key);
+    if (!flight) {
+      flight = (kind === 'ensure' ? this.ensureAuthorization(owner) : this.refreshNow(owner)).finally(() => this.flights.delete(key));
+      this.flights.set(key, flight);
+      // Whoever waits sees the failure; one nobody waits for any more must not be an unhandled rejection.
+      flight.catch(() => {});
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'pending'>((resolve) => (timer = setTimeout(() => resolve('pending'), waitMs)));
+    try {
+      return await Promise.race([flight, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Temporal requests in flight in this process (see `shared`). */
+  get inFlight(): number {
+    return this.flights.size;
   }
 
   /** Starts the credential's workflow if none runs, and returns what the agent should do next. */

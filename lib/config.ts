@@ -32,6 +32,7 @@ const envSchema = z.object({
   AUTHORIZATION_TIMEOUT_SECONDS: positiveInt('AUTHORIZATION_TIMEOUT_SECONDS').default(600),
   REFRESH_SKEW_SECONDS: positiveInt('REFRESH_SKEW_SECONDS').default(300),
   HOT_CACHE_MS: z.coerce.number().int().min(0).max(10_000).default(1000),
+  AUDIT_BUFFER_ROWS: positiveInt('AUDIT_BUFFER_ROWS').max(1_000_000).default(10_000),
   OAUTH_TOOL_REDIRECT_URI: z.string().optional(),
   CREDENTIALS_ENCRYPTION_KEY: z.string().optional(),
   TOOLS_CONFIG: z.string().default('config/tools.yaml'),
@@ -66,6 +67,8 @@ export interface Config {
   refreshSkewSeconds: number;
   /** How long an API process may reuse a hot-path read (see CredentialBroker). */
   hotCacheMs: number;
+  /** Audit rows kept in memory while the database is away; when full, no credential is issued. */
+  auditBufferRows: number;
   redirectUri: string;
   /**
    * Our Client ID Metadata Document's URL, which is also our client_id at authorization servers that
@@ -127,6 +130,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     authorizationTimeoutSeconds: e.AUTHORIZATION_TIMEOUT_SECONDS,
     refreshSkewSeconds: e.REFRESH_SKEW_SECONDS,
     hotCacheMs: e.HOT_CACHE_MS,
+    auditBufferRows: e.AUDIT_BUFFER_ROWS,
     redirectUri,
     clientMetadataUrl,
     encryptionKey: e.CREDENTIALS_ENCRYPTION_KEY,

@@ -72,6 +72,18 @@ export const providerHealthy = new Gauge({
   registers: [registry],
 });
 
+export const auditPending = new Gauge({
+  name: 'broker_audit_pending_rows',
+  help: 'Audit rows waiting for the database (batched, or kept while it is unreachable)',
+  registers: [registry],
+});
+
+export const auditDropped = new Counter({
+  name: 'broker_audit_dropped_total',
+  help: 'Audit rows that could not be kept (buffer full, or refused by the database); they are still in the log',
+  registers: [registry],
+});
+
 export function recordProviderCall(tool: string, failure?: { code: string; permanent: boolean }): void {
   if (!failure) {
     providerHealthy.set({ tool }, 1);

@@ -59,7 +59,7 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     const applied = await migrate(orm);
     if (applied.length) log.info({ applied }, 'database migrated');
   }
-  const audit = new AuditTrail(log, orm);
+  const audit = new AuditTrail(log, orm, config.auditBufferRows);
   const outbound = new OutboundPolicy(config.security.outbound);
   log.info({ database: describeDatabase(config), tools: tools.list().map((t) => t.id), keyId: vault.currentKeyId }, 'services ready');
   return {
@@ -84,6 +84,7 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     outbound,
     close: async () => {
       await audit.flush();
+      if (audit.backlog) log.error({ pending: audit.backlog }, 'shutting down with audit rows the database never took (they are in the log)');
       await orm.close();
       await outbound.close();
     },

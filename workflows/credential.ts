@@ -25,17 +25,16 @@ import {
   type Phase,
   type RevokeRequest,
 } from './messages.js';
-import { failureCode, isPermanent } from './failures.js';
+import { failureCode, isPermanent, retryAfterMs } from './failures.js';
+import { HOLDS_TOKENS } from './options.js';
 import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
 import { nextWake, planRefreshAt, planRefreshRetryAt } from './schedule.js';
 
 type Activities = ReturnType<typeof createActivities>;
 
 const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' } as const;
-// Twice the OAuth HTTP timeout (10 s): an attempt on a worker that died is retried after at most 20 s, and a
-// slow attempt can never still be talking to the provider when its retry starts.
 const authorization = proxyActivities<Activities>({
-  startToCloseTimeout: '20s',
+  ...HOLDS_TOKENS,
   retry: { ...retry, maximumAttempts: 8 },
 });
 // An agent is waiting on the answer: a few quick tries, then say why it failed.
@@ -43,9 +42,10 @@ const starting = proxyActivities<Activities>({
   startToCloseTimeout: '20s',
   retry: { ...retry, maximumInterval: '5s', maximumAttempts: 3 },
 });
+// While the provider is down the current token is still served; come back soon (or when it says, Retry-After).
 const refreshing = proxyActivities<Activities>({
-  startToCloseTimeout: '20s',
-  retry: { ...retry, maximumAttempts: 6 },
+  ...HOLDS_TOKENS,
+  retry: { ...retry, maximumInterval: '5s', maximumAttempts: 6 },
 });
 const bookkeeping = proxyActivities<Activities>({
   startToCloseTimeout: '20s',
@@ -142,7 +142,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       const keepCurrent = s.stepUpPending === true && patched('refresh-during-step-up');
       const wakeAt = keepCurrent ? Math.min(s.authorizationExpiresAt!, nextWake(s.refreshAt, s.ttlExpiresAt!)) : s.authorizationExpiresAt!;
       await condition(
-        () => inbox.callback !== null || inbox.revoke !== null || (keepCurrent && inbox.refreshRequested),
+        () => inbox.callback !== null || inbox.revoke !== null || (keepCurrent && requestedRefreshNow()),
         Math.max(0, wakeAt - Date.now()),
       );
       if (inbox.revoke) {
@@ -170,8 +170,10 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
         return await next({ ...input, state: { ...s, cyclesThisRun: 0 } });
       }
     }
-    const wakeAt = nextWake(s.refreshAt, s.ttlExpiresAt!);
-    await condition(() => inbox.revoke !== null || inbox.refreshRequested || inbox.stepUp !== null, Math.max(0, wakeAt - Date.now()));
+    // A refresh the agent asked for while the provider said "not yet" happens the moment it allows.
+    const deferredUntil = inbox.refreshRequested && s.retryNotBefore ? s.retryNotBefore : Infinity;
+    const wakeAt = Math.min(nextWake(s.refreshAt, s.ttlExpiresAt!), deferredUntil);
+    await condition(() => inbox.revoke !== null || requestedRefreshNow() || inbox.stepUp !== null, Math.max(0, wakeAt - Date.now()));
     if (inbox.revoke) {
       await revoke(inbox.revoke);
     } else if (inbox.stepUp) {
@@ -190,13 +192,18 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       await end('expired', 'the credential reached its time to live');
       return true;
     }
-    if (inbox.refreshRequested || (s.refreshAt !== null && Date.now() >= s.refreshAt)) {
+    if (requestedRefreshNow() || (s.refreshAt !== null && Date.now() >= s.refreshAt)) {
       inbox.refreshRequested = false;
       await refresh();
       inbox.refreshAttempts++;
       return true;
     }
     return false;
+  }
+
+  /** A refresh the agent asked for, unless the provider asked us to wait (Retry-After) and the time has not come. */
+  function requestedRefreshNow(): boolean {
+    return inbox.refreshRequested && !(s.retryNotBefore && Date.now() < s.retryNotBefore);
   }
 
   function applyTokens(meta: TokenMetadata): void {
@@ -281,6 +288,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       applyTokens(
         await refreshing.refreshCredential({ credentialId: s.credentialId, expectedGeneration: s.generation }),
       );
+      if (s.retryNotBefore) s.retryNotBefore = null;
       s.cyclesThisRun++;
       setPhase(s, resumePhase());
     } catch (err) {
@@ -292,6 +300,12 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       // The provider is unwell: keep serving the current token and try again before it expires.
       s.failedRefreshes++;
       s.refreshAt = planRefreshRetryAt(Date.now(), s.accessExpiresAt, s.failedRefreshes);
+      // The provider said when to come back: not before (histories from before never carry a Retry-After).
+      const wait = retryAfterMs(err);
+      if (wait) {
+        s.retryNotBefore = Date.now() + wait;
+        s.refreshAt = Math.max(s.refreshAt, s.retryNotBefore);
+      }
       log.warn('refresh failed, will retry', { code, failedRefreshes: s.failedRefreshes });
       setPhase(s, resumePhase());
     }

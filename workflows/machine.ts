@@ -10,14 +10,14 @@ import type { createActivities, TokenMetadata } from '../activities/index.js';
 import { isTerminal } from '../lib/domain.js';
 import { ensureAuthorizationUpdate, revokeUpdate, statusQuery, type CredentialState, type CredentialView, type MachineWorkflowInput, type Phase, type RevokeRequest } from './messages.js';
 import { failureCode, isPermanent } from './failures.js';
+import { HOLDS_TOKENS } from './options.js';
 import { planRefreshAt, planRefreshRetryAt } from './schedule.js';
 import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
 
 type Activities = ReturnType<typeof createActivities>;
-const acts = proxyActivities<Activities>({
-  startToCloseTimeout: '20s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
-});
+const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 } as const;
+const acts = proxyActivities<Activities>({ startToCloseTimeout: '20s', retry });
+const tokens = proxyActivities<Activities>({ ...HOLDS_TOKENS, retry });
 
 /**
  * The tool's own machine token for one agent (client credentials): fetched, kept valid by fetching a new one
@@ -57,7 +57,7 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
 
   async function acquire(): Promise<void> {
     try {
-      apply(await acts.acquireMachineToken({ owner: input.owner, workflowId: workflowInfo().workflowId, credentialId: s.credentialId, expectedGeneration: s.generation }));
+      apply(await tokens.acquireMachineToken({ owner: input.owner, workflowId: workflowInfo().workflowId, credentialId: s.credentialId, expectedGeneration: s.generation }));
       setPhase(s, 'active');
       s.cyclesThisRun++;
     } catch (err) {

@@ -35,6 +35,8 @@ export interface CredentialState {
   stepUps?: number;
   /** The pending authorization widens an active credential (which stays in use meanwhile). */
   stepUpPending?: boolean;
+  /** The provider asked not to be called before this (Retry-After on a failed refresh); epoch ms. */
+  retryNotBefore?: number | null;
 }
 
 export interface CredentialWorkflowInput {

@@ -37,6 +37,18 @@ const postBody = z
   })
   .strict();
 const MAX_WAIT_SECONDS = 60;
+/** How long a read whose token ran out waits for the nudged refresh before it answers 503 with Retry-After. */
+const STALE_WAIT_MS = 1_000;
+/** How long a request that needs the workflow (authorize, force refresh) waits for it. */
+const ACTION_WAIT_MS = 10_000;
+
+/** 503 with Retry-After: the credential exists but cannot be served this second (logged once a minute). */
+function unavailable(owner: CredentialOwner, why: string): ApiError {
+  return new ApiError(503, 'credential_unavailable', `${why}; try again shortly`, {
+    retryAfterSeconds: 1,
+    expectedKey: `${owner.agentId}\0${owner.userId}\0${owner.toolId}`,
+  });
+}
 
 /** POST (get or authorize), GET (status, long-poll with ?wait=), DELETE (revoke) on /api/v1/credentials/{toolId}. */
 export function credentialRoutes(deps: CredentialRoutesDeps): Router {
@@ -63,16 +75,27 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       }
     }
     if (body.force_refresh) {
-      const refreshed = await broker.refreshNow(owner);
+      const refreshed = await broker.shared(owner, 'refresh', ACTION_WAIT_MS);
+      if (refreshed === 'pending') throw unavailable(owner, 'the refresh is still running');
       await record(req, owner, 'credential.refresh_requested', refreshed ? 'success' : 'failure', { phase: refreshed?.phase ?? 'none' });
       // Refreshed (also while a step-up waits for the user): the new token; else authorize below.
       const hit = refreshed ? await broker.readActive(owner) : null;
       if (hit) return sendActive(req, res, owner, hit);
     } else {
-      const hit = await broker.readActive(owner);
-      if (hit) return sendActive(req, res, owner, hit);
+      const read = await broker.read(owner);
+      if (read && read !== 'stale') return sendActive(req, res, owner, read);
+      if (read === 'stale') {
+        // The token ran out before its refresh landed (the provider or a worker is away). Reads stay reads: one
+        // nudge to the workflow per credential in this process, and an answer within a second either way.
+        const nudged = await broker.shared(owner, 'refresh', STALE_WAIT_MS);
+        const hit = nudged && nudged !== 'pending' ? await broker.readActive(owner) : null;
+        if (hit) return sendActive(req, res, owner, hit);
+        // null: the workflow has ended; anything else: it is still trying.
+        if (nudged !== null) throw unavailable(owner, 'the credential is being refreshed');
+      }
     }
-    const view = await broker.ensureAuthorization(owner);
+    const view = await broker.shared(owner, 'ensure', ACTION_WAIT_MS);
+    if (view === 'pending' || view === null) throw unavailable(owner, 'the credential is changing state');
     if (view.phase === 'authorization_failed') {
       const reason = view.endReason ?? 'authorization_failed';
       await record(req, owner, 'credential.authorization_required', 'failure', { credentialId: view.credentialId, code: reason });
@@ -88,7 +111,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     }
     const active = await broker.readActive(owner);
     if (active) return sendActive(req, res, owner, active);
-    throw new ApiError(503, 'credential_unavailable', `the credential is ${view.phase}; try again`);
+    throw unavailable(owner, `the credential is ${view.phase}`);
   });
 
   router.get('/:toolId', async (req, res) => {
@@ -168,6 +191,8 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
   }
 
   async function sendActive(req: Request, res: Response, owner: CredentialOwner, hit: Awaited<ReturnType<CredentialBroker['readActive']>> & object) {
+    // No credential leaves unaudited: with the audit buffer full (the database away too long), none leaves.
+    if (audit.saturated) throw new ApiError(503, 'audit_unavailable', 'the audit trail cannot be written; no credential is issued until it can', { retryAfterSeconds: 5, expectedKey: 'audit' });
     await record(req, owner, 'credential.issued', 'success', { credentialId: hit.credentialId });
     res.setHeader('Cache-Control', 'no-store');
     res.status(200).json({

@@ -208,6 +208,8 @@ export interface ClassifiedOAuthError {
   permanent: boolean;
   /** Safe to log: never a token, secret or verifier. */
   message: string;
+  /** The server's Retry-After (seconds, bounded) on a transient answer. */
+  retryAfterSeconds?: number;
 }
 
 /** Turns openid-client's errors into a stable code and a message with no secret in it. */
@@ -218,7 +220,8 @@ export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
   if (err instanceof oidc.ResponseBodyError) {
     const code = /^[a-z_]{1,64}$/.test(err.error) ? err.error : 'oauth_error';
     const transient = err.status >= 500 || code === 'temporarily_unavailable' || code === 'server_error' || err.status === 429;
-    return { code, permanent: !transient, message: `authorization server answered ${err.status} ${code}` };
+    const retryAfterSeconds = transient ? retryAfter(err.response) : undefined;
+    return { code, permanent: !transient, message: `authorization server answered ${err.status} ${code}`, ...(retryAfterSeconds ? { retryAfterSeconds } : {}) };
   }
   if (err instanceof oidc.AuthorizationResponseError) {
     const code = /^[a-z_]{1,64}$/.test(err.error) ? err.error : 'oauth_error';
@@ -231,10 +234,12 @@ export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
     const status = (err.cause as { status?: unknown } | undefined)?.status;
     if (typeof status === 'number') {
       const transient = status >= 500 || status === 429 || status === 408;
+      const retryAfterSeconds = transient ? retryAfter(err.cause as Response) : undefined;
       return {
         code: transient ? 'provider_unavailable' : 'provider_rejected',
         permanent: !transient,
         message: `authorization server answered ${status} (${safeCode(err.code)})`,
+        ...(retryAfterSeconds ? { retryAfterSeconds } : {}),
       };
     }
     // Response validation failures (state, iss, PKCE) are not fixed by retrying.
@@ -242,6 +247,15 @@ export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
   }
   const name = err instanceof Error ? err.name : 'Error';
   return { code: 'provider_unavailable', permanent: false, message: `authorization server unreachable or failing (${name})` };
+}
+
+/** RFC 9110 Retry-After, as seconds or an HTTP date, bounded to 5 minutes; undefined when absent or unusable. */
+export function retryAfter(response: Response | undefined): number | undefined {
+  const value = response?.headers?.get?.('retry-after')?.trim();
+  if (!value) return undefined;
+  const seconds = /^\d{1,6}$/.test(value) ? Number(value) : Math.ceil((Date.parse(value) - Date.now()) / 1000);
+  if (!Number.isFinite(seconds) || seconds <= 0) return undefined;
+  return Math.min(seconds, 300);
 }
 
 /** The policy's refusal, wherever in the cause chain a library put it. */

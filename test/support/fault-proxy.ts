@@ -5,6 +5,7 @@ export type ProxyMode = 'pass' | 'fail' | 'hold';
 
 interface Held {
   body: string;
+  req: IncomingMessage;
   res: ServerResponse;
 }
 
@@ -19,6 +20,10 @@ export class FaultProxy {
   url = '';
   readonly forwarded: string[] = [];
   readonly failed: string[] = [];
+  /** When each failed request arrived (ms), to see how retries are spaced. */
+  readonly failedAt: number[] = [];
+  /** Sent with 503 answers in 'fail' mode. */
+  retryAfterSeconds: number | null = null;
   private held: Held[] = [];
   private waiters: (() => void)[] = [];
   private server: Server | undefined;
@@ -40,6 +45,25 @@ export class FaultProxy {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /**
+   * Forwards held requests to the provider (which acts on them: a refresh token is rotated) but never answers
+   * their client: the answer is lost, as when the worker that sent them dies at that instant.
+   */
+  async forwardHeldAndDrop(): Promise<void> {
+    for (const h of this.held.splice(0)) {
+      await this.forward(h.body, h.req);
+      h.res.destroy();
+    }
+  }
+
+  /** Forwards held requests and answers them (the provider was only slow). */
+  async releaseHeld(): Promise<void> {
+    for (const h of this.held.splice(0)) {
+      const upstream = await this.forward(h.body, h.req);
+      await this.answer(h.res, upstream);
+    }
+  }
+
   /** Drops held requests without forwarding them (their client is gone). */
   dropHeld(): void {
     for (const h of this.held) h.res.destroy();
@@ -59,18 +83,26 @@ export class FaultProxy {
     const affected = this.matches(body);
     if (affected && this.mode === 'fail') {
       this.failed.push(body);
-      res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"temporarily_unavailable"}');
+      this.failedAt.push(Date.now());
+      res.writeHead(503, { 'content-type': 'application/json', ...(this.retryAfterSeconds ? { 'retry-after': String(this.retryAfterSeconds) } : {}) }).end('{"error":"temporarily_unavailable"}');
       return;
     }
     if (affected && this.mode === 'hold') {
-      this.held.push({ body, res });
+      this.held.push({ body, req, res });
       for (const w of this.waiters.splice(0)) w();
       return;
     }
+    await this.answer(res, await this.forward(body, req));
+  }
+
+  private async forward(body: string, req: IncomingMessage): Promise<Response> {
     this.forwarded.push(body);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && k !== 'host' && k !== 'content-length') headers[k] = v;
-    const upstream = await fetch(new URL(req.url!, this.target), { method: req.method, headers, ...(body ? { body } : {}) });
+    return fetch(new URL(req.url!, this.target), { method: req.method, headers, ...(body ? { body } : {}) });
+  }
+
+  private async answer(res: ServerResponse, upstream: Response): Promise<void> {
     const out: Record<string, string> = {};
     upstream.headers.forEach((v, k) => {
       if (k !== 'content-length' && k !== 'content-encoding' && k !== 'transfer-encoding') out[k] = v;
