@@ -89,7 +89,7 @@ export function createApp(deps: AppDeps): Express {
     // Metrics name tools and counts; where the operator sets METRICS_TOKEN, only the scraper sees them.
     if (metricsToken && !sameSecret(req.get('authorization') ?? '', `Bearer ${metricsToken}`)) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="metrics"');
-      return next(new ApiError(401, 'metrics_authentication_required', 'the metrics endpoint needs its bearer token'));
+      return next(new ApiError('metrics_authentication_required', 'the metrics endpoint needs its bearer token'));
     }
     res.type(registry.contentType).send(await registry.metrics());
   });
@@ -128,7 +128,7 @@ export function createApp(deps: AppDeps): Express {
 }
 
 const requireHttps: RequestHandler = (req, _res, next) => {
-  next(req.secure ? undefined : new ApiError(400, 'https_required', 'HTTPS is required'));
+  next(req.secure ? undefined : new ApiError('https_required', 'HTTPS is required'));
 };
 
 function sameSecret(presented: string, expected: string): boolean {

@@ -4,7 +4,8 @@ import { hasScope, type Rbac } from '../lib/auth/rbac.js';
 import { IdentityError, type TrustManager } from '../lib/auth/trust.js';
 import type { AuditTrail } from '../lib/audit.js';
 import { OWNER_ID_PATTERN } from '../lib/domain.js';
-import { ApiError } from './errors.js';
+import type { ErrorCode } from './error-catalog.js';
+import { ApiError, catalogCode } from './errors.js';
 
 /** Who is asking, as verified: every credential operation uses these ids, never raw headers. */
 export interface Caller {
@@ -56,12 +57,12 @@ export class Gate {
     const caller = req.caller!;
     if (!rbac) return;
     const agentScopes = caller.agentScopes ?? (await this.deps.agents.get(caller.agentId))?.scopes ?? [];
-    let code: string | null = null;
+    let code: 'agent_not_permitted' | 'user_not_permitted' | null = null;
     if (!hasScope(agentScopes, scope)) code = 'agent_not_permitted';
     else if (!hasScope(rbac.scopesOf(caller.userId), scope)) code = 'user_not_permitted';
     if (!code) return;
     await this.deny(req, 'access.denied', code, { scope, ...context });
-    throw new ApiError(403, code, code === 'agent_not_permitted' ? `this agent is not granted ${scope}` : `this user is not granted ${scope}`);
+    throw new ApiError(code, code === 'agent_not_permitted' ? `this agent is not granted ${scope}` : `this user is not granted ${scope}`);
   }
 
   private async identify(req: Request): Promise<Caller> {
@@ -77,7 +78,7 @@ export class Gate {
       agentId = headerId(req, 'x-agent-id', 'invalid_agent_id');
       method = 'dev_headers';
     } else {
-      throw new ApiError(401, 'agent_authentication_required', developmentMode
+      throw new ApiError('agent_authentication_required', developmentMode
         ? 'an agent credential (Authorization: Bearer …) or, in development mode, X-Agent-Id is required'
         : 'an agent credential is required (Authorization: Bearer …)');
     }
@@ -85,8 +86,8 @@ export class Gate {
       const identity = await trust.verify(req.get('x-user-identity'), agentId);
       return { agentId, userId: identity.userId, agentScopes, method, identityVerified: identity.verified };
     }
-    if (!developmentMode) throw new ApiError(401, 'user_identity_required', 'a signed user identity is required');
-    if (req.get('x-user-id') === undefined) throw new ApiError(401, 'user_identity_required', 'X-User-Id is required in development mode');
+    if (!developmentMode) throw new ApiError('user_identity_required', 'a signed user identity is required');
+    if (req.get('x-user-id') === undefined) throw new ApiError('user_identity_required', 'X-User-Id is required in development mode');
     return { agentId, userId: headerId(req, 'x-user-id', 'invalid_user_id'), agentScopes, method, identityVerified: false };
   }
 
@@ -105,15 +106,15 @@ export class Gate {
   }
 }
 
-function headerId(req: Request, name: string, code: string): string {
+function headerId(req: Request, name: string, code: ErrorCode): string {
   const value = req.get(name) ?? '';
-  if (!OWNER_ID_PATTERN.test(value)) throw new ApiError(400, code, `${name} has characters or a length that is not allowed`);
+  if (!OWNER_ID_PATTERN.test(value)) throw new ApiError(code, `${name} has characters or a length that is not allowed`);
   return value;
 }
 
 function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  if (err instanceof AgentAuthError) return new ApiError(401, err.code, err.message);
-  if (err instanceof IdentityError) return new ApiError(err.status, err.code, err.message);
+  if (err instanceof AgentAuthError) return new ApiError(catalogCode(err.code, 'agent_credential_invalid'), err.message);
+  if (err instanceof IdentityError) return new ApiError(catalogCode(err.code, 'identity_invalid'), err.message, { status: err.status });
   throw err;
 }

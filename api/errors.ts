@@ -2,14 +2,16 @@ import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { z } from 'zod';
 import { BrokerError } from '../lib/broker.js';
 import { isDatabaseUnreachable } from '../lib/db/outage.js';
+import { ERROR_CATALOG, isErrorCode, type ErrorCode } from './error-catalog.js';
 import type { Logger } from '../lib/log.js';
 import { denials } from '../lib/metrics.js';
 
 /** An error with a stable code for callers to switch on, sent as `{"error": {"code", "message"}}`. */
 export class ApiError extends Error {
+  readonly status: number;
+
   constructor(
-    readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly opts: {
       /** Sent as Retry-After. */
@@ -19,10 +21,18 @@ export class ApiError extends Error {
        * credential, say), not at error on every request.
        */
       expectedKey?: string;
+      /** Another 4xx than the catalog's, where a library says which (`bad_request`). */
+      status?: number;
     } = {},
   ) {
     super(message);
+    this.status = opts.status ?? ERROR_CATALOG[code].status;
   }
+}
+
+/** A code from elsewhere (an identity or agent error, a workflow's end reason) as a catalog code. */
+export function catalogCode(code: string, fallback: ErrorCode): ErrorCode {
+  return isErrorCode(code) ? code : fallback;
 }
 
 /** Keys of expected conditions logged in the last minute (bounded). */
@@ -41,12 +51,12 @@ function firstInAMinute(key: string): boolean {
 export function parseOr400<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
   const r = schema.safeParse(value);
   if (!r.success) {
-    throw new ApiError(400, 'invalid_request', `invalid ${where}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'} ${i.message}`).join('; ')}`);
+    throw new ApiError('invalid_request', `invalid ${where}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'} ${i.message}`).join('; ')}`);
   }
   return r.data;
 }
 
-export const notFound: RequestHandler = (_req, _res, next) => next(new ApiError(404, 'not_found', 'no such endpoint'));
+export const notFound: RequestHandler = (_req, _res, next) => next(new ApiError('not_found', 'no such endpoint'));
 
 /** Maps body-parser and our own errors to clear 4xx answers; anything else is a 500 with no detail. */
 export function errorHandler(log: Logger): ErrorRequestHandler {
@@ -68,26 +78,23 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
 
 function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
-  if (err instanceof BrokerError) {
-    const status = err.code === 'workflow_busy' ? 503 : err.code === 'step_up_limit_reached' ? 409 : 500;
-    return new ApiError(status, err.code, err.message);
-  }
+  if (err instanceof BrokerError) return new ApiError(catalogCode(err.code, 'internal_error'), err.message);
   const type = (err as { type?: unknown })?.type;
   switch (type) {
     case 'entity.parse.failed':
-      return new ApiError(400, 'invalid_json', 'the request body is not valid JSON');
+      return new ApiError('invalid_json', 'the request body is not valid JSON');
     case 'entity.too.large':
-      return new ApiError(413, 'payload_too_large', 'the request body is too large');
+      return new ApiError('payload_too_large', 'the request body is too large');
     case 'encoding.unsupported':
     case 'charset.unsupported':
-      return new ApiError(415, 'unsupported_encoding', 'the request body encoding is not supported');
+      return new ApiError('unsupported_encoding', 'the request body encoding is not supported');
     default:
       break;
   }
   const status = (err as { status?: unknown })?.status;
-  if (typeof status === 'number' && status >= 400 && status < 500) return new ApiError(status, 'bad_request', 'the request is malformed');
+  if (typeof status === 'number' && status >= 400 && status < 500) return new ApiError('bad_request', 'the request is malformed', { status });
   if (isDatabaseUnreachable(err)) {
-    return new ApiError(503, 'service_unavailable', 'a backing service is unavailable; try again', { retryAfterSeconds: 1, expectedKey: 'database' });
+    return new ApiError('service_unavailable', 'a backing service is unavailable; try again', { retryAfterSeconds: 1, expectedKey: 'database' });
   }
-  return new ApiError(500, 'internal_error', 'the request could not be completed');
+  return new ApiError('internal_error', 'the request could not be completed');
 }

@@ -35,7 +35,7 @@ export class CredentialWaits {
   async wait(owner: CredentialOwner, deadline: number, signal: AbortSignal, settled: () => Promise<boolean>): Promise<void> {
     const held = this.perAgent.get(owner.agentId) ?? 0;
     if (held >= this.settings.maxPerAgent) {
-      throw new ApiError(429, 'too_many_waits', `this agent already holds ${held} waiting requests; wait for one to end`);
+      throw new ApiError('too_many_waits', `this agent already holds ${held} waiting requests; wait for one to end`);
     }
     this.perAgent.set(owner.agentId, held + 1);
     const key = `${owner.agentId}\0${owner.userId}\0${owner.toolId}`;

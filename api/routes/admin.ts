@@ -64,8 +64,8 @@ export function adminRoutes(deps: AdminDeps): Router {
     const body = parseOr400(revokeBody, req.body ?? {}, 'body');
     const id = String(req.params.credentialId);
     const row = UUID.test(id) ? await fork(deps.orm).findOne(CredentialSchema, { id }) : null;
-    if (!row) throw new ApiError(404, 'credential_not_found', 'no credential with this id');
-    if (row.deletedAt) throw new ApiError(409, 'credential_ended', `the credential already ended (${row.status})`);
+    if (!row) throw new ApiError('credential_not_found', 'no credential with this id');
+    if (row.deletedAt) throw new ApiError('credential_ended', `the credential already ended (${row.status})`);
     const owner: CredentialOwner = { agentId: row.agentId, userId: row.userId, toolId: row.toolId };
     await revokeAs(req, owner, body.reason ?? 'revoked by an administrator');
     const after = await fork(deps.orm).findOneOrFail(CredentialSchema, { id: row.id });

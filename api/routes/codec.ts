@@ -59,7 +59,7 @@ export function codecRoutes(deps: CodecDeps): Router {
       try {
         out = await deps.codec[op](payloads.map(fromJson));
       } catch {
-        throw new ApiError(400, 'payload_not_decodable', 'a payload could not be processed with the configured keys');
+        throw new ApiError('payload_not_decodable', 'a payload could not be processed with the configured keys');
       }
       if (op === 'decode') {
         await deps.audit.record(null, { eventType: 'codec.decode', outcome: 'success', actor: `operator:${operator}`, requestId: req.id, ip: req.ip ?? null, detail: { payloads: payloads.length } });
@@ -73,7 +73,7 @@ export function codecRoutes(deps: CodecDeps): Router {
 async function authenticateOperator(req: Request, deps: CodecDeps): Promise<string> {
   if (!deps.trust) {
     if (deps.developmentMode) return 'development';
-    throw new ApiError(401, 'operator_authentication_required', 'the codec server needs a trusted operator identity');
+    throw new ApiError('operator_authentication_required', 'the codec server needs a trusted operator identity');
   }
   const header = req.get('authorization');
   const token = header?.match(/^Bearer (.+)$/i)?.[1];
@@ -83,11 +83,11 @@ async function authenticateOperator(req: Request, deps: CodecDeps): Promise<stri
   } catch (err) {
     const code = err instanceof IdentityError ? err.code : 'identity_invalid';
     await deps.audit.record(null, { eventType: 'codec.denied', outcome: 'denied', actor: 'unauthenticated', requestId: req.id, ip: req.ip ?? null, detail: { code } });
-    throw new ApiError(401, 'operator_authentication_required', 'a valid operator access token is required');
+    throw new ApiError('operator_authentication_required', 'a valid operator access token is required');
   }
   if (deps.rbac && !hasScope(deps.rbac.scopesOf(operator), 'credential:admin')) {
     await deps.audit.record(null, { eventType: 'codec.denied', outcome: 'denied', actor: `operator:${operator}`, requestId: req.id, ip: req.ip ?? null, detail: { code: 'operator_not_permitted' } });
-    throw new ApiError(403, 'operator_not_permitted', 'decoding payloads needs credential:admin');
+    throw new ApiError('operator_not_permitted', 'decoding payloads needs credential:admin');
   }
   return operator;
 }

@@ -8,7 +8,7 @@ import type { OutboundPolicy } from '../../lib/net/outbound.js';
 import type { OAuthClients } from '../../lib/oauth/client.js';
 import type { Tool, ToolRegistry } from '../../lib/tools.js';
 import type { CredentialWaits } from '../waits.js';
-import { ApiError, parseOr400 } from '../errors.js';
+import { ApiError, catalogCode, parseOr400 } from '../errors.js';
 import { credentialView } from '../views.js';
 import type { Gate } from '../auth.js';
 
@@ -44,7 +44,7 @@ const ACTION_WAIT_MS = 10_000;
 
 /** 503 with Retry-After: the credential exists but cannot be served this second (logged once a minute). */
 function unavailable(owner: CredentialOwner, why: string): ApiError {
-  return new ApiError(503, 'credential_unavailable', `${why}; try again shortly`, {
+  return new ApiError('credential_unavailable', `${why}; try again shortly`, {
     retryAfterSeconds: 1,
     expectedKey: `${owner.agentId}\0${owner.userId}\0${owner.toolId}`,
   });
@@ -66,7 +66,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       const refused = await scopesNotAllowed(deps.tools.get(owner.toolId)!, requested);
       if (refused.length) {
         await record(req, owner, 'credential.step_up', 'denied', { code: 'scope_not_allowed', scopes: body.insufficient_scope });
-        throw new ApiError(403, 'scope_not_allowed', `this tool does not allow the scope ${refused[0]!.slice(0, 100)}`);
+        throw new ApiError('scope_not_allowed', `this tool does not allow the scope ${refused[0]!.slice(0, 100)}`);
       }
       const stepped = await broker.stepUp(owner, requested);
       await record(req, owner, 'credential.step_up', stepped ? 'success' : 'failure', { credentialId: stepped?.credentialId ?? null, scopes: body.insufficient_scope });
@@ -99,7 +99,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     if (view.phase === 'authorization_failed') {
       const reason = view.endReason ?? 'authorization_failed';
       await record(req, owner, 'credential.authorization_required', 'failure', { credentialId: view.credentialId, code: reason });
-      throw new ApiError(502, STARTUP_FAILURES.has(reason) ? reason : 'authorization_unavailable', `the authorization could not start or complete: ${reason}`);
+      throw new ApiError(STARTUP_FAILURES.has(reason) ? catalogCode(reason, 'authorization_unavailable') : 'authorization_unavailable', `the authorization could not start or complete: ${reason}`);
     }
     if (view.phase === 'awaiting_authorization') {
       await record(req, owner, 'credential.authorization_required', 'success', { credentialId: view.credentialId });
@@ -118,7 +118,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     const owner = resolveOwner(req, deps);
     await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
     const { wait: rawWait, ...unknown } = req.query;
-    if (Object.keys(unknown).length) throw new ApiError(400, 'invalid_request', `unknown query parameter ${Object.keys(unknown)[0]!.slice(0, 40)}`);
+    if (Object.keys(unknown).length) throw new ApiError('invalid_request', `unknown query parameter ${Object.keys(unknown)[0]!.slice(0, 40)}`);
     const wait = parseWait(rawWait);
     let row = await broker.latest(owner);
     // Only a pending authorization can still become active by itself.
@@ -131,7 +131,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       row = await broker.latest(owner);
     }
     await record(req, owner, 'credential.status_read', row ? 'success' : 'failure', { credentialId: row?.id ?? null, status: row?.status ?? 'not_found' });
-    if (!row) throw new ApiError(404, 'credential_not_found', 'no credential exists for this tool; POST to start an authorization');
+    if (!row) throw new ApiError('credential_not_found', 'no credential exists for this tool; POST to start an authorization');
     const body: Record<string, unknown> = credentialView(row);
     if (row.status === 'awaiting_authorization') {
       const view = await broker.query(owner);
@@ -148,16 +148,16 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     const owner = resolveOwner(req, deps);
     await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
     const tool = deps.tools.get(owner.toolId)!;
-    if (tool.toolType !== 'mcp') throw new ApiError(400, 'not_an_mcp_tool', 'only MCP tools can be checked against their server');
+    if (tool.toolType !== 'mcp') throw new ApiError('not_an_mcp_tool', 'only MCP tools can be checked against their server');
     const active = await broker.readActive(owner);
-    if (!active) throw new ApiError(409, 'credential_not_active', 'there is no active credential to check; POST to authorize first');
+    if (!active) throw new ApiError('credential_not_active', 'there is no active credential to check; POST to authorize first');
     let serverTools;
     try {
       serverTools = await listServerTools(tool, active.accessToken, deps.outbound.streamingFetch as typeof fetch);
     } catch (err) {
       const status = (err as { code?: unknown }).code;
       await record(req, owner, 'credential.checked', 'failure', { credentialId: active.credentialId, code: 'mcp_unreachable' });
-      throw new ApiError(502, 'mcp_unreachable', `the MCP server did not answer with its tools${typeof status === 'number' ? ` (${status})` : ''}`);
+      throw new ApiError('mcp_unreachable', `the MCP server did not answer with its tools${typeof status === 'number' ? ` (${status})` : ''}`);
     }
     const report = compareManifest(tool.manifest, serverTools);
     await record(req, owner, 'credential.checked', 'success', { credentialId: active.credentialId, status: report.status });
@@ -170,7 +170,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     const view = await broker.revoke(owner, { actor: `agent:${owner.agentId}`, reason: 'revoked through the API' });
     if (!view) {
       await record(req, owner, 'credential.revoke', 'failure', { code: 'credential_not_found' });
-      throw new ApiError(404, 'credential_not_found', 'no live credential exists for this tool');
+      throw new ApiError('credential_not_found', 'no live credential exists for this tool');
     }
     await record(req, owner, 'credential.revoke', 'success', { credentialId: view.credentialId, phase: view.phase });
     const row = await broker.latest(owner);
@@ -185,14 +185,14 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     try {
       allowed = (await deps.oauth.forTool(tool)).allowedScopes;
     } catch {
-      throw new ApiError(502, 'authorization_unavailable', 'the tool\'s authorization server could not be reached; try again');
+      throw new ApiError('authorization_unavailable', 'the tool\'s authorization server could not be reached; try again');
     }
     return requested.filter((scope) => !allowed.includes(scope));
   }
 
   async function sendActive(req: Request, res: Response, owner: CredentialOwner, hit: Awaited<ReturnType<CredentialBroker['readActive']>> & object) {
     // No credential leaves unaudited: with the audit buffer full (the database away too long), none leaves.
-    if (audit.saturated) throw new ApiError(503, 'audit_unavailable', 'the audit trail cannot be written; no credential is issued until it can', { retryAfterSeconds: 5, expectedKey: 'audit' });
+    if (audit.saturated) throw new ApiError('audit_unavailable', 'the audit trail cannot be written; no credential is issued until it can', { retryAfterSeconds: 5, expectedKey: 'audit' });
     await record(req, owner, 'credential.issued', 'success', { credentialId: hit.credentialId });
     res.setHeader('Cache-Control', 'no-store');
     res.status(200).json({
@@ -224,11 +224,11 @@ function resolveOwner(req: Request, deps: CredentialRoutesDeps): CredentialOwner
   const { agentId, userId } = req.caller!;
   const toolId = req.params.toolId as string;
   const tool = deps.tools.get(toolId);
-  if (!tool) throw new ApiError(404, 'tool_not_found', 'no tool with this id is configured');
+  if (!tool) throw new ApiError('tool_not_found', 'no tool with this id is configured');
   // Machine access: one credential per (agent, tool), shared by every user of the agent.
   const owner = { agentId, userId: tool.auth.type === 'client_credentials' ? MACHINE_USER : userId, toolId };
   if (!workflowIdFits(owner)) {
-    throw new ApiError(400, 'ids_too_long', `the agent, user and tool ids together are too long (at most ${MAX_WORKFLOW_ID_LENGTH} characters once encoded)`);
+    throw new ApiError('ids_too_long', `the agent, user and tool ids together are too long (at most ${MAX_WORKFLOW_ID_LENGTH} characters once encoded)`);
   }
   return owner;
 }
@@ -236,7 +236,7 @@ function resolveOwner(req: Request, deps: CredentialRoutesDeps): CredentialOwner
 function parseWait(raw: unknown): number {
   if (raw === undefined) return 0;
   if (typeof raw !== 'string' || !/^\d{1,3}$/.test(raw) || Number(raw) > MAX_WAIT_SECONDS) {
-    throw new ApiError(400, 'invalid_wait', `wait must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`);
+    throw new ApiError('invalid_wait', `wait must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`);
   }
   return Number(raw);
 }
