@@ -1,9 +1,14 @@
-
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import * as oidc from 'openid-client';
 import type { AuditInput, AuditTrail } from '../lib/audit.js';
 import { START_PATH } from '../lib/config.js';
-import { AuditEventSchema, AuthorizationRequestSchema, CredentialSchema, type AuthorizationRequest, type Credential } from '../lib/db/entities.js';
+import {
+  AuditEventSchema,
+  AuthorizationRequestSchema,
+  CredentialSchema,
+  type AuthorizationRequest,
+  type Credential,
+} from '../lib/db/entities.js';
 import { fork, type Em, type Orm } from '../lib/db/orm.js';
 import { persistThroughOutage } from '../lib/db/outage.js';
 import type { CredentialOwner } from '../lib/domain.js';
@@ -145,128 +150,158 @@ export function createActivities(deps: ActivityDeps) {
       ttlSeconds: number;
     }): Promise<TokenMetadata> =>
       holdingTokens(input.credentialId, async () => {
-      const em = fork(orm);
-      const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
-      if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
-      const owner = ownerOf(credential);
-      const request = await em.findOne(AuthorizationRequestSchema, { id: input.authorizationRequestId, credentialId: credential.id });
-      if (!request?.callbackParams || !request.codeVerifier) {
-        throw ApplicationFailure.nonRetryable('no callback is recorded for this authorization', 'invalid_callback');
-      }
-      const params = JSON.parse(vault.decrypt(request.callbackParams, secretContext(owner, request.id, 'callback_params'))) as Record<string, string>;
-      if (params.error) {
-        const code = /^[a-z_]{1,64}$/.test(params.error) ? params.error : 'authorization_error';
-        await failAudit(em, 'authorization.completed', credential, code);
-        throw ApplicationFailure.nonRetryable(`the provider reported ${code}`, code);
-      }
-      const tool = requireTool(deps.tools, credential.toolId);
-      const client = await forTool(deps.oauth, tool);
-      // Endpoints an MCP server pointed us to: only `iss` ties the response to the server we meant (mix-up).
-      if (client.discovered && !params.iss) {
-        await failAudit(em, 'authorization.completed', credential, 'iss_missing');
-        throw ApplicationFailure.nonRetryable('the authorization response carried no iss (RFC 9207)', 'iss_missing');
-      }
-      const callbackUrl = new URL(request.redirectUri);
-      for (const [k, v] of Object.entries(params)) {
-        // Without a configured issuer there is nothing to check `iss` against.
-        if (k === 'iss' && !client.issuerKnown) continue;
-        callbackUrl.searchParams.set(k, v);
-      }
-      let tokens: oidc.TokenEndpointResponse;
-      const exchangeStarted = performance.now();
-      const verifier = vault.decrypt(request.codeVerifier, secretContext(owner, request.id, 'code_verifier'));
-      try {
-        tokens = await oidc.authorizationCodeGrant(client.config, callbackUrl, { pkceCodeVerifier: verifier, expectedState: vault.deriveToken('state', request.id) }, resourceParams(client));
-      } catch (err) {
-        throw await oauthFailure(em, 'authorization.completed', credential, err);
-      }
-      // The provider has answered: from here its tokens exist only in this process until they are committed.
-      const now = new Date();
-      const changes = {
-        ...tokenChanges(credential, tokens, now),
-        acquiredAt: now,
-        ttlExpiresAt: new Date(now.getTime() + input.ttlSeconds * 1000),
-        status: 'active',
-      };
-      await commit(credential, changes, { eventType: 'authorization.completed', detail: { scope: changes.scope, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null } }, (tx) =>
-        tx.nativeUpdate(AuthorizationRequestSchema, { id: request.id }, { codeVerifier: null, callbackParams: null, providerUrl: null }),
-      );
-      recordProviderCall(credential.toolId);
-      authorizationDuration.observe({ tool: credential.toolId }, (performance.now() - exchangeStarted) / 1000);
-      authorizations.inc({ tool: credential.toolId, stage: 'completed' });
-      return metadata(credential);
-    }),
+        const em = fork(orm);
+        const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+        if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
+        const owner = ownerOf(credential);
+        const request = await em.findOne(AuthorizationRequestSchema, { id: input.authorizationRequestId, credentialId: credential.id });
+        if (!request?.callbackParams || !request.codeVerifier) {
+          throw ApplicationFailure.nonRetryable('no callback is recorded for this authorization', 'invalid_callback');
+        }
+        const params = JSON.parse(vault.decrypt(request.callbackParams, secretContext(owner, request.id, 'callback_params'))) as Record<
+          string,
+          string
+        >;
+        if (params.error) {
+          const code = /^[a-z_]{1,64}$/.test(params.error) ? params.error : 'authorization_error';
+          await failAudit(em, 'authorization.completed', credential, code);
+          throw ApplicationFailure.nonRetryable(`the provider reported ${code}`, code);
+        }
+        const tool = requireTool(deps.tools, credential.toolId);
+        const client = await forTool(deps.oauth, tool);
+        // Endpoints an MCP server pointed us to: only `iss` ties the response to the server we meant (mix-up).
+        if (client.discovered && !params.iss) {
+          await failAudit(em, 'authorization.completed', credential, 'iss_missing');
+          throw ApplicationFailure.nonRetryable('the authorization response carried no iss (RFC 9207)', 'iss_missing');
+        }
+        const callbackUrl = new URL(request.redirectUri);
+        for (const [k, v] of Object.entries(params)) {
+          // Without a configured issuer there is nothing to check `iss` against.
+          if (k === 'iss' && !client.issuerKnown) continue;
+          callbackUrl.searchParams.set(k, v);
+        }
+        let tokens: oidc.TokenEndpointResponse;
+        const exchangeStarted = performance.now();
+        const verifier = vault.decrypt(request.codeVerifier, secretContext(owner, request.id, 'code_verifier'));
+        try {
+          tokens = await oidc.authorizationCodeGrant(
+            client.config,
+            callbackUrl,
+            { pkceCodeVerifier: verifier, expectedState: vault.deriveToken('state', request.id) },
+            resourceParams(client),
+          );
+        } catch (err) {
+          throw await oauthFailure(em, 'authorization.completed', credential, err);
+        }
+        // The provider has answered: from here its tokens exist only in this process until they are committed.
+        const now = new Date();
+        const changes = {
+          ...tokenChanges(credential, tokens, now),
+          acquiredAt: now,
+          ttlExpiresAt: new Date(now.getTime() + input.ttlSeconds * 1000),
+          status: 'active',
+        };
+        await commit(
+          credential,
+          changes,
+          {
+            eventType: 'authorization.completed',
+            detail: { scope: changes.scope, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null },
+          },
+          (tx) =>
+            tx.nativeUpdate(
+              AuthorizationRequestSchema,
+              { id: request.id },
+              { codeVerifier: null, callbackParams: null, providerUrl: null },
+            ),
+        );
+        recordProviderCall(credential.toolId);
+        authorizationDuration.observe({ tool: credential.toolId }, (performance.now() - exchangeStarted) / 1000);
+        authorizations.inc({ tool: credential.toolId, stage: 'completed' });
+        return metadata(credential);
+      }),
 
     refreshCredential: (input: { credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> =>
       holdingTokens(input.credentialId, async () => {
-      const em = fork(orm);
-      const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
-      // Already refreshed by an attempt whose completion was lost: never spend the rotated token twice.
-      if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
-      if (credential.deletedAt || !credential.refreshToken) {
-        throw ApplicationFailure.nonRetryable('credential has no refresh token', 'no_refresh_token');
-      }
-      const owner = ownerOf(credential);
-      const client = await forTool(deps.oauth, requireTool(deps.tools, credential.toolId));
-      const refreshToken = vault.decrypt(credential.refreshToken, secretContext(owner, credential.id, 'refresh_token'));
-      let tokens: oidc.TokenEndpointResponse;
-      try {
-        tokens = await oidc.refreshTokenGrant(client.config, refreshToken, resourceParams(client));
-      } catch (err) {
-        // invalid_grant on a retry: the attempt before may have reached the provider, which rotated the token,
-        // and the answer died with that worker. Say so: the user must authorize again, and why.
-        throw await oauthFailure(em, 'credential.refreshed', credential, err, activityAttempt() > 1 ? 'refresh_interrupted' : undefined);
-      }
-      // A rotated refresh token lives only here until committed: nothing else happens before the write.
-      const now = new Date();
-      const changes = { ...tokenChanges(credential, tokens, now), lastRefreshedAt: now };
-      await commit(credential, changes, { eventType: 'credential.refreshed', detail: { generation: changes.tokenGeneration, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null } });
-      recordProviderCall(credential.toolId);
-      refreshes.inc({ tool: credential.toolId, outcome: 'ok' });
-      return metadata(credential);
-    }),
+        const em = fork(orm);
+        const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+        // Already refreshed by an attempt whose completion was lost: never spend the rotated token twice.
+        if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
+        if (credential.deletedAt || !credential.refreshToken) {
+          throw ApplicationFailure.nonRetryable('credential has no refresh token', 'no_refresh_token');
+        }
+        const owner = ownerOf(credential);
+        const client = await forTool(deps.oauth, requireTool(deps.tools, credential.toolId));
+        const refreshToken = vault.decrypt(credential.refreshToken, secretContext(owner, credential.id, 'refresh_token'));
+        let tokens: oidc.TokenEndpointResponse;
+        try {
+          tokens = await oidc.refreshTokenGrant(client.config, refreshToken, resourceParams(client));
+        } catch (err) {
+          // invalid_grant on a retry: the attempt before may have reached the provider, which rotated the token,
+          // and the answer died with that worker. Say so: the user must authorize again, and why.
+          throw await oauthFailure(em, 'credential.refreshed', credential, err, activityAttempt() > 1 ? 'refresh_interrupted' : undefined);
+        }
+        // A rotated refresh token lives only here until committed: nothing else happens before the write.
+        const now = new Date();
+        const changes = { ...tokenChanges(credential, tokens, now), lastRefreshedAt: now };
+        await commit(credential, changes, {
+          eventType: 'credential.refreshed',
+          detail: { generation: changes.tokenGeneration, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null },
+        });
+        recordProviderCall(credential.toolId);
+        refreshes.inc({ tool: credential.toolId, outcome: 'ok' });
+        return metadata(credential);
+      }),
 
     /** Client credentials: the tool's own token for one agent. Idempotent like a refresh. */
-    acquireMachineToken: (input: { owner: CredentialOwner; workflowId: string; credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> =>
+    acquireMachineToken: (input: {
+      owner: CredentialOwner;
+      workflowId: string;
+      credentialId: string;
+      expectedGeneration: number;
+    }): Promise<TokenMetadata> =>
       holdingTokens(input.credentialId, async () => {
-      const em = fork(orm);
-      const now = new Date();
-      let credential = await em.findOne(CredentialSchema, { id: input.credentialId });
-      if (credential && credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
-      credential ??= em.create(CredentialSchema, {
-        id: input.credentialId,
-        ...input.owner,
-        workflowId: input.workflowId,
-        status: 'awaiting_authorization',
-        tokenGeneration: 0,
-        createdAt: now,
-        updatedAt: now,
-      });
-      await em.flush();
-      const tool = requireTool(deps.tools, input.owner.toolId);
-      const client = await forTool(deps.oauth, tool);
-      let tokens: oidc.TokenEndpointResponse;
-      try {
-        tokens = await oidc.clientCredentialsGrant(client.config, {
-          ...(client.scopes.length ? { scope: client.scopes.join(tool.auth.scope_separator ?? ' ') } : {}),
-          ...(tool.auth.audience ? { audience: tool.auth.audience } : {}),
-          ...(tool.auth.resource ? { resource: tool.auth.resource } : {}),
+        const em = fork(orm);
+        const now = new Date();
+        let credential = await em.findOne(CredentialSchema, { id: input.credentialId });
+        if (credential && credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
+        credential ??= em.create(CredentialSchema, {
+          id: input.credentialId,
+          ...input.owner,
+          workflowId: input.workflowId,
+          status: 'awaiting_authorization',
+          tokenGeneration: 0,
+          createdAt: now,
+          updatedAt: now,
         });
-      } catch (err) {
-        throw await oauthFailure(em, 'credential.machine_token', credential, err);
-      }
-      const first = credential.tokenGeneration === 0;
-      const changes = {
-        ...tokenChanges(credential, tokens, now),
-        acquiredAt: credential.acquiredAt ?? now,
-        ...(first ? {} : { lastRefreshedAt: now }),
-        status: 'active',
-      };
-      await commit(credential, changes, { eventType: 'credential.machine_token', detail: { generation: changes.tokenGeneration, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null } });
-      recordProviderCall(credential.toolId);
-      refreshes.inc({ tool: credential.toolId, outcome: 'ok' });
-      return metadata(credential);
-    }),
+        await em.flush();
+        const tool = requireTool(deps.tools, input.owner.toolId);
+        const client = await forTool(deps.oauth, tool);
+        let tokens: oidc.TokenEndpointResponse;
+        try {
+          tokens = await oidc.clientCredentialsGrant(client.config, {
+            ...(client.scopes.length ? { scope: client.scopes.join(tool.auth.scope_separator ?? ' ') } : {}),
+            ...(tool.auth.audience ? { audience: tool.auth.audience } : {}),
+            ...(tool.auth.resource ? { resource: tool.auth.resource } : {}),
+          });
+        } catch (err) {
+          throw await oauthFailure(em, 'credential.machine_token', credential, err);
+        }
+        const first = credential.tokenGeneration === 0;
+        const changes = {
+          ...tokenChanges(credential, tokens, now),
+          acquiredAt: credential.acquiredAt ?? now,
+          ...(first ? {} : { lastRefreshedAt: now }),
+          status: 'active',
+        };
+        await commit(credential, changes, {
+          eventType: 'credential.machine_token',
+          detail: { generation: changes.tokenGeneration, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null },
+        });
+        recordProviderCall(credential.toolId);
+        refreshes.inc({ tool: credential.toolId, outcome: 'ok' });
+        return metadata(credential);
+      }),
 
     async revokeAtProvider(input: { credentialId: string }): Promise<{ revokedAtProvider: boolean }> {
       const em = fork(orm);
@@ -341,7 +376,9 @@ export function createActivities(deps: ActivityDeps) {
     return {
       accessToken: vault.encrypt(tokens.access_token, secretContext(owner, credential.id, 'access_token')),
       // A provider that does not rotate returns no refresh token: keep the one we have.
-      refreshToken: tokens.refresh_token ? vault.encrypt(tokens.refresh_token, secretContext(owner, credential.id, 'refresh_token')) : (credential.refreshToken ?? null),
+      refreshToken: tokens.refresh_token
+        ? vault.encrypt(tokens.refresh_token, secretContext(owner, credential.id, 'refresh_token'))
+        : (credential.refreshToken ?? null),
       tokenType: (tokens.token_type ?? 'bearer').slice(0, 40),
       scope: tokens.scope ?? credential.scope ?? null,
       accessExpiresAt: typeof tokens.expires_in === 'number' ? new Date(now.getTime() + tokens.expires_in * 1000) : null,
@@ -366,7 +403,11 @@ export function createActivities(deps: ActivityDeps) {
     await persistThroughOutage(
       () =>
         fork(orm).transactional(async (tx) => {
-          const updated = await tx.nativeUpdate(CredentialSchema, { id: credential.id, tokenGeneration: credential.tokenGeneration }, changes);
+          const updated = await tx.nativeUpdate(
+            CredentialSchema,
+            { id: credential.id, tokenGeneration: credential.tokenGeneration },
+            changes,
+          );
           if (updated !== 1) {
             // An earlier try of this loop committed, and only its answer was lost on the wire.
             const current = await tx.findOne(CredentialSchema, { id: credential.id }, { fields: ['tokenGeneration'] });
@@ -380,7 +421,11 @@ export function createActivities(deps: ActivityDeps) {
         boundMs: STORE_BOUND_MS,
         onWait: () => {
           heartbeat();
-          if (!warned) deps.log.warn({ credentialId: credential.id }, 'database unreachable: holding the provider\'s answer in memory until it is back');
+          if (!warned)
+            deps.log.warn(
+              { credentialId: credential.id },
+              "database unreachable: holding the provider's answer in memory until it is back",
+            );
           warned = true;
         },
       },
@@ -399,11 +444,21 @@ export function createActivities(deps: ActivityDeps) {
     });
   }
 
-  async function oauthFailure(em: ReturnType<typeof fork>, eventType: string, credential: Credential, err: unknown, lostGrantCode?: string): Promise<ApplicationFailure> {
+  async function oauthFailure(
+    em: ReturnType<typeof fork>,
+    eventType: string,
+    credential: Credential,
+    err: unknown,
+    lostGrantCode?: string,
+  ): Promise<ApplicationFailure> {
     const classified = classifyOAuthError(err);
-    const failure = lostGrantCode && classified.code === 'invalid_grant' ? { ...classified, code: lostGrantCode, message: `${classified.message} after an interrupted attempt` } : classified;
+    const failure =
+      lostGrantCode && classified.code === 'invalid_grant'
+        ? { ...classified, code: lostGrantCode, message: `${classified.message} after an interrupted attempt` }
+        : classified;
     recordProviderCall(credential.toolId, failure);
-    if (eventType === 'credential.refreshed') refreshes.inc({ tool: credential.toolId, outcome: failure.permanent ? 'reauthorization_required' : 'failed' });
+    if (eventType === 'credential.refreshed')
+      refreshes.inc({ tool: credential.toolId, outcome: failure.permanent ? 'reauthorization_required' : 'failed' });
     deps.log.warn({ credentialId: credential.id, toolId: credential.toolId, code: failure.code }, failure.message);
     await failAudit(em, eventType, credential, failure.code);
     // The provider says when to come back (503/429 with Retry-After): the next attempt waits exactly that long.
@@ -411,7 +466,9 @@ export function createActivities(deps: ActivityDeps) {
       message: failure.message,
       type: failure.code,
       nonRetryable: failure.permanent,
-      ...(failure.retryAfterSeconds ? { nextRetryDelay: `${failure.retryAfterSeconds}s`, details: [{ retryAfterSeconds: failure.retryAfterSeconds }] } : {}),
+      ...(failure.retryAfterSeconds
+        ? { nextRetryDelay: `${failure.retryAfterSeconds}s`, details: [{ retryAfterSeconds: failure.retryAfterSeconds }] }
+        : {}),
     });
   }
 }
@@ -483,7 +540,11 @@ async function forTool(oauth: OAuthClients, tool: Tool): Promise<ToolClient> {
     return await oauth.forTool(tool);
   } catch (err) {
     const failure = classifyOAuthError(err);
-    throw ApplicationFailure.create({ message: `discovery for tool ${tool.id} failed: ${failure.message}`, type: failure.code, nonRetryable: failure.permanent });
+    throw ApplicationFailure.create({
+      message: `discovery for tool ${tool.id} failed: ${failure.message}`,
+      type: failure.code,
+      nonRetryable: failure.permanent,
+    });
   }
 }
 
@@ -491,4 +552,3 @@ async function forTool(oauth: OAuthClients, tool: Tool): Promise<ToolClient> {
 function resourceParams(client: ToolClient): Record<string, string> | undefined {
   return client.resource ? { resource: client.resource } : undefined;
 }
-

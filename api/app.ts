@@ -115,7 +115,12 @@ export function createApp(deps: AppDeps): Express {
   const waits = deps.waits ?? new CredentialWaits();
   const json = express.json({ limit: '16kb', strict: true, type: () => true });
   const limits = config.security.rateLimits;
-  app.use('/api/v1/credentials', perIp, json, credentialRoutes({ ...deps, gate, waits, agentLimiter: limiter(limits.agentPerMinute, 'agent') }));
+  app.use(
+    '/api/v1/credentials',
+    perIp,
+    json,
+    credentialRoutes({ ...deps, gate, waits, agentLimiter: limiter(limits.agentPerMinute, 'agent') }),
+  );
   app.use('/api/v1/admin', perIp, json, adminRoutes({ ...deps, gate }));
   app.use('/api/v1/tools', perIp, toolRoutes({ ...deps, gate }));
   const browserLimit = limiter(limits.callbackIpPerMinute, 'ip');

@@ -78,9 +78,12 @@ export class Gate {
       agentId = headerId(req, 'x-agent-id', 'invalid_agent_id');
       method = 'dev_headers';
     } else {
-      throw new ApiError('agent_authentication_required', developmentMode
-        ? 'an agent credential (Authorization: Bearer …) or, in development mode, X-Agent-Id is required'
-        : 'an agent credential is required (Authorization: Bearer …)');
+      throw new ApiError(
+        'agent_authentication_required',
+        developmentMode
+          ? 'an agent credential (Authorization: Bearer …) or, in development mode, X-Agent-Id is required'
+          : 'an agent credential is required (Authorization: Bearer …)',
+      );
     }
     if (trust) {
       const identity = await trust.verify(req.get('x-user-identity'), agentId);

@@ -28,7 +28,8 @@ export function requestContext(log: Logger): RequestHandler {
       const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched';
       httpRequests.inc({ method: req.method, route, status: String(res.statusCode) });
       httpDuration.observe({ method: req.method, route }, ms / 1000);
-      if (log.isLevelEnabled('info')) req.log.info({ method: req.method, route, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+      if (log.isLevelEnabled('info'))
+        req.log.info({ method: req.method, route, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
     });
     next();
   };

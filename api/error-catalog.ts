@@ -57,7 +57,7 @@ export const ERROR_CATALOG = {
   credential_not_active: { status: 409, when: 'there is no active credential to check' },
   step_up_limit_reached: { status: 409, when: 'the credential was widened the maximum number of times' },
   // The authorization server or the MCP server
-  outbound_refused: { status: 502, when: 'a URL the tool\'s servers named is refused by the outbound policy' },
+  outbound_refused: { status: 502, when: "a URL the tool's servers named is refused by the outbound policy" },
   pkce_not_supported: { status: 502, when: 'the authorization server does not support PKCE S256' },
   resource_metadata_not_found: { status: 502, when: 'the MCP server publishes no protected resource metadata' },
   authorization_server_not_found: { status: 502, when: 'no authorization server metadata was found' },

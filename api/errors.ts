@@ -51,7 +51,10 @@ function firstInAMinute(key: string): boolean {
 export function parseOr400<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
   const r = schema.safeParse(value);
   if (!r.success) {
-    throw new ApiError('invalid_request', `invalid ${where}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'} ${i.message}`).join('; ')}`);
+    throw new ApiError(
+      'invalid_request',
+      `invalid ${where}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'} ${i.message}`).join('; ')}`,
+    );
   }
   return r.data;
 }
@@ -92,9 +95,13 @@ function toApiError(err: unknown): ApiError {
       break;
   }
   const status = (err as { status?: unknown })?.status;
-  if (typeof status === 'number' && status >= 400 && status < 500) return new ApiError('bad_request', 'the request is malformed', { status });
+  if (typeof status === 'number' && status >= 400 && status < 500)
+    return new ApiError('bad_request', 'the request is malformed', { status });
   if (isDatabaseUnreachable(err)) {
-    return new ApiError('service_unavailable', 'a backing service is unavailable; try again', { retryAfterSeconds: 1, expectedKey: 'database' });
+    return new ApiError('service_unavailable', 'a backing service is unavailable; try again', {
+      retryAfterSeconds: 1,
+      expectedKey: 'database',
+    });
   }
   return new ApiError('internal_error', 'the request could not be completed');
 }

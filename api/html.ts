@@ -21,6 +21,9 @@ export function sendPage(res: Response, status: number, title: string, message: 
     .status(status)
     .type('html')
     .setHeader('Cache-Control', 'no-store')
-    .setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'")
+    .setHeader(
+      'Content-Security-Policy',
+      "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'",
+    )
     .send(resultPage(title, message, ok));
 }

@@ -13,7 +13,8 @@ export function limiter(perMinute: number, by: 'ip' | 'agent'): RequestHandler {
     standardHeaders: by === 'ip' ? 'draft-7' : false,
     legacyHeaders: false,
     keyGenerator: by === 'agent' ? (req: Request) => `agent:${req.caller?.agentId ?? 'none'}` : clientIpKey,
-    handler: (_req, _res, next) => next(new ApiError('rate_limited', `too many requests from this ${by === 'ip' ? 'address' : 'agent'}; slow down`)),
+    handler: (_req, _res, next) =>
+      next(new ApiError('rate_limited', `too many requests from this ${by === 'ip' ? 'address' : 'agent'}; slow down`)),
   });
 }
 
@@ -31,4 +32,3 @@ export function clientIpKey(req: { ip?: string | undefined }): string {
   if (mapped) return mapped[1]!;
   return isIPv4(ip) ? ip : ipKeyGenerator(ip);
 }
-

@@ -54,8 +54,14 @@ export async function startApi(services: Services, temporal: Client, opts: ApiOp
       return;
     }
     const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-    const body = JSON.stringify({ error: tooLarge ? { code: 'headers_too_large', message: 'the request headers are too large' } : { code: 'bad_request', message: 'the request is malformed' } });
-    socket.end(`HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    const body = JSON.stringify({
+      error: tooLarge
+        ? { code: 'headers_too_large', message: 'the request headers are too large' }
+        : { code: 'bad_request', message: 'the request is malformed' },
+    });
+    socket.end(
+      `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   });
   const port = (server.address() as AddressInfo).port;
   services.log.info({ port }, 'api listening');

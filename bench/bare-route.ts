@@ -8,7 +8,13 @@ import { pathToFileURL } from 'node:url';
 export function bareApp(): Express {
   const bare = express();
   bare.post('/bare', (_req, res) => {
-    res.json({ status: 'active', access_token: 'x'.repeat(43), token_type: 'bearer', expires_at: new Date().toISOString(), scope: 'tools.read' });
+    res.json({
+      status: 'active',
+      access_token: 'x'.repeat(43),
+      token_type: 'bearer',
+      expires_at: new Date().toISOString(),
+      scope: 'tools.read',
+    });
   });
   bare.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });

@@ -41,7 +41,7 @@ const GRACE = Number(process.env.CHAOS_GRACE_SECONDS ?? 0);
 const LATENCY_MS = Number(process.env.CHAOS_PROVIDER_LATENCY_MS ?? 150);
 const SEED = Number(process.env.CHAOS_SEED ?? Date.now() % 2147483646) + 1;
 let seed = SEED;
-const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
 for (let i = 0; i < 10; i++) random();
 const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -55,11 +55,15 @@ const log = (msg: string) => console.log(`[chaos ${((Date.now() - started) / 100
 const started = Date.now();
 
 // PostgreSQL: a fresh database on the given server, and the local cluster's controls for the faults.
-const pgVersion = existsSync('/etc/postgresql') ? execFileSync('ls', ['/etc/postgresql'], { encoding: 'utf8' }).trim().split('\n')[0] : undefined;
+const pgVersion = existsSync('/etc/postgresql')
+  ? execFileSync('ls', ['/etc/postgresql'], { encoding: 'utf8' }).trim().split('\n')[0]
+  : undefined;
 const canRestartPostgres = Boolean(pgVersion) && /@(127\.0\.0\.1|localhost)[:/]/.test(adminUrl);
 function postgres(action: 'start' | 'stop'): void {
   try {
-    execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', pgVersion!, 'main', action, ...(action === 'stop' ? ['-m', 'fast'] : [])], { stdio: 'ignore' });
+    execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', pgVersion!, 'main', action, ...(action === 'stop' ? ['-m', 'fast'] : [])], {
+      stdio: 'ignore',
+    });
   } catch {
     // already in that state
   }
@@ -91,7 +95,15 @@ await waitFor(async () => {
 }, 60);
 
 const bundlePath = join(work, 'workflow-bundle.js');
-writeFileSync(bundlePath, (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: (m: string) => console.error(m) } })).code);
+writeFileSync(
+  bundlePath,
+  (
+    await bundleWorkflowCode({
+      workflowsPath: WORKFLOWS_PATH,
+      logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: (m: string) => console.error(m) },
+    })
+  ).code,
+);
 const toolsFile = join(work, 'tools.yaml');
 writeFileSync(
   toolsFile,
@@ -101,7 +113,14 @@ writeFileSync(
         id: 'sandbox',
         tool_type: 'api',
         connection_params: { type: 'http', url: sandbox.issuer },
-        auth: { type: 'oauth2', issuer: sandbox.issuer, token_url: tokenProxy.url, client_id: sandbox.clientId, client_secret: sandbox.clientSecret, scopes: SANDBOX_SCOPES },
+        auth: {
+          type: 'oauth2',
+          issuer: sandbox.issuer,
+          token_url: tokenProxy.url,
+          client_id: sandbox.clientId,
+          client_secret: sandbox.clientSecret,
+          scopes: SANDBOX_SCOPES,
+        },
       },
     ],
   }),
@@ -126,9 +145,15 @@ const env: Record<string, string> = {
 };
 
 // The two processes of the deployment, restarted by this supervisor whenever they die.
-const processes: Record<'api' | 'worker', { child: ChildProcess | null; down: boolean }> = { api: { child: null, down: false }, worker: { child: null, down: false } };
+const processes: Record<'api' | 'worker', { child: ChildProcess | null; down: boolean }> = {
+  api: { child: null, down: false },
+  worker: { child: null, down: false },
+};
 function launch(name: 'api' | 'worker'): void {
-  const child = spawn(process.execPath, ['--import', 'tsx', name === 'api' ? 'api/main.ts' : 'worker/main.ts'], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'ignore'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', name === 'api' ? 'api/main.ts' : 'worker/main.ts'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
   processes[name].child = child;
   child.once('exit', () => {
     if (processes[name].child === child) processes[name].child = null;
@@ -143,7 +168,9 @@ const supervisor = (async () => {
 })();
 const base = `http://127.0.0.1:${apiPort}`;
 await waitFor(async () => (await fetch(`${base}/readyz`).catch(() => null))?.status === 200, 60);
-log(`deployed: API ${base}, worker, Temporal 127.0.0.1:${temporalPort} (file), PostgreSQL ${dbName}, provider ${sandbox.issuer} (access tokens ${ACCESS_TTL} s, rotating, grace ${GRACE} s, answers ${LATENCY_MS} ms after acting)`);
+log(
+  `deployed: API ${base}, worker, Temporal 127.0.0.1:${temporalPort} (file), PostgreSQL ${dbName}, provider ${sandbox.issuer} (access tokens ${ACCESS_TTL} s, rotating, grace ${GRACE} s, answers ${LATENCY_MS} ms after acting)`,
+);
 
 // N credentials, each through the real consent flow.
 const owners = Array.from({ length: N }, (_, i) => ({ agent: `chaos-agent-${i % 5}`, user: `chaos-user-${i}@example.com` }));
@@ -181,7 +208,7 @@ const readers = owners.map(async (who, i) => {
   while (reading) {
     const at = Date.now();
     const fault = currentFault;
-    let status = 0;
+    let status: number;
     try {
       const res = await call('POST', who);
       status = res.status;
@@ -264,7 +291,9 @@ log('faults over; settling');
 const settleEnd = Date.now() + SETTLE * 1000;
 while (Date.now() < settleEnd) {
   // Settled: each original credential is active, or has ended (and says why).
-  const firsts = await Promise.all(owners.map((who) => fork(orm).findOne(CredentialSchema, { agentId: who.agent, userId: who.user }, { orderBy: { createdAt: 'asc' } })));
+  const firsts = await Promise.all(
+    owners.map((who) => fork(orm).findOne(CredentialSchema, { agentId: who.agent, userId: who.user }, { orderBy: { createdAt: 'asc' } })),
+  );
   if (firsts.every((c) => c && (c.status === 'active' || isTerminal(c.status)))) break;
   await sleep(2_000);
 }
@@ -284,7 +313,8 @@ const finals = await Promise.all(
 const active = finals.filter((f) => f.status === 'active');
 const lost = finals.filter((f) => f.status !== 'active');
 const byCause = new Map<string, number>();
-for (const l of lost) byCause.set(`${l.status}: ${l.end_reason ?? 'unknown'}`, (byCause.get(`${l.status}: ${l.end_reason ?? 'unknown'}`) ?? 0) + 1);
+for (const l of lost)
+  byCause.set(`${l.status}: ${l.end_reason ?? 'unknown'}`, (byCause.get(`${l.status}: ${l.end_reason ?? 'unknown'}`) ?? 0) + 1);
 const windowLosses = lost.filter((l) => l.end_reason === 'refresh_interrupted').length;
 const otherLosses = lost.length - windowLosses;
 
@@ -295,7 +325,11 @@ for (const who of owners) {
   const rows = await em.count(AuditEventSchema, { agentId: who.agent, userId: who.user, eventType: 'credential.issued' });
   auditLost += Math.max(0, served.get(who.user)! - rows);
 }
-const refreshesDone = await em.count(AuditEventSchema, { agentId: { $like: 'chaos-agent-%' }, eventType: 'credential.refreshed', outcome: 'success' });
+const refreshesDone = await em.count(AuditEventSchema, {
+  agentId: { $like: 'chaos-agent-%' },
+  eventType: 'credential.refreshed',
+  outcome: 'success',
+});
 const rows = await em.find(CredentialSchema, { agentId: { $like: 'chaos-agent-%' } }, { fields: ['tokenGeneration'] });
 
 // Reuses: each attributed to the last fault that began before it.
@@ -304,22 +338,39 @@ const unexplainedReuses = reuseCauses.filter((c) => c !== 'worker_kill').length;
 
 console.log('\n[chaos] results');
 console.log(`  seed           : ${SEED - 1}`);
-console.log(`  duration       : ${SECONDS} s of faults (${faultLog.length}: ${summarize(faultLog.map((f) => f.fault))}), settle ≤ ${SETTLE} s`);
-console.log(`  credentials    : ${active.length} / ${N} active at the end; ${lost.length} lost${lost.length ? ` (${[...byCause].map(([k, v]) => `${v} × ${k}`).join('; ')})` : ''}`);
-console.log(`  refreshes      : ${refreshesDone} succeeded (generations ${Math.min(...rows.map((r) => r.tokenGeneration))}–${Math.max(...rows.map((r) => r.tokenGeneration))})`);
+console.log(
+  `  duration       : ${SECONDS} s of faults (${faultLog.length}: ${summarize(faultLog.map((f) => f.fault))}), settle ≤ ${SETTLE} s`,
+);
+console.log(
+  `  credentials    : ${active.length} / ${N} active at the end; ${lost.length} lost${lost.length ? ` (${[...byCause].map(([k, v]) => `${v} × ${k}`).join('; ')})` : ''}`,
+);
+console.log(
+  `  refreshes      : ${refreshesDone} succeeded (generations ${Math.min(...rows.map((r) => r.tokenGeneration))}–${Math.max(...rows.map((r) => r.tokenGeneration))})`,
+);
 const killsInFlight = faultLog.filter((f) => f.fault === 'worker_kill' && (f.refreshesInFlight ?? 0) > 0).length;
-console.log(`  worker deaths  : ${faultLog.filter((f) => f.fault === 'worker_kill').length} kills, ${killsInFlight} with a refresh at the provider; ${windowLosses} credentials lost in that window (grace ${GRACE} s)`);
-console.log(`  token reuses   : ${tokenProxy.reuses.length} refresh tokens presented again${reuseCauses.length ? ` (after: ${summarize(reuseCauses)})` : ''}; ${tokenProxy.graceAnswers} answered within the grace period`);
+console.log(
+  `  worker deaths  : ${faultLog.filter((f) => f.fault === 'worker_kill').length} kills, ${killsInFlight} with a refresh at the provider; ${windowLosses} credentials lost in that window (grace ${GRACE} s)`,
+);
+console.log(
+  `  token reuses   : ${tokenProxy.reuses.length} refresh tokens presented again${reuseCauses.length ? ` (after: ${summarize(reuseCauses)})` : ''}; ${tokenProxy.graceAnswers} answered within the grace period`,
+);
 console.log(`  audit rows lost: ${auditLost} (of ${[...served.values()].reduce((a, b) => a + b, 0)} tokens served)`);
 console.log(`  invalid served : ${invalidServed} tokens the provider did not know (sampled 1 in 20)`);
-console.log(`  reads by fault   ${'fault'.padEnd(18)} ${'reads'.padStart(6)} ${'200'.padStart(7)} ${'≤ 1 s'.padStart(7)} ${'p99'.padStart(8)} ${'slowest'.padStart(9)}`);
+console.log(
+  `  reads by fault   ${'fault'.padEnd(18)} ${'reads'.padStart(6)} ${'200'.padStart(7)} ${'≤ 1 s'.padStart(7)} ${'p99'.padStart(8)} ${'slowest'.padStart(9)}`,
+);
 const allReads = [...reads.values()].flat();
 for (const fault of ['none', ...FAULTS] as const) {
   const rs = allReads.filter((r) => r.fault === fault);
   if (!rs.length) continue;
   const ok = rs.filter((r) => r.status === 200).length;
   const fast = rs.filter((r) => r.status !== 0 && r.ms <= 1000).length;
-  console.log(`                   ${fault.padEnd(18)} ${String(rs.length).padStart(6)} ${pct(ok / rs.length).padStart(7)} ${pct(fast / rs.length).padStart(7)} ${`${percentile(rs.map((r) => r.ms), 0.99)} ms`.padStart(8)} ${String(Math.max(...rs.map((r) => r.ms))).padStart(6)} ms`);
+  console.log(
+    `                   ${fault.padEnd(18)} ${String(rs.length).padStart(6)} ${pct(ok / rs.length).padStart(7)} ${pct(fast / rs.length).padStart(7)} ${`${percentile(
+      rs.map((r) => r.ms),
+      0.99,
+    )} ms`.padStart(8)} ${String(Math.max(...rs.map((r) => r.ms))).padStart(6)} ms`,
+  );
 }
 let longest = 0;
 for (const rs of reads.values()) {
@@ -375,7 +426,19 @@ async function kill(name: 'api' | 'worker', downMs: number): Promise<void> {
 }
 
 function startTemporal(): ChildProcess {
-  const args = ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(temporalPort), '--db-filename', temporalDb, '--log-level', 'error'];
+  const args = [
+    'server',
+    'start-dev',
+    '--headless',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(temporalPort),
+    '--db-filename',
+    temporalDb,
+    '--log-level',
+    'error',
+  ];
   for (const key of SEARCH_ATTRIBUTE_KEYS) args.push('--search-attribute', `${key.name}=Keyword`);
   return spawn(ensureTemporalCli(), args, { stdio: 'ignore' });
 }
@@ -383,7 +446,10 @@ function startTemporal(): ChildProcess {
 async function introspect(token: string): Promise<boolean> {
   const res = await fetch(`${sandbox.issuer}/token/introspection`, {
     method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${sandbox.clientId}:${sandbox.clientSecret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    headers: {
+      authorization: `Basic ${Buffer.from(`${sandbox.clientId}:${sandbox.clientSecret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
     body: new URLSearchParams({ token }),
   });
   return ((await res.json()) as { active: boolean }).active;
@@ -419,7 +485,8 @@ async function startTokenProxy(target: string) {
       state.inFlight++;
       try {
         const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && k !== 'host' && k !== 'content-length') headers[k] = v;
+        for (const [k, v] of Object.entries(req.headers))
+          if (typeof v === 'string' && k !== 'host' && k !== 'content-length') headers[k] = v;
         const upstream = await fetch(target, { method: 'POST', headers, body });
         const text = await upstream.text();
         const type = upstream.headers.get('content-type') ?? 'application/json';

@@ -34,14 +34,23 @@ const results: Record<string, unknown> = {};
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
 const env = await TestWorkflowEnvironment.createLocal({
-  server: { executable: { type: 'existing-path', path: ensureTemporalCli() }, ip: '127.0.0.1', searchAttributes: SEARCH_ATTRIBUTE_KEYS, extraArgs: ['--log-level', 'error'] },
+  server: {
+    executable: { type: 'existing-path', path: ensureTemporalCli() },
+    ip: '127.0.0.1',
+    searchAttributes: SEARCH_ATTRIBUTE_KEYS,
+    extraArgs: ['--log-level', 'error'],
+  },
 });
 const tmp = resolve(import.meta.dirname, '..', 'data', 'bench');
 mkdirSync(tmp, { recursive: true });
 const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet() });
 const bundlePath = resolve(tmp, 'workflow-bundle.js');
 writeFileSync(bundlePath, bundle.code);
-const runSettings: RunSettings = { temporalAddress: env.address, workflowBundlePath: bundlePath, databaseUrl: process.env.DATABASE_URL ?? '' };
+const runSettings: RunSettings = {
+  temporalAddress: env.address,
+  workflowBundlePath: bundlePath,
+  databaseUrl: process.env.DATABASE_URL ?? '',
+};
 console.log(`database: ${runSettings.databaseUrl ? 'PostgreSQL' : 'SQLite'}; scale ${scale}`);
 
 const only = process.env.BENCH_ONLY?.split(',');
@@ -78,7 +87,11 @@ async function tokenFetch(): Promise<void> {
     const duration = String(Math.max(3, Math.round(10 * scale)));
     const cannon = async (url: string, extra: string[]) => {
       await run(process.execPath, ['node_modules/autocannon/autocannon.js', '-c', '32', '-d', '2', '-m', 'POST', ...extra, url]);
-      const { stdout } = await run(process.execPath, ['node_modules/autocannon/autocannon.js', '--json', '-c', '32', '-d', duration, '-m', 'POST', ...extra, url], { maxBuffer: 64 * 1024 * 1024 });
+      const { stdout } = await run(
+        process.execPath,
+        ['node_modules/autocannon/autocannon.js', '--json', '-c', '32', '-d', duration, '-m', 'POST', ...extra, url],
+        { maxBuffer: 64 * 1024 * 1024 },
+      );
       const r = JSON.parse(stdout);
       return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
     };
@@ -99,15 +112,20 @@ async function tokenFetch(): Promise<void> {
       separateProcesses: { ...separate, throughputRatio: round(separate.broker.rps / separate.baseline.rps) },
     };
     console.log(`\n[token fetch] 32 connections, ${duration} s each`);
-    for (const [label, m] of [['API in its own process (deployed shape)', separate], ['API beside worker and sandbox (npm start)', inProcess]] as const) {
+    for (const [label, m] of [
+      ['API in its own process (deployed shape)', separate],
+      ['API beside worker and sandbox (npm start)', inProcess],
+    ] as const) {
       console.log(`  ${label}`);
       console.log(`    bare route : ${round(m.baseline.rps)} req/s, p50 ${m.baseline.p50} ms, p99 ${m.baseline.p99} ms`);
-      console.log(`    broker     : ${round(m.broker.rps)} req/s, p50 ${m.broker.p50} ms, p99 ${m.broker.p99} ms (non-2xx ${m.broker.non2xx}, errors ${m.broker.errors})`);
+      console.log(
+        `    broker     : ${round(m.broker.rps)} req/s, p50 ${m.broker.p50} ms, p99 ${m.broker.p99} ms (non-2xx ${m.broker.non2xx}, errors ${m.broker.errors})`,
+      );
       console.log(`    ratio      : ${pct(m.broker.rps / m.baseline.rps)} of the bare route's throughput (target ≥ 60%)`);
     }
   } finally {
     for (const child of children) child.kill('SIGTERM');
-    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)));
+    await Promise.all(children.filter((c) => c.exitCode === null).map((c) => new Promise((r) => c.once('exit', r))));
     await h.close();
   }
 }
@@ -119,12 +137,18 @@ async function spawnServer(args: string[], env: Record<string, string>, children
   const port = (probe.address() as AddressInfo).port;
   await new Promise<void>((r) => probe.close(() => r()));
   const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const child = spawn(process.execPath, [...profile, '--import', 'tsx', ...args], { env: { ...process.env, ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', ...args], {
+    env: { ...process.env, ...env, PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   children.push(child);
   const origin = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i++) {
     if (child.exitCode !== null) throw new Error(`${args[0]} exited with ${child.exitCode}`);
-    const ok = await fetch(`${origin}/healthz`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${origin}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) return origin;
     await sleep(100);
   }
@@ -171,7 +195,12 @@ async function authorizationCompletion(): Promise<void> {
     }
     const baseBundle = await bundleWorkflowCode({ workflowsPath: resolve(import.meta.dirname, 'workflows.ts'), logger: quiet() });
     const taskQueue = `bench-baseline-${randomUUID()}`;
-    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: { code: baseBundle.code }, activities: { noop: async () => {} } });
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowBundle: { code: baseBundle.code },
+      activities: { noop: async () => {} },
+    });
     const baseline: number[] = [];
     await worker.runUntil(async () => {
       for (let i = 0; i < count; i++) {
@@ -243,15 +272,26 @@ async function refreshStorm(): Promise<void> {
       });
       await startActive(h, owner, state);
     });
-    console.log(`\n[refresh storm] ${stormSize} credentials expiring between +90 s and +150 s (skew ${skewSeconds} s, 20% jitter); waiting…`);
-    await waitUntil(async () => (await fork(h.services.orm).count(CredentialSchema, { agentId: stormAgent, tokenGeneration: { $gte: 2 } })) >= stormSize, 240_000);
+    console.log(
+      `\n[refresh storm] ${stormSize} credentials expiring between +90 s and +150 s (skew ${skewSeconds} s, 20% jitter); waiting…`,
+    );
+    await waitUntil(
+      async () => (await fork(h.services.orm).count(CredentialSchema, { agentId: stormAgent, tokenGeneration: { $gte: 2 } })) >= stormSize,
+      240_000,
+    );
     const rows = await fork(h.services.orm).find(CredentialSchema, { agentId: stormAgent });
     const leads = rows.map((r) => (expiries.get(r.id)! - r.lastRefreshedAt!.getTime()) / 1000);
     const refreshTimes = rows.map((r) => (r.lastRefreshedAt!.getTime() - stormStart) / 1000);
     const late = leads.filter((l) => l <= 0).length;
     const l = stats(leads);
     const t = stats(refreshTimes);
-    results.refreshStorm = { credentials: stormSize, refreshedBeforeExpiry: stormSize - late, late, secondsBeforeExpiry: l, refreshedAtSecondsAfterStart: t };
+    results.refreshStorm = {
+      credentials: stormSize,
+      refreshedBeforeExpiry: stormSize - late,
+      late,
+      secondsBeforeExpiry: l,
+      refreshedAtSecondsAfterStart: t,
+    };
     console.log(`  refreshed before expiry: ${stormSize - late}/${stormSize}`);
     console.log(`  seconds before expiry: min ${l.min}, p50 ${l.p50}, max ${l.max}`);
     console.log(`  refresh times spread from +${t.min} s to +${t.max} s after the storm began (p50 +${t.p50} s)`);
@@ -281,12 +321,23 @@ async function liveWorkflows(): Promise<void> {
     global.gc?.();
     const after = process.memoryUsage();
     const perWorkflowKb = (after.rss - before.rss) / live / 1024;
-    results.scale = { liveWorkflows: live, startSeconds: round(startSeconds), rssBeforeMb: mb(before.rss), rssAfterMb: mb(after.rss), heapBeforeMb: mb(before.heapUsed), heapAfterMb: mb(after.heapUsed), rssPerWorkflowKb: round(perWorkflowKb) };
+    results.scale = {
+      liveWorkflows: live,
+      startSeconds: round(startSeconds),
+      rssBeforeMb: mb(before.rss),
+      rssAfterMb: mb(after.rss),
+      heapBeforeMb: mb(before.heapUsed),
+      heapAfterMb: mb(after.heapUsed),
+      rssPerWorkflowKb: round(perWorkflowKb),
+    };
     console.log(`\n[scale] ${live} live credential workflows on one worker (API and worker in this one process)`);
     console.log(`  started in ${round(startSeconds)} s (${Math.round(live / startSeconds)} per second)`);
-    console.log(`  process RSS ${mb(before.rss)} MB before → ${mb(after.rss)} MB with ${live} live (heap ${mb(before.heapUsed)} → ${mb(after.heapUsed)} MB)`);
-    console.log(`  a sleeping workflow holds a timer on the server, not memory here: the worker keeps only its sticky cache (${perWorkflowKb > 0 ? `${round(perWorkflowKb)} KB per workflow` : 'no measurable growth'})`);
-
+    console.log(
+      `  process RSS ${mb(before.rss)} MB before → ${mb(after.rss)} MB with ${live} live (heap ${mb(before.heapUsed)} → ${mb(after.heapUsed)} MB)`,
+    );
+    console.log(
+      `  a sleeping workflow holds a timer on the server, not memory here: the worker keeps only its sticky cache (${perWorkflowKb > 0 ? `${round(perWorkflowKb)} KB per workflow` : 'no measurable growth'})`,
+    );
   } finally {
     await h.close();
   }
@@ -302,7 +353,10 @@ async function historyBound(): Promise<void> {
     const first = await h.call('POST', '/api/v1/credentials/sandbox', who);
     await h.consent(first.json.authorization_url, { login: who.user });
     const refreshes = 25;
-    await waitUntil(async () => ((await fork(h.services.orm).findOne(CredentialSchema, { agentId: who.agent }))?.tokenGeneration ?? 0) > refreshes, 180_000);
+    await waitUntil(
+      async () => ((await fork(h.services.orm).findOne(CredentialSchema, { agentId: who.agent }))?.tokenGeneration ?? 0) > refreshes,
+      180_000,
+    );
     const owner = { agentId: who.agent, userId: who.user, toolId: 'sandbox' };
     const lengths: number[] = [];
     for await (const wf of h.client.workflow.list({ query: `WorkflowId = '${credentialWorkflowId(owner)}'` })) {
@@ -311,9 +365,19 @@ async function historyBound(): Promise<void> {
     const closed = lengths.filter((_, i) => i > 0);
     const perCycle = (Math.max(...closed) - 10) / cycles;
     const monthlyRuns = Math.ceil(720 / 200);
-    results.historyBound = { refreshes, runs: lengths.length, eventsPerRun: lengths, eventsPerRefresh: round(perCycle), month: { hourlyRefreshes: 720, cyclesPerRun: 200, runs: monthlyRuns, maxEventsPerRun: Math.round(perCycle * 200 + 10) } };
-    console.log(`\n[history] ${refreshes} refreshes with continue-as-new every ${cycles}: ${lengths.length} runs, events per run ${lengths.join(', ')}`);
-    console.log(`  ≈ ${round(perCycle)} events per refresh; a month of hourly refreshes (720) at the default 200 per run = ${monthlyRuns} runs of ≤ ${Math.round(perCycle * 200 + 10)} events (Temporal's limit is 51,200)`);
+    results.historyBound = {
+      refreshes,
+      runs: lengths.length,
+      eventsPerRun: lengths,
+      eventsPerRefresh: round(perCycle),
+      month: { hourlyRefreshes: 720, cyclesPerRun: 200, runs: monthlyRuns, maxEventsPerRun: Math.round(perCycle * 200 + 10) },
+    };
+    console.log(
+      `\n[history] ${refreshes} refreshes with continue-as-new every ${cycles}: ${lengths.length} runs, events per run ${lengths.join(', ')}`,
+    );
+    console.log(
+      `  ≈ ${round(perCycle)} events per refresh; a month of hourly refreshes (720) at the default 200 per run = ${monthlyRuns} runs of ≤ ${Math.round(perCycle * 200 + 10)} events (Temporal's limit is 51,200)`,
+    );
   } finally {
     await h.close();
   }

@@ -62,7 +62,8 @@ export class AuditTrail {
   /** The row for an event, its log line written now: for a caller that inserts it in its own transaction. */
   prepare(event: AuditInput): AuditRow {
     const row = toRow(event);
-    if (this.log.isLevelEnabled('info')) this.log.info({ audit: { ...row, at: row.at.toISOString() } }, `audit ${event.eventType} ${event.outcome}`);
+    if (this.log.isLevelEnabled('info'))
+      this.log.info({ audit: { ...row, at: row.at.toISOString() } }, `audit ${event.eventType} ${event.outcome}`);
     return row;
   }
 
@@ -132,7 +133,8 @@ export class AuditTrail {
       } catch (err) {
         if (isDatabaseUnreachable(err)) {
           this.unreachable = true;
-          if (this.retryDelayMs === FLUSH_MS) this.log.warn({ pending: this.pending.length }, 'database unreachable: audit rows are kept until it is back');
+          if (this.retryDelayMs === FLUSH_MS)
+            this.log.warn({ pending: this.pending.length }, 'database unreachable: audit rows are kept until it is back');
           // Kept in memory now: nobody waits on them any more.
           for (const p of this.pending) p.settle?.();
           for (const p of this.pending) delete p.settle;
@@ -159,7 +161,9 @@ export class AuditTrail {
       await em.insertMany(AuditEventSchema, rows);
     } catch (err) {
       if (!(err instanceof UniqueConstraintViolationException)) throw err;
-      const landed = new Set((await em.find(AuditEventSchema, { id: { $in: rows.map((r) => r.id) } }, { fields: ['id'] })).map((r) => r.id));
+      const landed = new Set(
+        (await em.find(AuditEventSchema, { id: { $in: rows.map((r) => r.id) } }, { fields: ['id'] })).map((r) => r.id),
+      );
       const rest = rows.filter((r) => !landed.has(r.id));
       if (rest.length) await fork(this.orm!).insertMany(AuditEventSchema, rest);
     }

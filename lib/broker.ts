@@ -197,18 +197,21 @@ export class CredentialBroker {
           ...cycles,
         };
     for (let attempt = 0; attempt < 5; attempt++) {
-      const start = new WithStartWorkflowOperation<typeof credentialWorkflow>(machine ? 'machineCredentialWorkflow' : 'credentialWorkflow', {
-        workflowId,
-        taskQueue: this.settings.taskQueue,
-        args: [input as CredentialWorkflowInput],
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        typedSearchAttributes: [
-          { key: AgentIdKey, value: owner.agentId },
-          { key: UserIdKey, value: owner.userId },
-          { key: ToolIdKey, value: owner.toolId },
-          { key: CredentialStatusKey, value: 'starting' },
-        ],
-      });
+      const start = new WithStartWorkflowOperation<typeof credentialWorkflow>(
+        machine ? 'machineCredentialWorkflow' : 'credentialWorkflow',
+        {
+          workflowId,
+          taskQueue: this.settings.taskQueue,
+          args: [input as CredentialWorkflowInput],
+          workflowIdConflictPolicy: 'USE_EXISTING',
+          typedSearchAttributes: [
+            { key: AgentIdKey, value: owner.agentId },
+            { key: UserIdKey, value: owner.userId },
+            { key: ToolIdKey, value: owner.toolId },
+            { key: CredentialStatusKey, value: 'starting' },
+          ],
+        },
+      );
       try {
         const view = await this.temporal.workflow.executeUpdateWithStart(ensureAuthorizationUpdate, {
           startWorkflowOperation: start,
@@ -241,8 +244,14 @@ export class CredentialBroker {
     try {
       return await handle.executeUpdate(stepUpUpdate, { args: [{ scopes }] });
     } catch (err) {
-      if (isRejectedUpdate(err) && /step_up_limit_reached/.test(String((err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message))) {
-        throw new BrokerError('step_up_limit_reached', 'this credential was already widened the maximum number of times; revoke it and authorize again');
+      if (
+        isRejectedUpdate(err) &&
+        /step_up_limit_reached/.test(String((err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message))
+      ) {
+        throw new BrokerError(
+          'step_up_limit_reached',
+          'this credential was already widened the maximum number of times; revoke it and authorize again',
+        );
       }
       if (isClosedWorkflowError(err) || isRejectedUpdate(err)) return null;
       throw err;

@@ -35,7 +35,13 @@ export function compareManifest(manifest: Tool['manifest'], server: ServerTool[]
     return fields.length ? [{ name: m.name, fields }] : [];
   });
   const extra = server.filter((s) => !declared.has(s.name)).map((s) => s.name);
-  return { status: missing.length || changed.length || extra.length ? 'drift' : 'ok', server_tools: server.map((t) => t.name).sort(), missing, changed, extra };
+  return {
+    status: missing.length || changed.length || extra.length ? 'drift' : 'ok',
+    server_tools: server.map((t) => t.name).sort(),
+    missing,
+    changed,
+    extra,
+  };
 }
 
 /** Connects to the MCP server with the credential (official SDK) and lists its tools. */
@@ -50,7 +56,9 @@ export async function listServerTools(tool: Tool, accessToken: string, fetchImpl
     let cursor: string | undefined;
     do {
       const page = await client.listTools(cursor ? { cursor } : {});
-      tools.push(...page.tools.map((t) => ({ name: t.name, description: t.description, inputSchema: t.inputSchema as Record<string, unknown> })));
+      tools.push(
+        ...page.tools.map((t) => ({ name: t.name, description: t.description, inputSchema: t.inputSchema as Record<string, unknown> })),
+      );
       cursor = page.nextCursor;
     } while (cursor);
     return tools;

@@ -42,7 +42,10 @@ export function parseProviderCatalog(yamlText: string): ProviderCatalog {
   } catch (err) {
     throw new ProviderCatalogError(`provider catalog is not valid YAML: ${(err as Error).message}`);
   }
-  const parsed = z.object({ providers: z.record(z.string().regex(/^[a-z0-9_]+$/), providerSchema) }).strict().safeParse(doc);
+  const parsed = z
+    .object({ providers: z.record(z.string().regex(/^[a-z0-9_]+$/), providerSchema) })
+    .strict()
+    .safeParse(doc);
   if (!parsed.success) {
     throw new ProviderCatalogError(`provider catalog: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }

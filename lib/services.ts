@@ -51,7 +51,12 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
   const vault = new Vault(encryptionKey(config, log));
   const tools = opts.tools ?? loadTools(config, log);
   const trust = createTrust(config, log, opts.trust);
-  const rbac = opts.rbac !== undefined ? opts.rbac : config.security.authorizationService === 'rbac' ? Rbac.fromFiles(config.security.rolesPath, config.security.usersPath) : null;
+  const rbac =
+    opts.rbac !== undefined
+      ? opts.rbac
+      : config.security.authorizationService === 'rbac'
+        ? Rbac.fromFiles(config.security.rolesPath, config.security.usersPath)
+        : null;
   if (config.developmentMode && !trust) log.warn('development mode: user identities are taken from X-User-Id without verification');
   if (!rbac) log.warn('development mode: AUTHORIZATION_SERVICE=none, access control is off');
   const orm = await openOrm({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
@@ -84,7 +89,8 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     outbound,
     close: async () => {
       await audit.flush();
-      if (audit.backlog) log.error({ pending: audit.backlog }, 'shutting down with audit rows the database never took (they are in the log)');
+      if (audit.backlog)
+        log.error({ pending: audit.backlog }, 'shutting down with audit rows the database never took (they are in the log)');
       await orm.close();
       await outbound.close();
     },

@@ -53,9 +53,7 @@ const toolSchema = z
     name: z.string().optional(),
     description: z.string().optional(),
     tool_type: z.enum(['mcp', 'api']),
-    connection_params: z
-      .object({ type: z.enum(['sse', 'streamable-http', 'http']), url })
-      .strict(),
+    connection_params: z.object({ type: z.enum(['sse', 'streamable-http', 'http']), url }).strict(),
     auth: oauth2AuthSchema,
     manifest: z.array(manifestEntrySchema).default([]),
   })
@@ -63,8 +61,10 @@ const toolSchema = z
   .superRefine((tool, ctx) => {
     const auth = tool.auth;
     if (auth.type === 'client_credentials') {
-      if (!auth.issuer && !auth.token_url) ctx.addIssue({ code: 'custom', path: ['auth'], message: 'client_credentials needs issuer or token_url' });
-      if (!auth.client_id || !auth.client_secret) ctx.addIssue({ code: 'custom', path: ['auth'], message: 'client_credentials needs client_id and client_secret' });
+      if (!auth.issuer && !auth.token_url)
+        ctx.addIssue({ code: 'custom', path: ['auth'], message: 'client_credentials needs issuer or token_url' });
+      if (!auth.client_id || !auth.client_secret)
+        ctx.addIssue({ code: 'custom', path: ['auth'], message: 'client_credentials needs client_id and client_secret' });
       return;
     }
     const endpoints = Boolean(auth.authorization_url || auth.token_url);
@@ -75,7 +75,11 @@ const toolSchema = z
     // An MCP server with nothing but its URL: endpoints are discovered and the client registers itself.
     if (tool.tool_type === 'mcp' && !auth.issuer && !endpoints) return;
     if (!auth.issuer && !endpoints) {
-      ctx.addIssue({ code: 'custom', path: ['auth'], message: 'give either issuer (to discover endpoints) or both authorization_url and token_url' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['auth'],
+        message: 'give either issuer (to discover endpoints) or both authorization_url and token_url',
+      });
     }
     if (!auth.client_id) ctx.addIssue({ code: 'custom', path: ['auth', 'client_id'], message: 'is required' });
   });
@@ -125,7 +129,11 @@ export function expandEnv(text: string, env: Record<string, string | undefined>)
   });
 }
 
-export function parseTools(yamlText: string, env: Record<string, string | undefined> = process.env, catalog: ProviderCatalog = new Map()): Tool[] {
+export function parseTools(
+  yamlText: string,
+  env: Record<string, string | undefined> = process.env,
+  catalog: ProviderCatalog = new Map(),
+): Tool[] {
   let doc: unknown;
   try {
     doc = parseYaml(yamlText) ?? {};
@@ -148,7 +156,11 @@ export function parseTools(yamlText: string, env: Record<string, string | undefi
   });
 }
 
-export function loadToolsFile(path: string, env: Record<string, string | undefined> = process.env, catalog: ProviderCatalog = loadProviderCatalog()): Tool[] {
+export function loadToolsFile(
+  path: string,
+  env: Record<string, string | undefined> = process.env,
+  catalog: ProviderCatalog = loadProviderCatalog(),
+): Tool[] {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

@@ -64,7 +64,6 @@ export class Migration20261126000000_initial extends SchemaMigration {
     );
   }
 
-
   override down(): void {
     this.addStatements(this.schema().dropTable('audit_events'));
     this.addStatements(this.schema().dropTable('authorization_requests'));

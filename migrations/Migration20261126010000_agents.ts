@@ -46,5 +46,4 @@ export class Migration20261126010000_agents extends SchemaMigration {
     this.addStatements(this.schema().dropTable('agent_keys'));
     this.addStatements(this.schema().dropTable('agents'));
   }
-
 }

@@ -33,11 +33,17 @@ if (values.help || !command) {
 const orm = await openOrm(databaseOptionsFromEnv());
 await migrate(orm);
 const agents = new AgentRegistry(orm, { assertionAudience: '' });
-const scopes = values.scopes?.split(',').map((s) => s.trim()).filter(Boolean);
+const scopes = values.scopes
+  ?.split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
 try {
   switch (command) {
     case 'create': {
-      await agents.create(need(arg, 'agentId'), { ...(scopes ? { scopes } : {}), ...(values.description ? { description: values.description } : {}) });
+      await agents.create(need(arg, 'agentId'), {
+        ...(scopes ? { scopes } : {}),
+        ...(values.description ? { description: values.description } : {}),
+      });
       const { keyId, key } = await agents.issueKey(arg!, values.label);
       console.log(`agent ${arg} created; key ${keyId} (shown once, store it now):\n${key}`);
       break;

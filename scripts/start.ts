@@ -53,16 +53,31 @@ if (config.developmentMode && process.env.SANDBOX !== 'false' && !tools.get('san
       name: 'Sandbox authorization server',
       tool_type: 'api',
       connection_params: { type: 'http', url: sandbox.issuer },
-      auth: { type: 'oauth2', issuer: sandbox.issuer, client_id: sandbox.clientId, client_secret: sandbox.clientSecret, scopes: SANDBOX_SCOPES, allowed_scopes: ['openid', 'offline_access', ...SANDBOX_SCOPES] },
+      auth: {
+        type: 'oauth2',
+        issuer: sandbox.issuer,
+        client_id: sandbox.clientId,
+        client_secret: sandbox.clientSecret,
+        scopes: SANDBOX_SCOPES,
+        allowed_scopes: ['openid', 'offline_access', ...SANDBOX_SCOPES],
+      },
       manifest: [],
     }),
   );
   log.info({ issuer: sandbox.issuer }, 'sandbox authorization server running as tool "sandbox" (any login and password work)');
 }
 
-const services = await createServices({ ...config, temporal: { ...config.temporal, address: temporalAddress } }, { log, tools, migrate: true });
+const services = await createServices(
+  { ...config, temporal: { ...config.temporal, address: temporalAddress } },
+  { log, tools, migrate: true },
+);
 const workerConnection = await connectWorker(temporalAddress);
-const worker = await createWorker({ connection: workerConnection, namespace: config.temporal.namespace, taskQueue: config.temporal.taskQueue, services });
+const worker = await createWorker({
+  connection: workerConnection,
+  namespace: config.temporal.namespace,
+  taskQueue: config.temporal.taskQueue,
+  services,
+});
 const workerDone = worker.run();
 const temporal = await connectClient(temporalAddress, config.temporal.namespace, services.codec);
 const api = await startApi(services, temporal);
@@ -87,7 +102,22 @@ process.once('SIGINT', shutdown);
 process.once('SIGTERM', shutdown);
 
 function startDevServer(cli: string, dbFile: string, port: number, uiPort: number, namespace: string): ChildProcess {
-  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--db-filename', dbFile, '--namespace', namespace, '--log-level', 'warn'];
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--ui-port',
+    String(uiPort),
+    '--db-filename',
+    dbFile,
+    '--namespace',
+    namespace,
+    '--log-level',
+    'warn',
+  ];
   for (const key of SEARCH_ATTRIBUTE_KEYS) args.push('--search-attribute', `${key.name}=Keyword`);
   // The Web UI decodes payloads through the API's codec endpoint.
   args.push('--ui-codec-endpoint', `http://localhost:${config.port}/codec`);

@@ -29,7 +29,8 @@ const metricsServer = createServer(async (req, res) => {
   }
   res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
 }).listen(metricsPort);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => {
+for (const signal of ['SIGINT', 'SIGTERM'] as const)
+  process.once(signal, () => {
     if (worker.getState() === 'RUNNING') worker.shutdown();
   });
 await worker.run();

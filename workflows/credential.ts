@@ -57,7 +57,14 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
   const s: CredentialState = input.state ?? initialState({ authorizationRequest: true });
   const owner = input.owner;
   // Set by handlers, read by the main loop (an object, so the compiler does not narrow them away).
-  const inbox: { callback: string | null; revoke: RevokeRequest | null; refreshRequested: boolean; refreshAttempts: number; stepUp: string[] | null; stepUpsBegun: number } = {
+  const inbox: {
+    callback: string | null;
+    revoke: RevokeRequest | null;
+    refreshRequested: boolean;
+    refreshAttempts: number;
+    stepUp: string[] | null;
+    stepUpsBegun: number;
+  } = {
     callback: null,
     revoke: null,
     refreshRequested: false,
@@ -69,7 +76,10 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
   setHandler(statusQuery, () => view(s));
   setHandler(callbackReceivedSignal, ({ authorizationRequestId }) => {
     // A step-up's consent may arrive while the current token is being refreshed.
-    if ((s.phase === 'awaiting_authorization' || (s.stepUpPending && s.phase === 'refreshing')) && authorizationRequestId === s.authorizationRequestId) {
+    if (
+      (s.phase === 'awaiting_authorization' || (s.stepUpPending && s.phase === 'refreshing')) &&
+      authorizationRequestId === s.authorizationRequestId
+    ) {
       inbox.callback = authorizationRequestId;
     }
   });
@@ -285,9 +295,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
     }
     setPhase(s, 'refreshing');
     try {
-      applyTokens(
-        await refreshing.refreshCredential({ credentialId: s.credentialId, expectedGeneration: s.generation }),
-      );
+      applyTokens(await refreshing.refreshCredential({ credentialId: s.credentialId, expectedGeneration: s.generation }));
       if (s.retryNotBefore) s.retryNotBefore = null;
       s.cyclesThisRun++;
       setPhase(s, resumePhase());
@@ -334,4 +342,3 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
     setPhase(s, phase);
   }
 }
-

@@ -1,14 +1,16 @@
-import {
-  allHandlersFinished,
-  condition,
-  makeContinueAsNewFunc,
-  proxyActivities,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { allHandlersFinished, condition, makeContinueAsNewFunc, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { createActivities, TokenMetadata } from '../activities/index.js';
 import { isTerminal } from '../lib/domain.js';
-import { ensureAuthorizationUpdate, revokeUpdate, statusQuery, type CredentialState, type CredentialView, type MachineWorkflowInput, type Phase, type RevokeRequest } from './messages.js';
+import {
+  ensureAuthorizationUpdate,
+  revokeUpdate,
+  statusQuery,
+  type CredentialState,
+  type CredentialView,
+  type MachineWorkflowInput,
+  type Phase,
+  type RevokeRequest,
+} from './messages.js';
 import { failureCode, isPermanent } from './failures.js';
 import { HOLDS_TOKENS } from './options.js';
 import { planRefreshAt, planRefreshRetryAt } from './schedule.js';
@@ -45,7 +47,9 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
     if (workflowInfo().continueAsNewSuggested || s.cyclesThisRun >= (input.maxCyclesPerRun ?? DEFAULT_MAX_CYCLES_PER_RUN)) {
       await condition(allHandlersFinished);
       if (!inbox.revoke) {
-        return await makeContinueAsNewFunc<typeof machineCredentialWorkflow>({ typedSearchAttributes: workflowInfo().typedSearchAttributes })({ ...input, state: { ...s, cyclesThisRun: 0 } });
+        return await makeContinueAsNewFunc<typeof machineCredentialWorkflow>({
+          typedSearchAttributes: workflowInfo().typedSearchAttributes,
+        })({ ...input, state: { ...s, cyclesThisRun: 0 } });
       }
     }
     const wait = s.refreshAt === null ? undefined : Math.max(0, s.refreshAt - Date.now());
@@ -57,7 +61,14 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
 
   async function acquire(): Promise<void> {
     try {
-      apply(await tokens.acquireMachineToken({ owner: input.owner, workflowId: workflowInfo().workflowId, credentialId: s.credentialId, expectedGeneration: s.generation }));
+      apply(
+        await tokens.acquireMachineToken({
+          owner: input.owner,
+          workflowId: workflowInfo().workflowId,
+          credentialId: s.credentialId,
+          expectedGeneration: s.generation,
+        }),
+      );
       setPhase(s, 'active');
       s.cyclesThisRun++;
     } catch (err) {
@@ -79,7 +90,12 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
     s.accessExpiresAt = meta.accessExpiresAt;
     s.scope = meta.scope;
     s.failedRefreshes = 0;
-    s.refreshAt = planRefreshAt({ acquiredAt: Date.now(), accessExpiresAt: meta.accessExpiresAt, skewMs: input.refreshSkewSeconds * 1000, random: Math.random() });
+    s.refreshAt = planRefreshAt({
+      acquiredAt: Date.now(),
+      accessExpiresAt: meta.accessExpiresAt,
+      skewMs: input.refreshSkewSeconds * 1000,
+      random: Math.random(),
+    });
   }
 
   async function end(phase: Phase, reason: string): Promise<void> {

@@ -23,7 +23,13 @@ const page = {
   offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
 };
 const credentialQuery = z
-  .object({ agent_id: ownerId.optional(), user_id: ownerId.optional(), tool_id: ownerId.optional(), status: z.enum(CREDENTIAL_STATUSES).optional(), ...page })
+  .object({
+    agent_id: ownerId.optional(),
+    user_id: ownerId.optional(),
+    tool_id: ownerId.optional(),
+    status: z.enum(CREDENTIAL_STATUSES).optional(),
+    ...page,
+  })
   .strict();
 const auditQuery = z
   .object({
@@ -32,7 +38,11 @@ const auditQuery = z
     agent_id: ownerId.optional(),
     user_id: ownerId.optional(),
     tool_id: ownerId.optional(),
-    event_type: z.string().max(80).regex(/^[a-z_]+(\.[a-z_]+)*$/).optional(),
+    event_type: z
+      .string()
+      .max(80)
+      .regex(/^[a-z_]+(\.[a-z_]+)*$/)
+      .optional(),
     ...page,
   })
   .strict();
@@ -56,8 +66,15 @@ export function adminRoutes(deps: AdminDeps): Router {
       ...(q.tool_id ? { toolId: q.tool_id } : {}),
       ...(q.status ? { status: q.status } : {}),
     };
-    const rows = await fork(deps.orm).find(CredentialSchema, where, { orderBy: { createdAt: 'desc', id: 'asc' }, limit: q.limit + 1, offset: q.offset });
-    res.json({ items: rows.slice(0, q.limit).map((r) => credentialView(r, { withOwner: true })), next_offset: rows.length > q.limit ? q.offset + q.limit : null });
+    const rows = await fork(deps.orm).find(CredentialSchema, where, {
+      orderBy: { createdAt: 'desc', id: 'asc' },
+      limit: q.limit + 1,
+      offset: q.offset,
+    });
+    res.json({
+      items: rows.slice(0, q.limit).map((r) => credentialView(r, { withOwner: true })),
+      next_offset: rows.length > q.limit ? q.offset + q.limit : null,
+    });
   });
 
   router.delete('/credentials/:credentialId', async (req, res) => {
@@ -105,7 +122,11 @@ export function adminRoutes(deps: AdminDeps): Router {
       ...(q.tool_id ? { toolId: q.tool_id } : {}),
       ...(q.event_type ? { eventType: q.event_type } : {}),
     };
-    const rows = await fork(deps.orm).find(AuditEventSchema, where, { orderBy: { at: 'desc', id: 'asc' }, limit: q.limit + 1, offset: q.offset });
+    const rows = await fork(deps.orm).find(AuditEventSchema, where, {
+      orderBy: { at: 'desc', id: 'asc' },
+      limit: q.limit + 1,
+      offset: q.offset,
+    });
     res.json({ items: rows.slice(0, q.limit).map(auditView), next_offset: rows.length > q.limit ? q.offset + q.limit : null });
   });
 

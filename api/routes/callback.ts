@@ -47,18 +47,40 @@ export function callbackRoutes(deps: CallbackDeps): Router {
       });
       sendPage(res, status, title, message, false);
     };
-    if (!q.state) return refuse(400, 'missing_state', 'Link not valid', 'This sign-in link is incomplete. Go back to your agent and start again.');
-    if (!q.code && !q.error) return refuse(400, 'missing_code', 'Link not valid', 'The provider did not send an authorization code. Go back to your agent and start again.');
+    if (!q.state)
+      return refuse(400, 'missing_state', 'Link not valid', 'This sign-in link is incomplete. Go back to your agent and start again.');
+    if (!q.code && !q.error)
+      return refuse(
+        400,
+        'missing_code',
+        'Link not valid',
+        'The provider did not send an authorization code. Go back to your agent and start again.',
+      );
 
     const em = fork(deps.orm);
     const request = await em.findOne(AuthorizationRequestSchema, { stateHash: sha256Hex(q.state) });
-    if (!request) return refuse(400, 'invalid_state', 'Link not valid', 'This sign-in link is not known here. Go back to your agent and start again.');
+    if (!request)
+      return refuse(400, 'invalid_state', 'Link not valid', 'This sign-in link is not known here. Go back to your agent and start again.');
     const owner = ownerOf(request);
     const who = { ...owner, credentialId: request.credentialId };
-    if (request.consumedAt) return refuse(400, 'state_already_used', 'Link already used', 'This sign-in link has already been used. Go back to your agent and start again.', who);
-    if (request.expiresAt.getTime() < Date.now()) return refuse(400, 'state_expired', 'Link expired', 'This sign-in link has expired. Go back to your agent and start again.', who);
+    if (request.consumedAt)
+      return refuse(
+        400,
+        'state_already_used',
+        'Link already used',
+        'This sign-in link has already been used. Go back to your agent and start again.',
+        who,
+      );
+    if (request.expiresAt.getTime() < Date.now())
+      return refuse(400, 'state_expired', 'Link expired', 'This sign-in link has expired. Go back to your agent and start again.', who);
     if (!deps.consentCookies.presentIn(req, request.id)) {
-      return refuse(403, 'consent_browser_mismatch', 'Not connected', 'This sign-in was not started in this browser, so nothing was connected. If your agent asked you to connect an account, open the link it gave you in this browser.', who);
+      return refuse(
+        403,
+        'consent_browser_mismatch',
+        'Not connected',
+        'This sign-in was not started in this browser, so nothing was connected. If your agent asked you to connect an account, open the link it gave you in this browser.',
+        who,
+      );
     }
     const identity = req.get('x-user-identity');
     if (deps.trust && identity !== undefined) {
@@ -66,15 +88,28 @@ export function callbackRoutes(deps: CallbackDeps): Router {
       try {
         browserUser = (await deps.trust.verify(identity)).userId;
       } catch (err) {
-        return refuse(401, err instanceof IdentityError ? err.code : 'identity_invalid', 'Sign in first', 'Your sign-in could not be confirmed, so nothing was connected.', who);
+        return refuse(
+          401,
+          err instanceof IdentityError ? err.code : 'identity_invalid',
+          'Sign in first',
+          'Your sign-in could not be confirmed, so nothing was connected.',
+          who,
+        );
       }
       if (browserUser !== owner.userId) {
-        return refuse(403, 'session_mismatch', 'This sign-in is for someone else', 'This authorization was requested for another user. Nothing was connected.', who);
+        return refuse(
+          403,
+          'session_mismatch',
+          'This sign-in is for someone else',
+          'This authorization was requested for another user. Nothing was connected.',
+          who,
+        );
       }
     }
 
     // A step-up widens a credential that is already active: success is a new token generation.
-    const generationBefore = (await em.findOne(CredentialSchema, { id: request.credentialId }, { fields: ['tokenGeneration'] }))?.tokenGeneration ?? 0;
+    const generationBefore =
+      (await em.findOne(CredentialSchema, { id: request.credentialId }, { fields: ['tokenGeneration'] }))?.tokenGeneration ?? 0;
     const params: Record<string, string> = { state: q.state };
     if (q.code) params.code = q.code;
     if (q.error) params.error = ERROR_CODE.test(q.error) ? q.error : 'authorization_error';
@@ -83,11 +118,28 @@ export function callbackRoutes(deps: CallbackDeps): Router {
     const claimed = await em.nativeUpdate(
       AuthorizationRequestSchema,
       { id: request.id, consumedAt: null },
-      { consumedAt: new Date(), callbackParams: deps.vault.encrypt(JSON.stringify(params), secretContext(owner, request.id, 'callback_params')) },
+      {
+        consumedAt: new Date(),
+        callbackParams: deps.vault.encrypt(JSON.stringify(params), secretContext(owner, request.id, 'callback_params')),
+      },
     );
-    if (claimed !== 1) return refuse(400, 'state_already_used', 'Link already used', 'This sign-in link has already been used. Go back to your agent and start again.', who);
+    if (claimed !== 1)
+      return refuse(
+        400,
+        'state_already_used',
+        'Link already used',
+        'This sign-in link has already been used. Go back to your agent and start again.',
+        who,
+      );
     const delivered = await deps.broker.signalCallback(request.workflowId, request.id);
-    if (!delivered) return refuse(400, 'authorization_closed', 'Link expired', 'This authorization has already ended. Go back to your agent and start again.', who);
+    if (!delivered)
+      return refuse(
+        400,
+        'authorization_closed',
+        'Link expired',
+        'This authorization has already ended. Go back to your agent and start again.',
+        who,
+      );
     deps.consentCookies.clear(res, request.id);
     await deps.audit.record(em, {
       eventType: 'authorization.callback',
@@ -99,18 +151,43 @@ export function callbackRoutes(deps: CallbackDeps): Router {
       detail: params.error ? { code: params.error } : {},
     });
     if (params.error) {
-      return sendPage(res, 400, 'Not connected', `The provider reported "${params.error}". Nothing was connected; you can close this window.`, false);
+      return sendPage(
+        res,
+        400,
+        'Not connected',
+        `The provider reported "${params.error}". Nothing was connected; you can close this window.`,
+        false,
+      );
     }
     const outcome = await waitForOutcome(deps, request.credentialId, generationBefore, deps.completionWaitMs ?? 10_000);
     deps.broker.forget(owner);
-    if (outcome === 'active') return sendPage(res, 200, 'Connected', 'Your account is connected. You can close this window and return to your agent.', true);
-    if (outcome === 'pending') return sendPage(res, 202, 'Almost done', 'We received your authorization and are finishing the connection. You can close this window.', true);
-    return sendPage(res, 400, 'Not connected', 'The provider did not accept this authorization. Go back to your agent and try again.', false);
+    if (outcome === 'active')
+      return sendPage(res, 200, 'Connected', 'Your account is connected. You can close this window and return to your agent.', true);
+    if (outcome === 'pending')
+      return sendPage(
+        res,
+        202,
+        'Almost done',
+        'We received your authorization and are finishing the connection. You can close this window.',
+        true,
+      );
+    return sendPage(
+      res,
+      400,
+      'Not connected',
+      'The provider did not accept this authorization. Go back to your agent and try again.',
+      false,
+    );
   });
   return router;
 }
 
-async function waitForOutcome(deps: CallbackDeps, credentialId: string, generationBefore: number, waitMs: number): Promise<'active' | 'failed' | 'pending'> {
+async function waitForOutcome(
+  deps: CallbackDeps,
+  credentialId: string,
+  generationBefore: number,
+  waitMs: number,
+): Promise<'active' | 'failed' | 'pending'> {
   const deadline = Date.now() + waitMs;
   for (;;) {
     const row = await fork(deps.orm).findOne(CredentialSchema, { id: credentialId }, { fields: ['status', 'tokenGeneration'] });
@@ -129,4 +206,3 @@ function pickParams(req: Request): { state?: string; code?: string; error?: stri
   }
   return out;
 }
-

@@ -28,8 +28,13 @@ declare module 'express-serve-static-core' {
   }
 }
 
-const b64 = z.string().max(700_000).regex(/^[A-Za-z0-9+/=_-]*$/);
-const body = z.object({ payloads: z.array(z.object({ metadata: z.record(z.string(), b64).default({}), data: b64.default('') })).max(1000) });
+const b64 = z
+  .string()
+  .max(700_000)
+  .regex(/^[A-Za-z0-9+/=_-]*$/);
+const body = z.object({
+  payloads: z.array(z.object({ metadata: z.record(z.string(), b64).default({}), data: b64.default('') })).max(1000),
+});
 
 /**
  * The codec server for the Temporal Web UI (/codec/encode, /codec/decode). Only authenticated operators may
@@ -62,7 +67,14 @@ export function codecRoutes(deps: CodecDeps): Router {
         throw new ApiError('payload_not_decodable', 'a payload could not be processed with the configured keys');
       }
       if (op === 'decode') {
-        await deps.audit.record(null, { eventType: 'codec.decode', outcome: 'success', actor: `operator:${operator}`, requestId: req.id, ip: req.ip ?? null, detail: { payloads: payloads.length } });
+        await deps.audit.record(null, {
+          eventType: 'codec.decode',
+          outcome: 'success',
+          actor: `operator:${operator}`,
+          requestId: req.id,
+          ip: req.ip ?? null,
+          detail: { payloads: payloads.length },
+        });
       }
       res.json({ payloads: out.map(toJson) });
     });
@@ -82,11 +94,25 @@ async function authenticateOperator(req: Request, deps: CodecDeps): Promise<stri
     operator = (await deps.trust.verify(token)).userId;
   } catch (err) {
     const code = err instanceof IdentityError ? err.code : 'identity_invalid';
-    await deps.audit.record(null, { eventType: 'codec.denied', outcome: 'denied', actor: 'unauthenticated', requestId: req.id, ip: req.ip ?? null, detail: { code } });
+    await deps.audit.record(null, {
+      eventType: 'codec.denied',
+      outcome: 'denied',
+      actor: 'unauthenticated',
+      requestId: req.id,
+      ip: req.ip ?? null,
+      detail: { code },
+    });
     throw new ApiError('operator_authentication_required', 'a valid operator access token is required');
   }
   if (deps.rbac && !hasScope(deps.rbac.scopesOf(operator), 'credential:admin')) {
-    await deps.audit.record(null, { eventType: 'codec.denied', outcome: 'denied', actor: `operator:${operator}`, requestId: req.id, ip: req.ip ?? null, detail: { code: 'operator_not_permitted' } });
+    await deps.audit.record(null, {
+      eventType: 'codec.denied',
+      outcome: 'denied',
+      actor: `operator:${operator}`,
+      requestId: req.id,
+      ip: req.ip ?? null,
+      detail: { code: 'operator_not_permitted' },
+    });
     throw new ApiError('operator_not_permitted', 'decoding payloads needs credential:admin');
   }
   return operator;
@@ -101,7 +127,9 @@ function fromJson(p: { metadata: Record<string, string>; data: string }): Payloa
 
 function toJson(p: Payload): { metadata: Record<string, string>; data: string } {
   return {
-    metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v ?? new Uint8Array()).toString('base64')])),
+    metadata: Object.fromEntries(
+      Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v ?? new Uint8Array()).toString('base64')]),
+    ),
     data: Buffer.from(p.data ?? new Uint8Array()).toString('base64'),
   };
 }

@@ -26,7 +26,15 @@ export interface CredentialRoutesDeps {
 }
 
 /** Why an authorization could not start, as the workflow reports it (stable codes for agents). */
-const STARTUP_FAILURES = new Set(['outbound_refused', 'pkce_not_supported', 'resource_metadata_not_found', 'authorization_server_not_found', 'invalid_metadata', 'access_denied', 'invalid_grant']);
+const STARTUP_FAILURES = new Set([
+  'outbound_refused',
+  'pkce_not_supported',
+  'resource_metadata_not_found',
+  'authorization_server_not_found',
+  'invalid_metadata',
+  'access_denied',
+  'invalid_grant',
+]);
 
 const SCOPE_TOKENS = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
 const postBody = z
@@ -69,9 +77,17 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
         throw new ApiError('scope_not_allowed', `this tool does not allow the scope ${refused[0]!.slice(0, 100)}`);
       }
       const stepped = await broker.stepUp(owner, requested);
-      await record(req, owner, 'credential.step_up', stepped ? 'success' : 'failure', { credentialId: stepped?.credentialId ?? null, scopes: body.insufficient_scope });
+      await record(req, owner, 'credential.step_up', stepped ? 'success' : 'failure', {
+        credentialId: stepped?.credentialId ?? null,
+        scopes: body.insufficient_scope,
+      });
       if (stepped?.phase === 'awaiting_authorization' && stepped.authorizationUrl) {
-        return res.status(202).json({ status: 'authorization_required', authorization_url: stepped.authorizationUrl, expires_at: iso(stepped.authorizationExpiresAt), reason: 'insufficient_scope' });
+        return res.status(202).json({
+          status: 'authorization_required',
+          authorization_url: stepped.authorizationUrl,
+          expires_at: iso(stepped.authorizationExpiresAt),
+          reason: 'insufficient_scope',
+        });
       }
     }
     if (body.force_refresh) {
@@ -99,7 +115,10 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     if (view.phase === 'authorization_failed') {
       const reason = view.endReason ?? 'authorization_failed';
       await record(req, owner, 'credential.authorization_required', 'failure', { credentialId: view.credentialId, code: reason });
-      throw new ApiError(STARTUP_FAILURES.has(reason) ? catalogCode(reason, 'authorization_unavailable') : 'authorization_unavailable', `the authorization could not start or complete: ${reason}`);
+      throw new ApiError(
+        STARTUP_FAILURES.has(reason) ? catalogCode(reason, 'authorization_unavailable') : 'authorization_unavailable',
+        `the authorization could not start or complete: ${reason}`,
+      );
     }
     if (view.phase === 'awaiting_authorization') {
       await record(req, owner, 'credential.authorization_required', 'success', { credentialId: view.credentialId });
@@ -118,19 +137,28 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     const owner = resolveOwner(req, deps);
     await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
     const { wait: rawWait, ...unknown } = req.query;
-    if (Object.keys(unknown).length) throw new ApiError('invalid_request', `unknown query parameter ${Object.keys(unknown)[0]!.slice(0, 40)}`);
+    if (Object.keys(unknown).length)
+      throw new ApiError('invalid_request', `unknown query parameter ${Object.keys(unknown)[0]!.slice(0, 40)}`);
     const wait = parseWait(rawWait);
     let row = await broker.latest(owner);
     // Only a pending authorization can still become active by itself.
     if (wait > 0 && row?.status === 'awaiting_authorization') {
       const gone = new AbortController();
       res.on('close', () => gone.abort());
-      await deps.waits.wait(owner, Date.now() + wait * 1000, gone.signal, async () => (await broker.latest(owner))?.status !== 'awaiting_authorization');
+      await deps.waits.wait(
+        owner,
+        Date.now() + wait * 1000,
+        gone.signal,
+        async () => (await broker.latest(owner))?.status !== 'awaiting_authorization',
+      );
       // The caller hung up: nobody is left to answer.
       if (gone.signal.aborted) return;
       row = await broker.latest(owner);
     }
-    await record(req, owner, 'credential.status_read', row ? 'success' : 'failure', { credentialId: row?.id ?? null, status: row?.status ?? 'not_found' });
+    await record(req, owner, 'credential.status_read', row ? 'success' : 'failure', {
+      credentialId: row?.id ?? null,
+      status: row?.status ?? 'not_found',
+    });
     if (!row) throw new ApiError('credential_not_found', 'no credential exists for this tool; POST to start an authorization');
     const body: Record<string, unknown> = credentialView(row);
     if (row.status === 'awaiting_authorization') {
@@ -157,7 +185,10 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     } catch (err) {
       const status = (err as { code?: unknown }).code;
       await record(req, owner, 'credential.checked', 'failure', { credentialId: active.credentialId, code: 'mcp_unreachable' });
-      throw new ApiError('mcp_unreachable', `the MCP server did not answer with its tools${typeof status === 'number' ? ` (${status})` : ''}`);
+      throw new ApiError(
+        'mcp_unreachable',
+        `the MCP server did not answer with its tools${typeof status === 'number' ? ` (${status})` : ''}`,
+      );
     }
     const report = compareManifest(tool.manifest, serverTools);
     await record(req, owner, 'credential.checked', 'success', { credentialId: active.credentialId, status: report.status });
@@ -185,14 +216,23 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     try {
       allowed = (await deps.oauth.forTool(tool)).allowedScopes;
     } catch {
-      throw new ApiError('authorization_unavailable', 'the tool\'s authorization server could not be reached; try again');
+      throw new ApiError('authorization_unavailable', "the tool's authorization server could not be reached; try again");
     }
     return requested.filter((scope) => !allowed.includes(scope));
   }
 
-  async function sendActive(req: Request, res: Response, owner: CredentialOwner, hit: Awaited<ReturnType<CredentialBroker['readActive']>> & object) {
+  async function sendActive(
+    req: Request,
+    res: Response,
+    owner: CredentialOwner,
+    hit: Awaited<ReturnType<CredentialBroker['readActive']>> & object,
+  ) {
     // No credential leaves unaudited: with the audit buffer full (the database away too long), none leaves.
-    if (audit.saturated) throw new ApiError('audit_unavailable', 'the audit trail cannot be written; no credential is issued until it can', { retryAfterSeconds: 5, expectedKey: 'audit' });
+    if (audit.saturated)
+      throw new ApiError('audit_unavailable', 'the audit trail cannot be written; no credential is issued until it can', {
+        retryAfterSeconds: 5,
+        expectedKey: 'audit',
+      });
     await record(req, owner, 'credential.issued', 'success', { credentialId: hit.credentialId });
     res.setHeader('Cache-Control', 'no-store');
     res.status(200).json({
@@ -206,16 +246,20 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
 
   async function record(req: Request, owner: CredentialOwner, eventType: string, outcome: string, detail: Record<string, unknown>) {
     const hot = eventType === 'credential.issued' || eventType === 'credential.status_read';
-    await audit.record(null, {
-      eventType,
-      outcome,
-      actor: `agent:${owner.agentId}`,
-      ...owner,
-      credentialId: typeof detail.credentialId === 'string' ? detail.credentialId : null,
-      requestId: req.id,
-      ip: req.ip ?? null,
-      detail,
-    }, { batched: hot });
+    await audit.record(
+      null,
+      {
+        eventType,
+        outcome,
+        actor: `agent:${owner.agentId}`,
+        ...owner,
+        credentialId: typeof detail.credentialId === 'string' ? detail.credentialId : null,
+        requestId: req.id,
+        ip: req.ip ?? null,
+        detail,
+      },
+      { batched: hot },
+    );
   }
 }
 
@@ -228,7 +272,10 @@ function resolveOwner(req: Request, deps: CredentialRoutesDeps): CredentialOwner
   // Machine access: one credential per (agent, tool), shared by every user of the agent.
   const owner = { agentId, userId: tool.auth.type === 'client_credentials' ? MACHINE_USER : userId, toolId };
   if (!workflowIdFits(owner)) {
-    throw new ApiError('ids_too_long', `the agent, user and tool ids together are too long (at most ${MAX_WORKFLOW_ID_LENGTH} characters once encoded)`);
+    throw new ApiError(
+      'ids_too_long',
+      `the agent, user and tool ids together are too long (at most ${MAX_WORKFLOW_ID_LENGTH} characters once encoded)`,
+    );
   }
   return owner;
 }

@@ -42,7 +42,8 @@ export function startRoutes(deps: StartDeps): Router {
       });
       sendPage(res, status, title, message, false);
     };
-    if (!UUID.test(requestId) || !token) return refuse(400, 'invalid_link', 'Link not valid', 'This sign-in link is incomplete. Go back to your agent and start again.');
+    if (!UUID.test(requestId) || !token)
+      return refuse(400, 'invalid_link', 'Link not valid', 'This sign-in link is incomplete. Go back to your agent and start again.');
     const em = fork(deps.orm);
     const request = await em.findOne(AuthorizationRequestSchema, { id: requestId });
     if (!request || !sameToken(token, deps.vault.deriveToken('start', requestId))) {
@@ -50,10 +51,23 @@ export function startRoutes(deps: StartDeps): Router {
     }
     const owner = ownerOf(request);
     const who = { ...owner, credentialId: request.credentialId };
-    if (request.consumedAt) return refuse(400, 'link_used', 'Link already used', 'This sign-in link has already been used. Go back to your agent and start again.', who);
+    if (request.consumedAt)
+      return refuse(
+        400,
+        'link_used',
+        'Link already used',
+        'This sign-in link has already been used. Go back to your agent and start again.',
+        who,
+      );
     // The provider URL is wiped when the authorization ends (timed out, revoked).
     if (request.expiresAt.getTime() < Date.now() || !request.providerUrl) {
-      return refuse(400, 'link_expired', 'Link expired', 'This sign-in link has expired or the authorization has ended. Go back to your agent and start again.', who);
+      return refuse(
+        400,
+        'link_expired',
+        'Link expired',
+        'This sign-in link has expired or the authorization has ended. Go back to your agent and start again.',
+        who,
+      );
     }
     if (deps.trust) {
       let browserUser: string;
@@ -64,7 +78,13 @@ export function startRoutes(deps: StartDeps): Router {
         return refuse(401, code, 'Sign in first', 'Open this link through your organization’s sign-in so we can confirm it is you.', who);
       }
       if (browserUser !== owner.userId) {
-        return refuse(403, 'session_mismatch', 'This link is for someone else', 'This authorization was requested for another user. Nothing was connected. If you did not expect this link, tell your administrator.', who);
+        return refuse(
+          403,
+          'session_mismatch',
+          'This link is for someone else',
+          'This authorization was requested for another user. Nothing was connected. If you did not expect this link, tell your administrator.',
+          who,
+        );
       }
     }
     await deps.audit.record(em, {
@@ -89,4 +109,3 @@ function sameToken(a: string, b: string): boolean {
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
 }
-

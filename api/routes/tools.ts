@@ -14,7 +14,11 @@ export function toolRoutes(deps: { tools: ToolRegistry; gate: Gate }): Router {
         tool_type: t.toolType,
         provider: t.provider ?? null,
         connection: t.connection,
-        auth: { type: t.auth.type, scopes: t.auth.scopeList, discovery: t.toolType === 'mcp' && !t.auth.issuer && !t.auth.authorization_url ? 'mcp' : t.auth.issuer ? 'issuer' : 'endpoints' },
+        auth: {
+          type: t.auth.type,
+          scopes: t.auth.scopeList,
+          discovery: t.toolType === 'mcp' && !t.auth.issuer && !t.auth.authorization_url ? 'mcp' : t.auth.issuer ? 'issuer' : 'endpoints',
+        },
         manifest: t.manifest,
       })),
     });

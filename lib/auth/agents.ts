@@ -54,7 +54,8 @@ export class AgentRegistry {
   ) {}
 
   async create(agentId: string, opts: { scopes?: string[]; description?: string } = {}): Promise<Agent> {
-    if (!OWNER_ID_PATTERN.test(agentId)) throw new AgentAuthError('invalid_agent_id', 'agent ids are 1-200 letters, digits and . _ @ + : = -');
+    if (!OWNER_ID_PATTERN.test(agentId))
+      throw new AgentAuthError('invalid_agent_id', 'agent ids are 1-200 letters, digits and . _ @ + : = -');
     const em = fork(this.orm);
     if (await em.findOne(AgentSchema, { id: agentId })) throw new AgentAuthError('agent_exists', `agent ${agentId} already exists`);
     const agent = em.create(AgentSchema, {
@@ -168,7 +169,11 @@ export class AgentRegistry {
   private async spendAssertion(agentId: string, jti: string, exp: number): Promise<void> {
     const em = fork(this.orm);
     try {
-      await em.insert(UsedAssertionSchema, { id: sha256(`${agentId}\0${jti}`), agentId, expiresAt: new Date((exp + (this.opts.clockSkewSeconds ?? 30)) * 1000) });
+      await em.insert(UsedAssertionSchema, {
+        id: sha256(`${agentId}\0${jti}`),
+        agentId,
+        expiresAt: new Date((exp + (this.opts.clockSkewSeconds ?? 30)) * 1000),
+      });
     } catch (err) {
       if (err instanceof UniqueConstraintViolationException) {
         throw new AgentAuthError('agent_assertion_replayed', 'the agent assertion was already used');

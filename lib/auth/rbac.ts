@@ -18,7 +18,13 @@ const rolesFileSchema = z
   .object({
     roles: z.record(
       z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/),
-      z.object({ description: z.string().default(''), scopes: z.array(scopeSchema).default([]), inherits: z.array(z.string()).default([]) }).strict(),
+      z
+        .object({
+          description: z.string().default(''),
+          scopes: z.array(scopeSchema).default([]),
+          inherits: z.array(z.string()).default([]),
+        })
+        .strict(),
     ),
   })
   .strict();

@@ -41,7 +41,10 @@ const issuerSchema = z
      * The user namespace of this issuer's subjects: users are `{namespace}:{sub}`, or plain `sub` when empty.
      * Required when several issuers are trusted; issuers that give the same namespace share their users.
      */
-    user_namespace: z.string().regex(/^([A-Za-z0-9][A-Za-z0-9._-]{0,39})?$/, 'must be 1-40 letters, digits, . _ - (or empty)').optional(),
+    user_namespace: z
+      .string()
+      .regex(/^([A-Za-z0-9][A-Za-z0-9._-]{0,39})?$/, 'must be 1-40 letters, digits, . _ - (or empty)')
+      .optional(),
   })
   .strict()
   .refine((i) => Boolean(i.jwks_url) !== Boolean(i.jwks), { message: 'give exactly one of jwks_url or jwks' });
@@ -74,7 +77,9 @@ export interface VerifiedIdentity {
 export function parseTrustConfig(input: unknown, developmentMode: boolean): TrustConfig {
   const parsed = trustSchema.safeParse(input ?? {});
   if (!parsed.success) {
-    throw new TrustConfigError(`trust config: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+    throw new TrustConfigError(
+      `trust config: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`,
+    );
   }
   const c = parsed.data;
   const unnamed = c.trusted_issuers.filter((i) => i.user_namespace === undefined);
@@ -85,8 +90,10 @@ export function parseTrustConfig(input: unknown, developmentMode: boolean): Trus
   }
   if (!developmentMode) {
     if (!c.enabled) throw new TrustConfigError('trust config: enabled must be true outside development mode');
-    if (c.verification_mode !== 'strict') throw new TrustConfigError('trust config: verification_mode permissive is for development mode only');
-    if (c.trusted_issuers.length === 0) throw new TrustConfigError('trust config: at least one trusted issuer is required outside development mode');
+    if (c.verification_mode !== 'strict')
+      throw new TrustConfigError('trust config: verification_mode permissive is for development mode only');
+    if (c.trusted_issuers.length === 0)
+      throw new TrustConfigError('trust config: at least one trusted issuer is required outside development mode');
   }
   return c;
 }
@@ -208,7 +215,11 @@ export class TrustManager {
       throw new IdentityError('identity_lifetime_exceeded', 401, `the user identity lives longer than ${c.jwt_max_ttl_seconds} s`);
     }
     // No issue time to measure from: what is left of its life must still fit the maximum.
-    if (typeof payload.iat !== 'number' && typeof payload.exp === 'number' && payload.exp - Date.now() / 1000 > c.jwt_max_ttl_seconds + c.clock_skew_tolerance_seconds) {
+    if (
+      typeof payload.iat !== 'number' &&
+      typeof payload.exp === 'number' &&
+      payload.exp - Date.now() / 1000 > c.jwt_max_ttl_seconds + c.clock_skew_tolerance_seconds
+    ) {
       throw new IdentityError('identity_lifetime_exceeded', 401, `the user identity lives longer than ${c.jwt_max_ttl_seconds} s`);
     }
     if (!c.enable_time_validation) return;
@@ -245,9 +256,12 @@ function mapJoseError(err: unknown): IdentityError {
         return new IdentityError('identity_invalid_claims', 401, `the user identity has an invalid ${err.claim} claim`);
     }
   }
-  if (err instanceof jose.errors.JWKSNoMatchingKey) return new IdentityError('identity_unknown_key', 401, 'the user identity is signed with an unknown key');
-  if (err instanceof jose.errors.JWSSignatureVerificationFailed) return new IdentityError('identity_bad_signature', 401, 'the user identity signature does not verify');
-  if (err instanceof jose.errors.JOSEAlgNotAllowed) return new IdentityError('identity_algorithm_not_allowed', 401, 'the user identity is not signed with an allowed algorithm');
+  if (err instanceof jose.errors.JWKSNoMatchingKey)
+    return new IdentityError('identity_unknown_key', 401, 'the user identity is signed with an unknown key');
+  if (err instanceof jose.errors.JWSSignatureVerificationFailed)
+    return new IdentityError('identity_bad_signature', 401, 'the user identity signature does not verify');
+  if (err instanceof jose.errors.JOSEAlgNotAllowed)
+    return new IdentityError('identity_algorithm_not_allowed', 401, 'the user identity is not signed with an allowed algorithm');
   const transport = !(err instanceof jose.errors.JOSEError);
   if (transport || err instanceof jose.errors.JWKSTimeout) {
     return new IdentityError('identity_keys_unavailable', 401, 'the issuer keys could not be fetched');

@@ -78,7 +78,6 @@ export const AuditEventSchema = defineEntity({
 });
 export type AuditEvent = InferEntity<typeof AuditEventSchema>;
 
-
 /** A registered agent: its grants and, for signed assertions, its public keys. */
 export const AgentSchema = defineEntity({
   name: 'Agent',
@@ -121,7 +120,6 @@ export const UsedAssertionSchema = defineEntity({
   }),
 });
 
-
 /** A client registered with an authorization server (dynamic registration), reused per issuer. */
 export const ClientRegistrationSchema = defineEntity({
   name: 'ClientRegistration',
@@ -140,4 +138,12 @@ export const ClientRegistrationSchema = defineEntity({
 });
 export type ClientRegistration = InferEntity<typeof ClientRegistrationSchema>;
 
-export const entities = [CredentialSchema, AuthorizationRequestSchema, AuditEventSchema, AgentSchema, AgentKeySchema, UsedAssertionSchema, ClientRegistrationSchema];
+export const entities = [
+  CredentialSchema,
+  AuthorizationRequestSchema,
+  AuditEventSchema,
+  AgentSchema,
+  AgentKeySchema,
+  UsedAssertionSchema,
+  ClientRegistrationSchema,
+];

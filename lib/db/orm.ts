@@ -34,7 +34,13 @@ export async function openOrm(opts: DatabaseOptions): Promise<Orm> {
       throw new Error(`DATABASE_URL must be a postgres:// URL, got ${redactUrl(opts.databaseUrl)}`);
     }
     const { PostgreSqlDriver } = await import('@mikro-orm/postgresql');
-    return MikroORM.init({ ...common, driver: PostgreSqlDriver, clientUrl: opts.databaseUrl, pool: { min: 0, max: 10, acquireTimeoutMillis: 5000 }, driverOptions: { connection: { connectionTimeoutMillis: 3000 } } });
+    return MikroORM.init({
+      ...common,
+      driver: PostgreSqlDriver,
+      clientUrl: opts.databaseUrl,
+      pool: { min: 0, max: 10, acquireTimeoutMillis: 5000 },
+      driverOptions: { connection: { connectionTimeoutMillis: 3000 } },
+    });
   }
   const file = sqlitePath(opts.dataDir);
   mkdirSync(dirname(file), { recursive: true });

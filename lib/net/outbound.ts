@@ -136,7 +136,11 @@ export class OutboundPolicy {
       }
     }
     const headers = new Headers([...res.headers].filter(([k]) => k !== 'content-length' && k !== 'content-encoding'));
-    return new Response(NULL_BODY_STATUS.has(res.status) ? null : Buffer.concat(chunks), { status: res.status, statusText: res.statusText, headers });
+    return new Response(NULL_BODY_STATUS.has(res.status) ? null : Buffer.concat(chunks), {
+      status: res.status,
+      statusText: res.statusText,
+      headers,
+    });
   };
 
   /** For streamed answers (an MCP server's event stream): the same checks, no size or total-time bound. */
@@ -151,7 +155,9 @@ export class OutboundPolicy {
     let res: Awaited<ReturnType<typeof undiciFetch>>;
     try {
       const request = input instanceof Request ? { method: input.method, headers: input.headers, body: input.body, duplex: 'half' } : {};
-      res = await undiciFetch(url, { ...request, ...(init as object), redirect: 'manual', dispatcher: this.agent } as Parameters<typeof undiciFetch>[1]);
+      res = await undiciFetch(url, { ...request, ...(init as object), redirect: 'manual', dispatcher: this.agent } as Parameters<
+        typeof undiciFetch
+      >[1]);
     } catch (err) {
       const refused = findOutboundError(err);
       if (refused) throw refused;

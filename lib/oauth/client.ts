@@ -128,7 +128,12 @@ export class OAuthClients {
     const found = await discoverMcpAuthorization(tool.connection.url, fetchImpl);
     const client = await this.clientFor(tool, found.issuer, found.serverMetadata, fetchImpl);
     const metadata: Partial<oidc.ClientMetadata> = client.clientSecret ? { client_secret: client.clientSecret } : {};
-    const config = new oidc.Configuration(found.serverMetadata as oidc.ServerMetadata, client.clientId, metadata, clientAuthFor(client.tokenEndpointAuthMethod, client.clientSecret));
+    const config = new oidc.Configuration(
+      found.serverMetadata as oidc.ServerMetadata,
+      client.clientId,
+      metadata,
+      clientAuthFor(client.tokenEndpointAuthMethod, client.clientSecret),
+    );
     this.configure(config, tool);
     return {
       config,
@@ -157,7 +162,11 @@ export class OAuthClients {
     }
     // Our metadata document's URL is one client_id shared across every issuer: only where the server says it
     // puts `iss` in its authorization responses (RFC 9207) can a response be tied to the server it came from.
-    if (server.client_id_metadata_document_supported === true && server.authorization_response_iss_parameter_supported === true && this.opts.clientMetadataUrl) {
+    if (
+      server.client_id_metadata_document_supported === true &&
+      server.authorization_response_iss_parameter_supported === true &&
+      this.opts.clientMetadataUrl
+    ) {
       return { clientId: this.opts.clientMetadataUrl, tokenEndpointAuthMethod: 'none' };
     }
     return this.registeredClient(issuer, server, fetchImpl);
@@ -170,8 +179,14 @@ export class OAuthClients {
     if (known) return known;
     const endpoint = server.registration_endpoint;
     if (typeof endpoint !== 'string') {
-      const documents = server.client_id_metadata_document_supported === true ? ' or give the broker an HTTPS OAUTH_CLIENT_METADATA_URL (the server accepts client metadata documents)' : '';
-      throw new DiscoveryError('invalid_metadata', `the authorization server ${issuer} offers no dynamic registration; configure client_id for this tool${documents}`);
+      const documents =
+        server.client_id_metadata_document_supported === true
+          ? ' or give the broker an HTTPS OAUTH_CLIENT_METADATA_URL (the server accepts client metadata documents)'
+          : '';
+      throw new DiscoveryError(
+        'invalid_metadata',
+        `the authorization server ${issuer} offers no dynamic registration; configure client_id for this tool${documents}`,
+      );
     }
     const res = await fetchImpl(endpoint, {
       method: 'POST',
@@ -184,12 +199,17 @@ export class OAuthClients {
     });
     const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
     if (!res.ok || typeof body.client_id !== 'string') {
-      throw new DiscoveryError('invalid_metadata', `dynamic registration at ${issuer} failed (${res.status} ${typeof body.error === 'string' ? body.error : ''})`.trim(), res.status >= 500);
+      throw new DiscoveryError(
+        'invalid_metadata',
+        `dynamic registration at ${issuer} failed (${res.status} ${typeof body.error === 'string' ? body.error : ''})`.trim(),
+        res.status >= 500,
+      );
     }
     return registrations.save(issuer, redirectUri, {
       clientId: body.client_id,
       ...(typeof body.client_secret === 'string' ? { clientSecret: body.client_secret } : {}),
-      tokenEndpointAuthMethod: typeof body.token_endpoint_auth_method === 'string' ? body.token_endpoint_auth_method : 'client_secret_basic',
+      tokenEndpointAuthMethod:
+        typeof body.token_endpoint_auth_method === 'string' ? body.token_endpoint_auth_method : 'client_secret_basic',
     });
   }
 }
@@ -221,7 +241,12 @@ export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
     const code = /^[a-z_]{1,64}$/.test(err.error) ? err.error : 'oauth_error';
     const transient = err.status >= 500 || code === 'temporarily_unavailable' || code === 'server_error' || err.status === 429;
     const retryAfterSeconds = transient ? retryAfter(err.response) : undefined;
-    return { code, permanent: !transient, message: `authorization server answered ${err.status} ${code}`, ...(retryAfterSeconds ? { retryAfterSeconds } : {}) };
+    return {
+      code,
+      permanent: !transient,
+      message: `authorization server answered ${err.status} ${code}`,
+      ...(retryAfterSeconds ? { retryAfterSeconds } : {}),
+    };
   }
   if (err instanceof oidc.AuthorizationResponseError) {
     const code = /^[a-z_]{1,64}$/.test(err.error) ? err.error : 'oauth_error';

@@ -94,12 +94,15 @@ export async function discoverMcpAuthorization(mcpUrl: string, fetchImpl: typeof
   const issuer = servers[0];
   const as = await firstJson(authorizationServerMetadataUrls(issuer), fetchImpl);
   if (!as) throw new DiscoveryError('authorization_server_not_found', `no authorization server metadata for ${issuer}`);
-  if (as.json.issuer !== issuer) throw new DiscoveryError('invalid_metadata', `the authorization server metadata names issuer ${String(as.json.issuer)}, not ${issuer}`);
+  if (as.json.issuer !== issuer)
+    throw new DiscoveryError('invalid_metadata', `the authorization server metadata names issuer ${String(as.json.issuer)}, not ${issuer}`);
   const methods = as.json.code_challenge_methods_supported;
   if (!Array.isArray(methods) || !methods.includes('S256')) {
     throw new DiscoveryError('pkce_not_supported', `the authorization server ${issuer} does not advertise PKCE S256; refusing to proceed`);
   }
-  const supported = Array.isArray(prm.json.scopes_supported) ? (prm.json.scopes_supported as unknown[]).filter((s): s is string => typeof s === 'string') : [];
+  const supported = Array.isArray(prm.json.scopes_supported)
+    ? (prm.json.scopes_supported as unknown[]).filter((s): s is string => typeof s === 'string')
+    : [];
   const scopes = challenge.scope ? challenge.scope.split(' ').filter(Boolean) : supported;
   return { resource, issuer, serverMetadata: as.json as McpAuthorization['serverMetadata'], scopes, scopesSupported: supported };
 }
@@ -111,7 +114,12 @@ async function probe(mcpUrl: string, fetchImpl: typeof fetch): Promise<BearerCha
     res = await fetchImpl(mcpUrl, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'credential-broker', version: '1' } } }),
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 0,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'credential-broker', version: '1' } },
+      }),
       signal: AbortSignal.timeout(10_000),
     });
   } catch (err) {

@@ -14,7 +14,10 @@ export function scopeParams(tool: Tool, scopes: string[]): Record<string, string
  * Slack's OAuth v2 answers with the user's token nested under `authed_user`, a `token_type` of `user`, and
  * errors as HTTP 200 with `ok: false`. This reshapes it into a standard token response.
  */
-export function normalizeSlackTokenResponse(status: number, body: Record<string, unknown>): { status: number; body: Record<string, unknown> } {
+export function normalizeSlackTokenResponse(
+  status: number,
+  body: Record<string, unknown>,
+): { status: number; body: Record<string, unknown> } {
   if (body.ok === false) {
     const error = String(body.error ?? 'invalid_request');
     const grantErrors = ['invalid_code', 'code_already_used', 'invalid_refresh_token', 'token_revoked', 'token_expired'];

@@ -26,11 +26,17 @@ describe('npm run agents', () => {
       expect(stored.secretHash).toMatch(/^[0-9a-f]{64}$/);
       expect(key).not.toContain(stored.secretHash);
       const registry = new AgentRegistry(orm, { assertionAudience: 'x' });
-      expect(await registry.authenticate(`Bearer ${key}`)).toEqual({ agentId: 'cli-agent', scopes: ['tool:sandbox:use'], method: 'api_key' });
+      expect(await registry.authenticate(`Bearer ${key}`)).toEqual({
+        agentId: 'cli-agent',
+        scopes: ['tool:sandbox:use'],
+        method: 'api_key',
+      });
 
       expect((await cli('list')).stdout).toContain('cli-agent\tactive\ttool:sandbox:use');
       expect((await cli('revoke-key', keyId)).stdout.trim()).toBe('revoked');
-      await expect(new AgentRegistry(orm, { assertionAudience: 'x' }).authenticate(`Bearer ${key}`)).rejects.toMatchObject({ code: 'agent_credential_invalid' });
+      await expect(new AgentRegistry(orm, { assertionAudience: 'x' }).authenticate(`Bearer ${key}`)).rejects.toMatchObject({
+        code: 'agent_credential_invalid',
+      });
       await expect(cli('create', 'cli-agent')).rejects.toMatchObject({ stderr: expect.stringContaining('already exists') });
     } finally {
       await orm.close();

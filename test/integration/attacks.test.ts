@@ -1,4 +1,4 @@
-import * as jose from 'jose';
+import type * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentRegistry } from '../../lib/auth/agents.js';
 import { AuditEventSchema } from '../../lib/db/entities.js';
@@ -38,7 +38,13 @@ let genuine: McpTestServer;
 const malicious = new Map<string, MaliciousServer>();
 const keys: Record<string, string> = {};
 
-const mcpTool = (id: string, url: string): ToolConfig => ({ id, tool_type: 'mcp', connection_params: { type: 'streamable-http', url }, auth: { type: 'oauth2' }, manifest: [] });
+const mcpTool = (id: string, url: string): ToolConfig => ({
+  id,
+  tool_type: 'mcp',
+  connection_params: { type: 'streamable-http', url },
+  auth: { type: 'oauth2' },
+  manifest: [],
+});
 
 beforeAll(async () => {
   gw = await TestGateway.start();
@@ -48,7 +54,13 @@ beforeAll(async () => {
   for (const mode of SSRF_MODES) malicious.set(mode, await startMaliciousMcp(mode, { canary }));
   // The mix-up server points at a genuine provider (a real oidc-provider that serves many resources).
   genuine = await startMcpServer({ acceptAnyResource: true });
-  malicious.set('mix_up', await startMaliciousMcp('mix_up', { canary, genuine: { authorizationEndpoint: `${genuine.issuer}/auth`, registrationEndpoint: `${genuine.issuer}/reg` } }));
+  malicious.set(
+    'mix_up',
+    await startMaliciousMcp('mix_up', {
+      canary,
+      genuine: { authorizationEndpoint: `${genuine.issuer}/auth`, registrationEndpoint: `${genuine.issuer}/reg` },
+    }),
+  );
   const { agent_claim: _defaultOn, ...first } = gw.trustConfig().trusted_issuers[0]!;
   h = await startHarness({
     extraTools: [...malicious].map(([mode, server]) => mcpTool(mode.replaceAll('_', '-'), server.url)),
@@ -87,7 +99,9 @@ afterAll(async () => {
 });
 
 async function as(agent: string, user: string, opts: { gateway?: TestGateway; claims?: jose.JWTPayload } = {}) {
-  return { headers: { authorization: `Bearer ${keys[agent]}`, 'x-user-identity': await (opts.gateway ?? gw).sign(user, { claims: opts.claims }) } };
+  return {
+    headers: { authorization: `Bearer ${keys[agent]}`, 'x-user-identity': await (opts.gateway ?? gw).sign(user, { claims: opts.claims }) },
+  };
 }
 
 async function auditCodes(eventType: string, where: Record<string, unknown> = {}): Promise<string[]> {
@@ -107,14 +121,19 @@ async function connect(agent: string, user: string, gateway = gw, path = CREDENT
 }
 
 describe('1. consent belongs to the browser that passed the start page', () => {
-  it('refuses a victim who completes the attacker\'s lifted provider URL in another browser; nothing is stored', async () => {
+  it("refuses a victim who completes the attacker's lifted provider URL in another browser; nothing is stored", async () => {
     const attacker = 'mallory@example.com';
     const victim = 'victim@example.com';
     const request = await h.call('POST', CREDENTIAL_PATH, await as('intruder-a', attacker));
     expect(request.status).toBe(202);
     // Mallory's browser passes the start page as herself, and stops at the redirect to the provider.
     const malloryBrowser = new CookieJar();
-    const lifted = await h.consent(request.json.authorization_url, { login: attacker, identity: await gw.sign(attacker), jar: malloryBrowser, stopAtProvider: true });
+    const lifted = await h.consent(request.json.authorization_url, {
+      login: attacker,
+      identity: await gw.sign(attacker),
+      jar: malloryBrowser,
+      stopAtProvider: true,
+    });
     expect(lifted.providerUrl?.origin).toBe(new URL(h.sandbox.issuer).origin);
     expect(malloryBrowser.names(h.publicOrigin).some((n) => n.startsWith('__Host-acb-consent-'))).toBe(true);
 
@@ -134,7 +153,11 @@ describe('1. consent belongs to the browser that passed the start page', () => {
     expect(await auditCodes('authorization.callback', { userId: attacker, outcome: 'denied' })).toContain('session_mismatch');
 
     // The authorization stayed pending for the right browser: Mallory can connect her own account only.
-    const own = await h.consent(request.json.authorization_url, { login: attacker, identity: await gw.sign(attacker), jar: new CookieJar() });
+    const own = await h.consent(request.json.authorization_url, {
+      login: attacker,
+      identity: await gw.sign(attacker),
+      jar: new CookieJar(),
+    });
     expect(own.status, own.html).toBe(200);
     const token = (await h.call('POST', CREDENTIAL_PATH, await as('intruder-a', attacker))).json.access_token;
     expect((await h.introspect(token)).sub).toBe(attacker);
@@ -143,7 +166,10 @@ describe('1. consent belongs to the browser that passed the start page', () => {
   it('sets the consent cookie __Host-, Secure, HttpOnly, SameSite=Lax, for the one request', async () => {
     const first = await h.call('POST', CREDENTIAL_PATH, await as('intruder-a', 'cookie@example.com'));
     const start = new URL(first.json.authorization_url);
-    const res = await fetch(`${h.baseUrl}${start.pathname}${start.search}`, { redirect: 'manual', headers: { 'x-forwarded-proto': 'https', 'x-user-identity': await gw.sign('cookie@example.com') } });
+    const res = await fetch(`${h.baseUrl}${start.pathname}${start.search}`, {
+      redirect: 'manual',
+      headers: { 'x-forwarded-proto': 'https', 'x-user-identity': await gw.sign('cookie@example.com') },
+    });
     expect(res.status).toBe(302);
     const [cookie] = res.headers.getSetCookie();
     expect(cookie).toMatch(new RegExp(`^__Host-acb-consent-${start.searchParams.get('request')}=`));
@@ -156,7 +182,11 @@ describe('1. consent belongs to the browser that passed the start page', () => {
 
 describe('2. SSRF: URLs learned from an MCP server pass the outbound policy', () => {
   it.each(SSRF_MODES)('a server whose %s never makes the broker reach the canary, and the agent hears only a code', async (mode) => {
-    const res = await h.call('POST', `/api/v1/credentials/${mode.replaceAll('_', '-')}`, await as('intruder-a', `ssrf-${mode}@example.com`));
+    const res = await h.call(
+      'POST',
+      `/api/v1/credentials/${mode.replaceAll('_', '-')}`,
+      await as('intruder-a', `ssrf-${mode}@example.com`),
+    );
     expect(res.status, res.text).toBe(502);
     expect(res.json.error.code).toBe('outbound_refused');
     expect(res.text).not.toMatch(/127\.0\.0\.2|canary|secret-settings/);
@@ -164,23 +194,30 @@ describe('2. SSRF: URLs learned from an MCP server pass the outbound policy', ()
   });
 });
 
-describe('3. mix-up: a malicious MCP server cannot collect a genuine provider\'s code', () => {
-  it('does not offer the shared metadata-document client id to a server without RFC 9207, and refuses the genuine issuer\'s response', async () => {
+describe("3. mix-up: a malicious MCP server cannot collect a genuine provider's code", () => {
+  it("does not offer the shared metadata-document client id to a server without RFC 9207, and refuses the genuine issuer's response", async () => {
     const server = malicious.get('mix_up')!;
     const user = 'mixup@example.com';
     const first = await h.call('POST', '/api/v1/credentials/mix-up', await as('intruder-a', user));
     expect(first.status, first.text).toBe(202);
     let iss: string | null = null;
-    const done = await h.consent(first.json.authorization_url, { login: user, identity: await gw.sign(user), editCallback: (url) => (iss = url.searchParams.get('iss')) });
+    const done = await h.consent(first.json.authorization_url, {
+      login: user,
+      identity: await gw.sign(user),
+      editCallback: (url) => (iss = url.searchParams.get('iss')),
+    });
     // The user consented at the genuine provider with a client id registered at the attacker, not our document URL.
     expect(server.registrations).toBe(1);
     expect(iss).toBe(genuine.issuer);
     expect(done.status).toBe(400);
-    const status = await vi.waitFor(async () => {
-      const res = await h.call('GET', '/api/v1/credentials/mix-up', await as('intruder-a', user));
-      expect(res.json.status).toBe('authorization_failed');
-      return res.json;
-    }, { timeout: 10_000 });
+    const status = await vi.waitFor(
+      async () => {
+        const res = await h.call('GET', '/api/v1/credentials/mix-up', await as('intruder-a', user));
+        expect(res.json.status).toBe('authorization_failed');
+        return res.json;
+      },
+      { timeout: 10_000 },
+    );
     // Refused by the broker (the response's iss is not the issuer it asked), not by the provider.
     expect(status.end_reason).toBe('invalid_response');
     // The code and the PKCE verifier never reached the attacker's token endpoint.
@@ -192,13 +229,20 @@ describe('3. mix-up: a malicious MCP server cannot collect a genuine provider\'s
     const user = 'no-iss@example.com';
     const first = await h.call('POST', '/api/v1/credentials/mix-up', await as('intruder-b', user));
     expect(first.status, first.text).toBe(202);
-    const page = await h.consent(first.json.authorization_url, { login: user, identity: await gw.sign(user), editCallback: (url) => url.searchParams.delete('iss') });
+    const page = await h.consent(first.json.authorization_url, {
+      login: user,
+      identity: await gw.sign(user),
+      editCallback: (url) => url.searchParams.delete('iss'),
+    });
     expect(page.status).toBe(400);
-    const status = await vi.waitFor(async () => {
-      const res = await h.call('GET', '/api/v1/credentials/mix-up', await as('intruder-b', user));
-      expect(res.json.status).toBe('authorization_failed');
-      return res.json;
-    }, { timeout: 10_000 });
+    const status = await vi.waitFor(
+      async () => {
+        const res = await h.call('GET', '/api/v1/credentials/mix-up', await as('intruder-b', user));
+        expect(res.json.status).toBe('authorization_failed');
+        return res.json;
+      },
+      { timeout: 10_000 },
+    );
     expect(status.end_reason).toBe('iss_missing');
     expect(server.tokenRequests).toEqual([]);
   });
@@ -206,7 +250,11 @@ describe('3. mix-up: a malicious MCP server cannot collect a genuine provider\'s
 
 describe('4. the codec endpoint', () => {
   const post = (headers: Record<string, string>, body: string, https = true) =>
-    fetch(`${h.baseUrl}/codec/decode`, { method: 'POST', headers: { 'content-type': 'application/json', ...(https ? { 'x-forwarded-proto': 'https' } : {}), ...headers }, body });
+    fetch(`${h.baseUrl}/codec/decode`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(https ? { 'x-forwarded-proto': 'https' } : {}), ...headers },
+      body,
+    });
 
   it('authenticates before it reads a byte of the body, bounds the body, and needs HTTPS in production', async () => {
     const huge = `{"payloads":[${'x'.repeat(4_900_000)}`;
@@ -279,7 +327,7 @@ describe('6, 8, 11: identities', () => {
     expect(res.json.error.code).toBe('identity_agent_mismatch');
   });
 
-  it('keeps the same subject from two gateways apart: the partner\'s alice never reads our alice\'s credential', async () => {
+  it("keeps the same subject from two gateways apart: the partner's alice never reads our alice's credential", async () => {
     const token = await connect('intruder-a', 'alice');
     const theirs = await as('intruder-a', 'alice', { gateway: partner });
     const read = await h.call('GET', CREDENTIAL_PATH, theirs);
@@ -306,7 +354,10 @@ describe('9. agent key revocation', () => {
     const here = await h.call('GET', CREDENTIAL_PATH, { headers: { authorization: header, 'x-user-identity': identity } });
     expect(here.json.error.code).toBe('agent_credential_invalid');
     const revokedAt = Date.now();
-    await vi.waitFor(() => expect(other.authenticate(header)).rejects.toMatchObject({ code: 'agent_credential_invalid' }), { timeout: 3_000, interval: 50 });
+    await vi.waitFor(() => expect(other.authenticate(header)).rejects.toMatchObject({ code: 'agent_credential_invalid' }), {
+      timeout: 3_000,
+      interval: 50,
+    });
     expect(Date.now() - revokedAt).toBeLessThan(2_000);
   });
 });

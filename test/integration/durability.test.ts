@@ -23,7 +23,9 @@ const canRestartPostgres = usesPostgres && existsSync('/etc/postgresql') && /@(1
 function postgres(action: 'start' | 'stop'): void {
   const version = execFileSync('ls', ['/etc/postgresql'], { encoding: 'utf8' }).trim().split('\n')[0]!;
   try {
-    execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', action, ...(action === 'stop' ? ['-m', 'fast'] : [])], { stdio: 'ignore' });
+    execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', action, ...(action === 'stop' ? ['-m', 'fast'] : [])], {
+      stdio: 'ignore',
+    });
   } catch (err) {
     // Starting a running cluster (or stopping a stopped one) is not a failure here.
     if (action === 'stop') throw err;
@@ -35,7 +37,10 @@ function refreshTokenOf(body: string): string | null {
 }
 
 function spawnWorker(h: Harness): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], { env: { ...process.env, ...h.workerEnv }, stdio: ['ignore', 'ignore', 'inherit'] });
+  return spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
+    env: { ...process.env, ...h.workerEnv },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }
 
 async function killHard(child: ChildProcess): Promise<void> {
@@ -50,7 +55,11 @@ describe.skipIf(!canRestartPostgres)('1 and 4: PostgreSQL away', () => {
   let proxy: FaultProxy;
   beforeAll(async () => {
     proxy = await FaultProxy.start('http://127.0.0.1:1');
-    h = await startHarness({ tokenUrl: `${proxy.url}/token`, accessTokenTtlSeconds: 3600, env: { AUDIT_BUFFER_ROWS: '3', HOT_CACHE_MS: '10000' } });
+    h = await startHarness({
+      tokenUrl: `${proxy.url}/token`,
+      accessTokenTtlSeconds: 3600,
+      env: { AUDIT_BUFFER_ROWS: '3', HOT_CACHE_MS: '10000' },
+    });
     proxy.target = h.sandbox.issuer;
   });
   afterEach(() => postgres('start'));
@@ -75,7 +84,10 @@ describe.skipIf(!canRestartPostgres)('1 and 4: PostgreSQL away', () => {
     await sleep(8_000);
     postgres('start');
     await forced;
-    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBe(before.tokenGeneration + 1), { timeout: 60_000, interval: 500 });
+    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBe(before.tokenGeneration + 1), {
+      timeout: 60_000,
+      interval: 500,
+    });
     await vi.waitFor(() => expect(h.api.broker.inFlight).toBe(0), { timeout: 10_000 });
     // The stored refresh token is the rotated one: the next refresh works, and no refresh token was used twice.
     const again = await h.call('POST', CREDENTIAL_PATH, who, { force_refresh: true });
@@ -85,7 +97,11 @@ describe.skipIf(!canRestartPostgres)('1 and 4: PostgreSQL away', () => {
     const spent = proxy.forwarded.map(refreshTokenOf).filter((t): t is string => t !== null);
     expect(new Set(spent).size).toBe(spent.length);
     expect((await latestRow(h, who))!.status).toBe('active');
-    const refreshed = await fork(h.services.orm).find(AuditEventSchema, { credentialId: before.id, eventType: 'credential.refreshed', outcome: 'success' });
+    const refreshed = await fork(h.services.orm).find(AuditEventSchema, {
+      credentialId: before.id,
+      eventType: 'credential.refreshed',
+      outcome: 'success',
+    });
     expect(refreshed.length).toBe(2);
   });
 
@@ -133,7 +149,7 @@ describe('3 and 5: a token that ran out while the provider is down', () => {
     await proxy?.close();
   });
 
-  it('answers every read within a second (503 with Retry-After), sends one request per credential to Temporal, follows the provider\'s Retry-After, and recovers at once', async () => {
+  it("answers every read within a second (503 with Retry-After), sends one request per credential to Temporal, follows the provider's Retry-After, and recovers at once", async () => {
     const who = freshOwner('late-refresh');
     const { accessToken } = await authorize(h, who);
     proxy.matches = (body) => body.includes('grant_type=refresh_token');
@@ -147,7 +163,10 @@ describe('3 and 5: a token that ran out while the provider is down', () => {
     const reads = await Promise.all(
       Array.from({ length: 50 }, async () => {
         const t0 = Date.now();
-        const res = await fetch(`${h.baseUrl}${CREDENTIAL_PATH}`, { method: 'POST', headers: { 'x-agent-id': who.agent, 'x-user-id': who.user } });
+        const res = await fetch(`${h.baseUrl}${CREDENTIAL_PATH}`, {
+          method: 'POST',
+          headers: { 'x-agent-id': who.agent, 'x-user-id': who.user },
+        });
         return { status: res.status, retryAfter: res.headers.get('retry-after'), ms: Date.now() - t0, body: await res.text() };
       }),
     );
@@ -211,7 +230,11 @@ describe.skipIf(!usesPostgres)('2: a worker killed while its refresh was at the 
     expect(status.end_reason).toBe('refresh_interrupted');
     // Noticed through the heartbeat timeout (10 s), not the start-to-close timeout (minutes).
     expect(Date.now() - killedAt).toBeLessThan(30_000);
-    const audit = await fork(h.services.orm).find(AuditEventSchema, { agentId: who.agent, eventType: 'credential.refreshed', outcome: 'failure' });
+    const audit = await fork(h.services.orm).find(AuditEventSchema, {
+      agentId: who.agent,
+      eventType: 'credential.refreshed',
+      outcome: 'failure',
+    });
     expect(audit.map((a) => (a.detail as { code: string }).code)).toContain('refresh_interrupted');
     await forced.catch(() => undefined);
     // The next request starts a new authorization for the user.
@@ -222,7 +245,13 @@ describe.skipIf(!usesPostgres)('2: a worker killed while its refresh was at the 
 describe('the audit buffer', () => {
   it('keeps rows for an unreachable database in order, up to its bound, and reports saturation', async () => {
     // A database that is not there (nothing listens on port 1); connected lazily, as after a restart.
-    const orm = await MikroORM.init({ entities, driver: PostgreSqlDriver, clientUrl: 'postgres://postgres@127.0.0.1:1/nowhere', connect: false, allowGlobalContext: false });
+    const orm = await MikroORM.init({
+      entities,
+      driver: PostgreSqlDriver,
+      clientUrl: 'postgres://postgres@127.0.0.1:1/nowhere',
+      connect: false,
+      allowGlobalContext: false,
+    });
     const lines: string[] = [];
     const log = createLogger('info', { write: (l: string) => void lines.push(l) } as unknown as NodeJS.WritableStream);
     const trail = new AuditTrail(log, orm, 3);

@@ -89,7 +89,10 @@ describe.skipIf(!usesPostgres)('a worker killed mid-flight', () => {
     proxy.dropHeld();
     proxy.mode = 'pass';
     workers.push(spawnWorker(h));
-    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(3), { timeout: 60_000, interval: 500 });
+    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(3), {
+      timeout: 60_000,
+      interval: 500,
+    });
     const token = await h.call('POST', CREDENTIAL_PATH, who);
     expect(token.status).toBe(200);
     expect((await h.introspect(token.json.access_token)).active).toBe(true);
@@ -125,7 +128,10 @@ describe('the authorization server failing for a while', () => {
     expect(metrics).toMatch(/broker_provider_healthy\{tool="sandbox"\} 0/);
     expect(metrics).toMatch(/broker_provider_errors_total\{tool="sandbox",code="(temporarily|provider)_unavailable"\} [1-9]/);
     proxy.mode = 'pass';
-    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), { timeout: 30_000, interval: 250 });
+    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), {
+      timeout: 30_000,
+      interval: 250,
+    });
     const after = await h.call('POST', CREDENTIAL_PATH, who);
     expect(after.json.access_token).not.toBe(accessToken);
     expect((await h.introspect(after.json.access_token)).active).toBe(true);
@@ -150,7 +156,11 @@ describe('a retried refresh', () => {
     const who = freshOwner('retry-refresh');
     await authorize(h, who);
     const row = await latestRow(h, who);
-    const activities = createActivities({ ...h.services, redirectUri: h.services.config.redirectUri, publicOrigin: h.services.config.publicOrigin });
+    const activities = createActivities({
+      ...h.services,
+      redirectUri: h.services.config.redirectUri,
+      publicOrigin: h.services.config.publicOrigin,
+    });
     const before = proxy.forwarded.length;
     const first = await activities.refreshCredential({ credentialId: row!.id, expectedGeneration: 1 });
     expect(first.generation).toBe(2);
@@ -171,7 +181,19 @@ describe('the Temporal server restarting', () => {
   const dbFile = join(mkdtempSync(join(tmpdir(), 'temporal-restart-')), 'temporal.db');
 
   function startServer(): ChildProcess {
-    const args = ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port), '--db-filename', dbFile, '--log-level', 'error'];
+    const args = [
+      'server',
+      'start-dev',
+      '--headless',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--db-filename',
+      dbFile,
+      '--log-level',
+      'error',
+    ];
     for (const key of SEARCH_ATTRIBUTE_KEYS) args.push('--search-attribute', `${key.name}=Keyword`);
     return spawn(ensureTemporalCli(), args, { stdio: 'ignore' });
   }
@@ -207,7 +229,10 @@ describe('the Temporal server restarting', () => {
     server = startServer();
     await waitForServer();
     // The refresh timer (about 5 s after the grant) fires after the restart and the refresh happens.
-    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), { timeout: 60_000, interval: 500 });
+    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), {
+      timeout: 60_000,
+      interval: 500,
+    });
     const token = await h.call('POST', CREDENTIAL_PATH, who);
     expect(token.status).toBe(200);
     expect((await h.introspect(token.json.access_token)).active).toBe(true);
@@ -220,7 +245,10 @@ describe.skipIf(!canRestartPostgres)('PostgreSQL restarting', () => {
   let h: Harness;
   const cluster = () => {
     const version = execFileSync('ls', ['/etc/postgresql'], { encoding: 'utf8' }).trim().split('\n')[0]!;
-    return (action: 'start' | 'stop') => execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', action, ...(action === 'stop' ? ['-m', 'fast'] : [])], { stdio: 'ignore' });
+    return (action: 'start' | 'stop') =>
+      execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', action, ...(action === 'stop' ? ['-m', 'fast'] : [])], {
+        stdio: 'ignore',
+      });
   };
   beforeAll(async () => {
     h = await startHarness();

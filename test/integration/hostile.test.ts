@@ -82,25 +82,69 @@ function corpus(): Probe[] {
     probes.push({ label: `GET tool id ${JSON.stringify(id)}`, method: 'GET', path: `/api/v1/credentials/${enc}`, headers: dev });
     probes.push({ label: `DELETE tool id ${JSON.stringify(id)}`, method: 'DELETE', path: `/api/v1/credentials/${enc}`, headers: dev });
     // Control characters cannot travel in a header at all (HTTP clients and Node refuse them).
+    // eslint-disable-next-line no-control-regex -- finding control characters is the point
     if (!/[\x00-\x1f\x7f]/.test(id)) {
-      probes.push({ label: `agent header ${JSON.stringify(id)}`, method: 'POST', path: CREDENTIAL_PATH, headers: { ...dev, 'x-agent-id': latin1(id) } });
-      probes.push({ label: `user header ${JSON.stringify(id)}`, method: 'POST', path: CREDENTIAL_PATH, headers: { ...dev, 'x-user-id': latin1(id) } });
+      probes.push({
+        label: `agent header ${JSON.stringify(id)}`,
+        method: 'POST',
+        path: CREDENTIAL_PATH,
+        headers: { ...dev, 'x-agent-id': latin1(id) },
+      });
+      probes.push({
+        label: `user header ${JSON.stringify(id)}`,
+        method: 'POST',
+        path: CREDENTIAL_PATH,
+        headers: { ...dev, 'x-user-id': latin1(id) },
+      });
     }
     probes.push({ label: `wait ${JSON.stringify(id)}`, method: 'GET', path: `${CREDENTIAL_PATH}?wait=${enc}`, headers: dev });
     probes.push({ label: `callback state ${JSON.stringify(id)}`, method: 'GET', path: `/api/v1/auth/tool/callback?state=${enc}&code=abc` });
-    probes.push({ label: `callback error ${JSON.stringify(id)}`, method: 'GET', path: `/api/v1/auth/tool/callback?state=${enc}&error=${enc}` });
+    probes.push({
+      label: `callback error ${JSON.stringify(id)}`,
+      method: 'GET',
+      path: `/api/v1/auth/tool/callback?state=${enc}&error=${enc}`,
+    });
     probes.push({ label: `start ${JSON.stringify(id)}`, method: 'GET', path: `/api/v1/auth/tool/start?request=${enc}&token=${enc}` });
     probes.push({ label: `admin revoke ${JSON.stringify(id)}`, method: 'DELETE', path: `/api/v1/admin/credentials/${enc}`, headers: dev });
-    probes.push({ label: `admin offboard ${JSON.stringify(id)}`, method: 'POST', path: `/api/v1/admin/users/${enc}/revoke-all`, headers: dev, body: '{}' });
-    probes.push({ label: `admin list ${JSON.stringify(id)}`, method: 'GET', path: `/api/v1/admin/credentials?agent_id=${enc}`, headers: dev });
+    probes.push({
+      label: `admin offboard ${JSON.stringify(id)}`,
+      method: 'POST',
+      path: `/api/v1/admin/users/${enc}/revoke-all`,
+      headers: dev,
+      body: '{}',
+    });
+    probes.push({
+      label: `admin list ${JSON.stringify(id)}`,
+      method: 'GET',
+      path: `/api/v1/admin/credentials?agent_id=${enc}`,
+      headers: dev,
+    });
     probes.push({ label: `admin audit ${JSON.stringify(id)}`, method: 'GET', path: `/api/v1/admin/audit?event_type=${enc}`, headers: dev });
   }
   for (const body of brokenBodies) {
-    probes.push({ label: `body ${JSON.stringify(body.slice(0, 40))}`, method: 'POST', path: CREDENTIAL_PATH, headers: { ...dev, 'content-type': 'application/json' }, body });
-    probes.push({ label: `admin body ${JSON.stringify(body.slice(0, 40))}`, method: 'DELETE', path: '/api/v1/admin/credentials/00000000-0000-4000-8000-000000000000', headers: { ...dev, 'content-type': 'application/json' }, body });
+    probes.push({
+      label: `body ${JSON.stringify(body.slice(0, 40))}`,
+      method: 'POST',
+      path: CREDENTIAL_PATH,
+      headers: { ...dev, 'content-type': 'application/json' },
+      body,
+    });
+    probes.push({
+      label: `admin body ${JSON.stringify(body.slice(0, 40))}`,
+      method: 'DELETE',
+      path: '/api/v1/admin/credentials/00000000-0000-4000-8000-000000000000',
+      headers: { ...dev, 'content-type': 'application/json' },
+      body,
+    });
   }
   probes.push(
-    { label: 'oversized body', method: 'POST', path: CREDENTIAL_PATH, headers: { ...dev, 'content-type': 'application/json' }, body: JSON.stringify({ force_refresh: true, pad: 'x'.repeat(1_000_000) }) },
+    {
+      label: 'oversized body',
+      method: 'POST',
+      path: CREDENTIAL_PATH,
+      headers: { ...dev, 'content-type': 'application/json' },
+      body: JSON.stringify({ force_refresh: true, pad: 'x'.repeat(1_000_000) }),
+    },
     { label: 'oversized header', method: 'GET', path: CREDENTIAL_PATH, headers: { ...dev, 'x-padding': 'x'.repeat(20_000) } },
     { label: 'oversized URL', method: 'GET', path: `${CREDENTIAL_PATH}?q=${'x'.repeat(100_000)}` },
     { label: 'malformed percent-encoding', method: 'GET', path: '/api/v1/credentials/%E0%A4%A', headers: dev },
@@ -116,16 +160,45 @@ function corpus(): Probe[] {
     { label: 'bearer garbage', method: 'POST', path: CREDENTIAL_PATH, headers: { authorization: 'Bearer \u00ff\u00fe' } },
     { label: 'bearer empty', method: 'POST', path: CREDENTIAL_PATH, headers: { authorization: 'Bearer ' } },
     { label: 'basic auth', method: 'POST', path: CREDENTIAL_PATH, headers: { authorization: 'Basic YTpi' } },
-    { label: 'forged JWT', method: 'POST', path: CREDENTIAL_PATH, headers: { authorization: 'Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.' } },
+    {
+      label: 'forged JWT',
+      method: 'POST',
+      path: CREDENTIAL_PATH,
+      headers: { authorization: 'Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.' },
+    },
     { label: 'replayed callback', method: 'GET', path: new URL(consumedCallback).pathname + new URL(consumedCallback).search },
     { label: 'callback without state', method: 'GET', path: '/api/v1/auth/tool/callback?code=abc' },
-    { label: 'callback without code', method: 'GET', path: `/api/v1/auth/tool/callback?state=${new URL(consumedCallback).searchParams.get('state')}` },
-    { label: 'callback error access_denied', method: 'GET', path: '/api/v1/auth/tool/callback?state=unknown&error=access_denied&error_description=%3Cscript%3E' },
+    {
+      label: 'callback without code',
+      method: 'GET',
+      path: `/api/v1/auth/tool/callback?state=${new URL(consumedCallback).searchParams.get('state')}`,
+    },
+    {
+      label: 'callback error access_denied',
+      method: 'GET',
+      path: '/api/v1/auth/tool/callback?state=unknown&error=access_denied&error_description=%3Cscript%3E',
+    },
     { label: 'callback state array', method: 'GET', path: '/api/v1/auth/tool/callback?state=a&state=b&code=c' },
     { label: 'start without params', method: 'GET', path: '/api/v1/auth/tool/start' },
-    { label: 'start with a wrong token', method: 'GET', path: '/api/v1/auth/tool/start?request=00000000-0000-4000-8000-000000000000&token=x' },
-    { label: 'codec garbage', method: 'POST', path: '/codec/decode', headers: { 'content-type': 'application/json' }, body: '{"payloads":[{"metadata":{"encoding":"YmluYXJ5L2VuY3J5cHRlZA=="},"data":"AAAA"}]}' },
-    { label: 'codec wrong shape', method: 'POST', path: '/codec/decode', headers: { 'content-type': 'application/json' }, body: '{"payloads":"x"}' },
+    {
+      label: 'start with a wrong token',
+      method: 'GET',
+      path: '/api/v1/auth/tool/start?request=00000000-0000-4000-8000-000000000000&token=x',
+    },
+    {
+      label: 'codec garbage',
+      method: 'POST',
+      path: '/codec/decode',
+      headers: { 'content-type': 'application/json' },
+      body: '{"payloads":[{"metadata":{"encoding":"YmluYXJ5L2VuY3J5cHRlZA=="},"data":"AAAA"}]}',
+    },
+    {
+      label: 'codec wrong shape',
+      method: 'POST',
+      path: '/codec/decode',
+      headers: { 'content-type': 'application/json' },
+      body: '{"payloads":"x"}',
+    },
     { label: 'unknown API path', method: 'GET', path: '/api/v1/../../etc/passwd' },
     { label: 'admin list bad limit', method: 'GET', path: '/api/v1/admin/credentials?limit=-5', headers: dev },
     { label: 'admin audit bad date', method: 'GET', path: '/api/v1/admin/audit?from=2026-13-45', headers: dev },
@@ -136,7 +209,11 @@ function corpus(): Probe[] {
     probes.push({ label: `${method} with ids too long for a workflow id`, method, path: CREDENTIAL_PATH, headers: longIds });
   }
   for (let i = 0; i < 10; i++) {
-    probes.push({ label: `forged callback ${i}`, method: 'GET', path: `/api/v1/auth/tool/callback?state=${Math.random().toString(36).slice(2)}&code=${Math.random().toString(36).slice(2)}` });
+    probes.push({
+      label: `forged callback ${i}`,
+      method: 'GET',
+      path: `/api/v1/auth/tool/callback?state=${Math.random().toString(36).slice(2)}&code=${Math.random().toString(36).slice(2)}`,
+    });
   }
   return probes;
 }
@@ -151,11 +228,24 @@ function send(p: Probe): Promise<{ status: number; type: string; body: string }>
   return new Promise((resolve, reject) => {
     const url = new URL(h.baseUrl);
     const req = httpRequest(
-      { host: url.hostname, port: url.port, method: p.method, path: p.path, headers: { ...(p.headers ?? {}), ...(p.body !== undefined ? { 'content-length': Buffer.byteLength(p.body) } : {}) }, insecureHTTPParser: false },
+      {
+        host: url.hostname,
+        port: url.port,
+        method: p.method,
+        path: p.path,
+        headers: { ...(p.headers ?? {}), ...(p.body !== undefined ? { 'content-length': Buffer.byteLength(p.body) } : {}) },
+        insecureHTTPParser: false,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            type: String(res.headers['content-type'] ?? ''),
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
       },
     );
     req.on('error', reject);

@@ -63,7 +63,10 @@ describe('credential lifecycle over HTTP', () => {
     for (const a of answers) expect(a.status).toBe(202);
     expect(new Set(answers.map((a) => a.json.authorization_url)).size).toBe(1);
     const runs = [];
-    for await (const wf of h.client.workflow.list({ query: `WorkflowId = '${credentialWorkflowId({ agentId: who.agent, userId: who.user, toolId: 'sandbox' })}'` })) runs.push(wf);
+    for await (const wf of h.client.workflow.list({
+      query: `WorkflowId = '${credentialWorkflowId({ agentId: who.agent, userId: who.user, toolId: 'sandbox' })}'`,
+    }))
+      runs.push(wf);
     expect(runs).toHaveLength(1);
   });
 
@@ -137,7 +140,9 @@ describe('credential lifecycle over HTTP', () => {
     await vi.waitFor(
       async () => {
         const found = [];
-        for await (const wf of h.client.workflow.list({ query: `AgentId = '${who.agent}' AND UserId = '${who.user}' AND ToolId = 'sandbox' AND CredentialStatus = 'active'` })) {
+        for await (const wf of h.client.workflow.list({
+          query: `AgentId = '${who.agent}' AND UserId = '${who.user}' AND ToolId = 'sandbox' AND CredentialStatus = 'active'`,
+        })) {
           found.push(wf.workflowId);
         }
         expect(found).toEqual([credentialWorkflowId({ agentId: who.agent, userId: who.user, toolId: 'sandbox' })]);

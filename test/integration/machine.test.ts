@@ -26,7 +26,11 @@ afterAll(async () => {
 });
 
 async function machineRow(agent: string) {
-  return fork(h.services.orm).findOne(CredentialSchema, { agentId: agent, userId: MACHINE_USER, toolId: 'machine' }, { orderBy: { createdAt: 'desc' } });
+  return fork(h.services.orm).findOne(
+    CredentialSchema,
+    { agentId: agent, userId: MACHINE_USER, toolId: 'machine' },
+    { orderBy: { createdAt: 'desc' } },
+  );
 }
 
 describe('machine access (client credentials)', () => {
@@ -48,7 +52,10 @@ describe('machine access (client credentials)', () => {
     const other = await h.call('POST', PATH, freshOwner('machine-other'));
     expect(other.json.access_token).not.toBe(first.json.access_token);
 
-    await vi.waitFor(async () => expect((await machineRow(alice.agent))!.tokenGeneration).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 250 });
+    await vi.waitFor(async () => expect((await machineRow(alice.agent))!.tokenGeneration).toBeGreaterThanOrEqual(2), {
+      timeout: 20_000,
+      interval: 250,
+    });
     await new Promise((r) => setTimeout(r, h.services.config.hotCacheMs + 50));
     const renewed = await h.call('POST', PATH, alice);
     expect(renewed.json.access_token).not.toBe(first.json.access_token);
@@ -57,7 +64,10 @@ describe('machine access (client credentials)', () => {
     const history = await h.client.workflow.getHandle(machineWorkflowId(alice.agent, 'machine')).fetchHistory();
     const decoded: string[] = [];
     for (const e of history.events ?? []) {
-      for (const p of [...(e.activityTaskCompletedEventAttributes?.result?.payloads ?? []), ...(e.workflowExecutionStartedEventAttributes?.input?.payloads ?? [])]) {
+      for (const p of [
+        ...(e.activityTaskCompletedEventAttributes?.result?.payloads ?? []),
+        ...(e.workflowExecutionStartedEventAttributes?.input?.payloads ?? []),
+      ]) {
         const [plain] = await h.services.codec.decode([p]);
         decoded.push(Buffer.from(plain!.data ?? new Uint8Array()).toString('utf8'));
       }

@@ -18,8 +18,16 @@ const mcpTool = (id: string, server: McpTestServer, manifest: ToolConfig['manife
   manifest,
 });
 const MANIFEST: ToolConfig['manifest'] = [
-  { name: 'echo', description: 'Echo a message', inputSchema: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] } },
-  { name: 'add', description: 'Add numbers', inputSchema: { type: 'object', properties: { a: { type: 'number' }, c: { type: 'number' } } } },
+  {
+    name: 'echo',
+    description: 'Echo a message',
+    inputSchema: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] },
+  },
+  {
+    name: 'add',
+    description: 'Add numbers',
+    inputSchema: { type: 'object', properties: { a: { type: 'number' }, c: { type: 'number' } } },
+  },
   { name: 'search', description: 'Search', inputSchema: { type: 'object' } },
 ];
 
@@ -71,7 +79,12 @@ beforeAll(async () => {
   // The broker has an HTTPS URL for its metadata document, so it offers it wherever a server supports them;
   // the other servers here do not advertise support and get dynamic registration.
   h = await startHarness({
-    extraTools: [mcpTool('mcp-path', withPath, MANIFEST), mcpTool('mcp-plain', noChallengeScope), mcpTool('mcp-no-pkce', noPkce), mcpTool('mcp-cimd', withDocuments)],
+    extraTools: [
+      mcpTool('mcp-path', withPath, MANIFEST),
+      mcpTool('mcp-plain', noChallengeScope),
+      mcpTool('mcp-no-pkce', noPkce),
+      mcpTool('mcp-cimd', withDocuments),
+    ],
     env: { OAUTH_CLIENT_METADATA_URL: metadataUrl },
   });
   tls.forwardTo(h.baseUrl);
@@ -232,11 +245,21 @@ describe('a remote MCP server that publishes only its URL', () => {
   it('picks the client in the specification order, and says what to configure when none fits', async () => {
     const closed = await startMcpServer({ clientIdMetadataDocuments: { ca: tls.ca }, registration: false });
     try {
-      const base = { allowInsecure: true, outbound: h.services.outbound, registrations: new ClientRegistrations(h.services.orm, h.services.vault), redirectUri: h.callbackPrefix };
+      const base = {
+        allowInsecure: true,
+        outbound: h.services.outbound,
+        registrations: new ClientRegistrations(h.services.orm, h.services.vault),
+        redirectUri: h.callbackPrefix,
+      };
       const tool = toTool(mcpTool('closed', closed));
       // 1. A pre-registered client wins over everything the server offers.
-      const configured = toTool({ ...mcpTool('closed', closed), auth: { type: 'oauth2', client_id: 'configured-client', client_secret: 'configured-secret' } });
-      expect((await new OAuthClients({ ...base, clientMetadataUrl: metadataUrl }).forTool(configured)).config.clientMetadata().client_id).toBe('configured-client');
+      const configured = toTool({
+        ...mcpTool('closed', closed),
+        auth: { type: 'oauth2', client_id: 'configured-client', client_secret: 'configured-secret' },
+      });
+      expect(
+        (await new OAuthClients({ ...base, clientMetadataUrl: metadataUrl }).forTool(configured)).config.clientMetadata().client_id,
+      ).toBe('configured-client');
       // 2. Else our metadata document, where the server accepts them.
       const viaDocument = await new OAuthClients({ ...base, clientMetadataUrl: metadataUrl }).forTool(tool);
       expect(viaDocument.config.clientMetadata().client_id).toBe(metadataUrl);

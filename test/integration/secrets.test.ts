@@ -60,17 +60,22 @@ describe('secrets stay in the vault', () => {
     const row1 = await latestRow(h, who);
     secrets.refreshToken1 = h.services.vault.decrypt(row1!.refreshToken!, secretContext(owner, row1!.id, 'refresh_token'));
 
-    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 250 });
+    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), {
+      timeout: 20_000,
+      interval: 250,
+    });
     const row2 = await latestRow(h, who);
     secrets.accessToken2 = h.services.vault.decrypt(row2!.accessToken!, secretContext(owner, row2!.id, 'access_token'));
     secrets.refreshToken2 = h.services.vault.decrypt(row2!.refreshToken!, secretContext(owner, row2!.id, 'refresh_token'));
 
     // At rest: the columns hold only ciphertext.
     const raw = await fork(h.services.orm).getConnection().execute('select * from credentials where id = ?', [row2!.id]);
-    expect(String(raw[0].access_token)).toMatch(/^v1\./);
-    expect(String(raw[0].refresh_token)).toMatch(/^v1\./);
+    expect(String(raw[0]!.access_token)).toMatch(/^v1\./);
+    expect(String(raw[0]!.refresh_token)).toMatch(/^v1\./);
     const rawText = JSON.stringify(raw);
-    const rawRequests = JSON.stringify(await fork(h.services.orm).getConnection().execute('select * from authorization_requests where credential_id = ?', [row2!.id]));
+    const rawRequests = JSON.stringify(
+      await fork(h.services.orm).getConnection().execute('select * from authorization_requests where credential_id = ?', [row2!.id]),
+    );
 
     const query = JSON.stringify(await h.client.workflow.getHandle(credentialWorkflowId(owner)).query(statusQuery));
     expect((await h.call('DELETE', CREDENTIAL_PATH, who)).status).toBe(200);

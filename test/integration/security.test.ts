@@ -60,7 +60,15 @@ async function as(agent: string, user: string, claims: jose.JWTPayload = {}) {
 
 function assertion(claims: jose.JWTPayload = {}) {
   const now = Math.floor(Date.now() / 1000);
-  return new jose.SignJWT({ iss: 'agent-jwt', sub: 'agent-jwt', aud: h.publicOrigin, iat: now, exp: now + 60, jti: randomUUID(), ...claims })
+  return new jose.SignJWT({
+    iss: 'agent-jwt',
+    sub: 'agent-jwt',
+    aud: h.publicOrigin,
+    iat: now,
+    exp: now + 60,
+    jti: randomUUID(),
+    ...claims,
+  })
     .setProtectedHeader({ alg: 'ES256', kid: 'a1' })
     .sign(assertionKey);
 }
@@ -132,15 +140,22 @@ describe('agents prove who they are', () => {
     expect(first.json.error.code).toBe('credential_not_found');
     const replay = await h.call('GET', CREDENTIAL_PATH, { headers: { authorization: `Bearer ${token}`, 'x-user-identity': identity } });
     expect(replay.json.error.code).toBe('agent_assertion_replayed');
-    const wrongAud = await h.call('GET', CREDENTIAL_PATH, { headers: { authorization: `Bearer ${await assertion({ aud: 'https://elsewhere.test' })}`, 'x-user-identity': identity } });
+    const wrongAud = await h.call('GET', CREDENTIAL_PATH, {
+      headers: { authorization: `Bearer ${await assertion({ aud: 'https://elsewhere.test' })}`, 'x-user-identity': identity },
+    });
     expect(wrongAud.json.error.code).toBe('agent_assertion_invalid');
     const past = Math.floor(Date.now() / 1000) - 3600;
-    const expired = await h.call('GET', CREDENTIAL_PATH, { headers: { authorization: `Bearer ${await assertion({ iat: past, exp: past + 60 })}`, 'x-user-identity': identity } });
+    const expired = await h.call('GET', CREDENTIAL_PATH, {
+      headers: { authorization: `Bearer ${await assertion({ iat: past, exp: past + 60 })}`, 'x-user-identity': identity },
+    });
     expect(expired.json.error.code).toBe('agent_assertion_invalid');
   });
 
   it('requires HTTPS (through the proxy) outside development mode', async () => {
-    const res = await fetch(`${h.baseUrl}${CREDENTIAL_PATH}`, { method: 'POST', headers: (await as('agent-a', 'alice@example.com')).headers });
+    const res = await fetch(`${h.baseUrl}${CREDENTIAL_PATH}`, {
+      method: 'POST',
+      headers: (await as('agent-a', 'alice@example.com')).headers,
+    });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('https_required');
   });
@@ -149,14 +164,31 @@ describe('agents prove who they are', () => {
 describe('user identities come signed by the gateway', () => {
   it.each([
     ['missing', async () => undefined, 401, 'user_identity_required'],
-    ['unsigned (alg none)', async () => unsignedToken({ iss: gw.issuer, aud: gw.audience, sub: 'alice@example.com', iat: Math.floor(Date.now() / 1000) }), 401, 'identity_algorithm_not_allowed'],
-    ['signed with another key', async () => gw.sign('alice@example.com', { key: (await jose.generateKeyPair('ES256')).privateKey }), 401, 'identity_bad_signature'],
+    [
+      'unsigned (alg none)',
+      async () => unsignedToken({ iss: gw.issuer, aud: gw.audience, sub: 'alice@example.com', iat: Math.floor(Date.now() / 1000) }),
+      401,
+      'identity_algorithm_not_allowed',
+    ],
+    [
+      'signed with another key',
+      async () => gw.sign('alice@example.com', { key: (await jose.generateKeyPair('ES256')).privateKey }),
+      401,
+      'identity_bad_signature',
+    ],
     ['expired beyond the skew', async () => gw.sign('alice@example.com', { iatOffset: -4000, ttl: 60 }), 401, 'identity_expired'],
     ['for another audience', async () => gw.sign('alice@example.com', { claims: { aud: 'other' } }), 401, 'identity_wrong_audience'],
-    ['bound to another agent', async () => gw.sign('alice@example.com', { claims: { agent_id: 'agent-b' } }), 403, 'identity_agent_mismatch'],
+    [
+      'bound to another agent',
+      async () => gw.sign('alice@example.com', { claims: { agent_id: 'agent-b' } }),
+      403,
+      'identity_agent_mismatch',
+    ],
   ])('refuses an identity that is %s, with an audit event and no credential', async (_label, make, status, code) => {
     const identity = await make();
-    const res = await h.call('POST', CREDENTIAL_PATH, { headers: { authorization: `Bearer ${keys['agent-a']}`, ...(identity ? { 'x-user-identity': identity } : {}) } });
+    const res = await h.call('POST', CREDENTIAL_PATH, {
+      headers: { authorization: `Bearer ${keys['agent-a']}`, ...(identity ? { 'x-user-identity': identity } : {}) },
+    });
     expect(res.status).toBe(status);
     expect(res.json.error.code).toBe(code);
     expect(res.json).not.toHaveProperty('access_token');
@@ -185,7 +217,10 @@ describe('the consenting user is the requesting user', () => {
     const denied = await auditEvents({ eventType: 'authorization.start', userId: 'victim@example.com', outcome: 'denied' });
     expect(denied.map((e) => (e.detail as { code: string }).code)).toContain('session_mismatch');
     // The victim can still complete their own authorization.
-    const own = await h.consent(first.json.authorization_url, { login: 'victim@example.com', identity: await gw.sign('victim@example.com') });
+    const own = await h.consent(first.json.authorization_url, {
+      login: 'victim@example.com',
+      identity: await gw.sign('victim@example.com'),
+    });
     expect(own.status).toBe(200);
   });
 });
@@ -203,7 +238,9 @@ describe('isolation between agents and users', () => {
       expect(post.text).not.toContain(token);
     }
     // A user id header cannot override the signed identity.
-    const spoof = await h.call('POST', CREDENTIAL_PATH, { headers: { ...otherUser.headers, 'x-user-id': 'iso@example.com', 'x-agent-id': 'agent-a' } });
+    const spoof = await h.call('POST', CREDENTIAL_PATH, {
+      headers: { ...otherUser.headers, 'x-user-id': 'iso@example.com', 'x-agent-id': 'agent-a' },
+    });
     expect(spoof.text).not.toContain(token);
     const mine = await h.call('POST', CREDENTIAL_PATH, await as('agent-a', 'iso@example.com'));
     expect(mine.json.access_token).toBe(token);
@@ -220,7 +257,9 @@ describe('access control', () => {
     expect(agent.status).toBe(403);
     expect(agent.json.error.code).toBe('agent_not_permitted');
     const denials = await auditEvents({ eventType: 'access.denied' });
-    expect(denials.map((e) => (e.detail as { code: string }).code)).toEqual(expect.arrayContaining(['user_not_permitted', 'agent_not_permitted']));
+    expect(denials.map((e) => (e.detail as { code: string }).code)).toEqual(
+      expect.arrayContaining(['user_not_permitted', 'agent_not_permitted']),
+    );
   });
 
   it('keeps the admin API to admins', async () => {
@@ -254,7 +293,11 @@ describe('administration and audit', () => {
     expect((await h.introspect(viaA)).active).toBe(false);
     expect((await h.introspect(viaB)).active).toBe(false);
 
-    const audit = await h.call('GET', `/api/v1/admin/audit?user_id=${encodeURIComponent(user)}&event_type=credential.ended&from=${new Date(Date.now() - 60_000).toISOString()}`, admin);
+    const audit = await h.call(
+      'GET',
+      `/api/v1/admin/audit?user_id=${encodeURIComponent(user)}&event_type=credential.ended&from=${new Date(Date.now() - 60_000).toISOString()}`,
+      admin,
+    );
     expect(audit.status).toBe(200);
     expect(audit.json.items.length).toBe(2);
     for (const e of audit.json.items) expect(e).toMatchObject({ event_type: 'credential.ended', outcome: 'revoked', user_id: user });
@@ -288,10 +331,23 @@ describe('administration and audit', () => {
 
 describe('the codec server for the Web UI', () => {
   it('decodes payloads only for authenticated operators with credential:admin', async () => {
-    const [encoded] = await h.services.codec.encode([{ metadata: { encoding: Buffer.from('json/plain') }, data: Buffer.from('{"phase":"active"}') }]);
-    const body = { payloads: [{ metadata: Object.fromEntries(Object.entries(encoded!.metadata!).map(([k, v]) => [k, Buffer.from(v!).toString('base64')])), data: Buffer.from(encoded!.data!).toString('base64') }] };
+    const [encoded] = await h.services.codec.encode([
+      { metadata: { encoding: Buffer.from('json/plain') }, data: Buffer.from('{"phase":"active"}') },
+    ]);
+    const body = {
+      payloads: [
+        {
+          metadata: Object.fromEntries(Object.entries(encoded!.metadata!).map(([k, v]) => [k, Buffer.from(v!).toString('base64')])),
+          data: Buffer.from(encoded!.data!).toString('base64'),
+        },
+      ],
+    };
     const post = (headers: Record<string, string>) =>
-      fetch(`${h.baseUrl}/codec/decode`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-proto': 'https', ...headers }, body: JSON.stringify(body) });
+      fetch(`${h.baseUrl}/codec/decode`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-forwarded-proto': 'https', ...headers },
+        body: JSON.stringify(body),
+      });
     const anonymous = await post({});
     expect(anonymous.status).toBe(401);
     const user = await post({ authorization: `Bearer ${await gw.sign('alice@example.com')}` });
@@ -307,7 +363,10 @@ describe('the codec server for the Web UI', () => {
 describe('transport protections', () => {
   it('allows CORS only from configured origins', async () => {
     const preflight = (origin: string) =>
-      fetch(`${h.baseUrl}${CREDENTIAL_PATH}`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'x-forwarded-proto': 'https' } });
+      fetch(`${h.baseUrl}${CREDENTIAL_PATH}`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'x-forwarded-proto': 'https' },
+      });
     expect((await preflight('https://app.example.com')).headers.get('access-control-allow-origin')).toBe('https://app.example.com');
     expect((await preflight('https://evil.example.com')).headers.get('access-control-allow-origin')).toBeNull();
   });

@@ -26,7 +26,10 @@ describe('refresh', () => {
     const { accessToken } = await authorize(h, who);
     const granted = await latestRow(h, who);
     expect(granted!.tokenGeneration).toBe(1);
-    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 250 });
+    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), {
+      timeout: 20_000,
+      interval: 250,
+    });
     const refreshed = await latestRow(h, who);
     expect(refreshed!.lastRefreshedAt!.getTime()).toBeLessThan(granted!.accessExpiresAt!.getTime());
     expect(refreshed!.refreshToken).not.toBe(granted!.refreshToken);
@@ -52,7 +55,10 @@ describe('refresh', () => {
     const stepUp = await h.call('POST', CREDENTIAL_PATH, who, { insufficient_scope: 'openid' });
     expect(stepUp.status, stepUp.text).toBe(202);
     // The user takes their time: the 6 s token is renewed meanwhile and the agent keeps being served.
-    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 250 });
+    await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(2), {
+      timeout: 20_000,
+      interval: 250,
+    });
     const served = await h.call('POST', CREDENTIAL_PATH, who);
     expect(served.status).toBe(200);
     expect(served.json.access_token).not.toBe(accessToken);
@@ -101,7 +107,10 @@ describe('refresh', () => {
     const who = freshOwner('invalid-grant');
     const { authorizationUrl } = await authorize(h, who);
     const row = await latestRow(h, who);
-    const refreshToken = h.services.vault.decrypt(row!.refreshToken!, secretContext({ agentId: who.agent, userId: who.user, toolId: 'sandbox' }, row!.id, 'refresh_token'));
+    const refreshToken = h.services.vault.decrypt(
+      row!.refreshToken!,
+      secretContext({ agentId: who.agent, userId: who.user, toolId: 'sandbox' }, row!.id, 'refresh_token'),
+    );
     // The user withdraws the grant at the provider.
     const revoked = await fetch(`${h.sandbox.issuer}/token/revocation`, {
       method: 'POST',
@@ -127,7 +136,10 @@ describe('refresh', () => {
     }
     // Refreshes, a step-up with refreshes while it waited, continue-as-new, invalid_grant.
     expect(histories.length).toBeGreaterThanOrEqual(6);
-    for await (const result of Worker.runReplayHistories({ workflowBundle: { codePath: inject('workflowBundlePath') }, dataConverter: { payloadCodecs: [h.services.codec] } }, histories)) {
+    for await (const result of Worker.runReplayHistories(
+      { workflowBundle: { codePath: inject('workflowBundlePath') }, dataConverter: { payloadCodecs: [h.services.codec] } },
+      histories,
+    )) {
       expect(result.error, result.workflowId).toBeUndefined();
     }
   });

@@ -61,7 +61,10 @@ export async function consent(authorizationUrl: string, callbackPrefix: string, 
   const jar = opts.jar ?? new CookieJar();
   const brokerOrigin = new URL(callbackPrefix).origin;
   const brokerFetch = async (target: URL, init: RequestInit = {}) => {
-    const local = opts.brokerOrigin && target.origin === opts.brokerOrigin.public ? new URL(target.pathname + target.search, opts.brokerOrigin.local) : target;
+    const local =
+      opts.brokerOrigin && target.origin === opts.brokerOrigin.public
+        ? new URL(target.pathname + target.search, opts.brokerOrigin.local)
+        : target;
     const cookie = jar.header(brokerOrigin);
     const headers: Record<string, string> = {
       ...(opts.identity ? { 'x-user-identity': opts.identity } : {}),
@@ -82,7 +85,8 @@ export async function consent(authorizationUrl: string, callbackPrefix: string, 
       const res = await brokerFetch(url);
       return { status: res.status, html: await res.text(), callbackUrl: url };
     }
-    if (opts.stopAtProvider && fromBroker && url.origin !== brokerOrigin) return { status: 0, html: '', callbackUrl: url, providerUrl: url };
+    if (opts.stopAtProvider && fromBroker && url.origin !== brokerOrigin)
+      return { status: 0, html: '', callbackUrl: url, providerUrl: url };
     let res: Response;
     if (url.origin === brokerOrigin) {
       res = await brokerFetch(url, init);

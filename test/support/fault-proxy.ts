@@ -84,7 +84,12 @@ export class FaultProxy {
     if (affected && this.mode === 'fail') {
       this.failed.push(body);
       this.failedAt.push(Date.now());
-      res.writeHead(503, { 'content-type': 'application/json', ...(this.retryAfterSeconds ? { 'retry-after': String(this.retryAfterSeconds) } : {}) }).end('{"error":"temporarily_unavailable"}');
+      res
+        .writeHead(503, {
+          'content-type': 'application/json',
+          ...(this.retryAfterSeconds ? { 'retry-after': String(this.retryAfterSeconds) } : {}),
+        })
+        .end('{"error":"temporarily_unavailable"}');
       return;
     }
     if (affected && this.mode === 'hold') {

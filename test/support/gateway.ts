@@ -50,7 +50,10 @@ export class TestGateway {
   }
 
   /** An identity token for `sub`; `claims` and `header` override anything. */
-  async sign(sub: string, opts: { claims?: jose.JWTPayload; header?: Partial<jose.JWTHeaderParameters>; key?: SigningKey; iatOffset?: number; ttl?: number } = {}): Promise<string> {
+  async sign(
+    sub: string,
+    opts: { claims?: jose.JWTPayload; header?: Partial<jose.JWTHeaderParameters>; key?: SigningKey; iatOffset?: number; ttl?: number } = {},
+  ): Promise<string> {
     const now = Math.floor(Date.now() / 1000) + (opts.iatOffset ?? 0);
     const payload: jose.JWTPayload = { iss: this.issuer, aud: this.audience, sub, iat: now, exp: now + (opts.ttl ?? 300), ...opts.claims };
     return new jose.SignJWT(payload)

@@ -5,5 +5,8 @@ export { freshOwner, type CallerSpec, type Harness, type HarnessOptions } from '
 
 /** The real service in-process on the test run's Temporal server, bundle and database. */
 export function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
-  return startStack({ temporalAddress: inject('temporalAddress'), workflowBundlePath: inject('workflowBundlePath'), databaseUrl: inject('databaseUrl') }, opts);
+  return startStack(
+    { temporalAddress: inject('temporalAddress'), workflowBundlePath: inject('workflowBundlePath'), databaseUrl: inject('databaseUrl') },
+    opts,
+  );
 }

@@ -108,7 +108,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   });
   app.use(`${asPath}/oauth`, (req, res) => {
     req.url = req.originalUrl.slice(`${asPath}/oauth`.length) || '/';
-    providerCallback(req, res);
+    void providerCallback(req, res);
   });
   app.post('/mcp', express.json(), async (req, res) => {
     const token = /^Bearer (.+)$/i.exec(req.get('authorization') ?? '')?.[1];
@@ -127,14 +127,23 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     if (call?.method === 'tools/call' && call.params?.name === 'admin' && !granted.includes('mcp:admin')) {
       res
         .status(403)
-        .set('WWW-Authenticate', `Bearer error="insufficient_scope", scope="mcp:tools mcp:admin", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`)
+        .set(
+          'WWW-Authenticate',
+          `Bearer error="insufficient_scope", scope="mcp:tools mcp:admin", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`,
+        )
         .json({ error: 'insufficient_scope' });
       return;
     }
     const mcp = new McpServer({ name: 'test-mcp', version: '1.0.0' });
-    mcp.registerTool('admin', { description: 'Administer', inputSchema: {} }, async () => ({ content: [{ type: 'text', text: 'administered' }] }));
-    mcp.registerTool('echo', { description: 'Echo a message', inputSchema: { message: z.string() } }, async ({ message }) => ({ content: [{ type: 'text', text: message }] }));
-    mcp.registerTool('add', { description: 'Add two numbers', inputSchema: { a: z.number(), b: z.number() } }, async ({ a, b }) => ({ content: [{ type: 'text', text: String(a + b) }] }));
+    mcp.registerTool('admin', { description: 'Administer', inputSchema: {} }, async () => ({
+      content: [{ type: 'text', text: 'administered' }],
+    }));
+    mcp.registerTool('echo', { description: 'Echo a message', inputSchema: { message: z.string() } }, async ({ message }) => ({
+      content: [{ type: 'text', text: message }],
+    }));
+    mcp.registerTool('add', { description: 'Add two numbers', inputSchema: { a: z.number(), b: z.number() } }, async ({ a, b }) => ({
+      content: [{ type: 'text', text: String(a + b) }],
+    }));
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
     res.on('close', () => {
       void transport.close();

@@ -88,7 +88,11 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
   if (!runtimeInstalled) {
     runtimeInstalled = true;
     try {
-      Runtime.install({ logger: new DefaultLogger('INFO', (entry) => logs.push(JSON.stringify(entry, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)))) });
+      Runtime.install({
+        logger: new DefaultLogger('INFO', (entry) =>
+          logs.push(JSON.stringify(entry, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))),
+        ),
+      });
     } catch {
       // The process already has a Temporal runtime (a benchmark installs its own): its logs go there.
     }
@@ -138,8 +142,21 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
   };
   const toolConfigs = [sandboxTool, ...(opts.extraTools ?? [])];
   const tools = new ToolRegistry(toolConfigs.map((t) => toTool(t as ToolConfig)));
-  const log = createLogger('info', new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } }));
-  const rbac = prod ? Rbac.fromYaml(prod.rolesYaml ?? readFileSync('config/roles.yaml', 'utf8'), prod.usersYaml ?? readFileSync('config/users.yaml', 'utf8')) : null;
+  const log = createLogger(
+    'info',
+    new Writable({
+      write(chunk, _enc, cb) {
+        logs.push(String(chunk));
+        cb();
+      },
+    }),
+  );
+  const rbac = prod
+    ? Rbac.fromYaml(
+        prod.rolesYaml ?? readFileSync('config/roles.yaml', 'utf8'),
+        prod.usersYaml ?? readFileSync('config/users.yaml', 'utf8'),
+      )
+    : null;
   const services = await createServices(config, { log, tools, trust: prod ? prod.trust : null, rbac });
   await migrate(services.orm);
 
@@ -186,16 +203,23 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
     logs,
     publicOrigin,
     consent: (authorizationUrl, consentOpts) =>
-      consent(authorizationUrl, redirectUri, { ...consentOpts, ...(prod ? { brokerOrigin: { public: PRODUCTION_ORIGIN, local: baseUrl } } : {}) }),
+      consent(authorizationUrl, redirectUri, {
+        ...consentOpts,
+        ...(prod ? { brokerOrigin: { public: PRODUCTION_ORIGIN, local: baseUrl } } : {}),
+      }),
     async call(method, path, who, body) {
       const identity = 'headers' in who ? who.headers : { 'x-agent-id': who.agent, 'x-user-id': who.user };
       const res = await fetch(`${baseUrl}${path}`, {
         method,
-        headers: { ...(prod ? { 'x-forwarded-proto': 'https' } : {}), ...identity, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: {
+          ...(prod ? { 'x-forwarded-proto': 'https' } : {}),
+          ...identity,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
         ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
       });
       const text = await res.text();
-      let json: unknown = null;
+      let json: unknown;
       try {
         json = JSON.parse(text);
       } catch {

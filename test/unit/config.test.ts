@@ -16,15 +16,21 @@ describe('loadConfig', () => {
   });
 
   it('refuses a TTL above 30 days with a clear message', () => {
-    expect(() => loadConfig({ ...dev, SECRETS_TTL_SECONDS: String(MAX_SECRETS_TTL_SECONDS + 1) })).toThrow(/SECRETS_TTL_SECONDS must not exceed 2592000/);
+    expect(() => loadConfig({ ...dev, SECRETS_TTL_SECONDS: String(MAX_SECRETS_TTL_SECONDS + 1) })).toThrow(
+      /SECRETS_TTL_SECONDS must not exceed 2592000/,
+    );
     expect(() => loadConfig({ ...dev, SECRETS_TTL_SECONDS: 'soon' })).toThrow(/SECRETS_TTL_SECONDS/);
     expect(loadConfig({ ...dev, SECRETS_TTL_SECONDS: '60' }).secretsTtlSeconds).toBe(60);
   });
 
   it('requires the callback path and https outside development mode', () => {
-    expect(() => loadConfig({ ...prod, OAUTH_TOOL_REDIRECT_URI: 'https://b.example.com/callback' })).toThrow(/path must be \/api\/v1\/auth\/tool\/callback/);
+    expect(() => loadConfig({ ...prod, OAUTH_TOOL_REDIRECT_URI: 'https://b.example.com/callback' })).toThrow(
+      /path must be \/api\/v1\/auth\/tool\/callback/,
+    );
     expect(() => loadConfig({ ...prod, OAUTH_TOOL_REDIRECT_URI: 'http://b.example.com/api/v1/auth/tool/callback' })).toThrow(/https/);
-    expect(loadConfig({ ...dev, OAUTH_TOOL_REDIRECT_URI: 'http://localhost:9/api/v1/auth/tool/callback' }).redirectUri).toContain('http://localhost:9');
+    expect(loadConfig({ ...dev, OAUTH_TOOL_REDIRECT_URI: 'http://localhost:9/api/v1/auth/tool/callback' }).redirectUri).toContain(
+      'http://localhost:9',
+    );
     expect(() => loadConfig({ ...dev, OAUTH_TOOL_REDIRECT_URI: 'not a url' })).toThrow(/not a URL/);
   });
 
@@ -58,9 +64,16 @@ describe('loadConfig', () => {
   it('builds the outbound policy settings and refuses a malformed allowlist', () => {
     expect(loadConfig(dev).security.outbound).toEqual({ allowHttp: true, allowLoopback: true, allowlist: [] });
     expect(loadConfig(prod).security.outbound).toEqual({ allowHttp: false, allowLoopback: false, allowlist: [] });
-    expect(loadConfig({ ...prod, OAUTH_ALLOW_HTTP_PROVIDERS: 'true' }).security.outbound).toMatchObject({ allowHttp: true, allowLoopback: true });
+    expect(loadConfig({ ...prod, OAUTH_ALLOW_HTTP_PROVIDERS: 'true' }).security.outbound).toMatchObject({
+      allowHttp: true,
+      allowLoopback: true,
+    });
     const strict = loadConfig({ ...dev, OUTBOUND_ALLOW_LOOPBACK: 'false', OUTBOUND_ALLOWLIST: 'idp.corp.example, 10.1.0.0/16,127.0.0.1' });
-    expect(strict.security.outbound).toEqual({ allowHttp: true, allowLoopback: false, allowlist: ['idp.corp.example', '10.1.0.0/16', '127.0.0.1'] });
+    expect(strict.security.outbound).toEqual({
+      allowHttp: true,
+      allowLoopback: false,
+      allowlist: ['idp.corp.example', '10.1.0.0/16', '127.0.0.1'],
+    });
     expect(() => loadConfig({ ...dev, OUTBOUND_ALLOWLIST: 'http://x/y' })).toThrow(/OUTBOUND_ALLOWLIST/);
     expect(() => loadConfig({ ...dev, OUTBOUND_ALLOWLIST: '10.0.0.0/99' })).toThrow(/OUTBOUND_ALLOWLIST/);
     expect(() => loadConfig({ ...dev, METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN/);

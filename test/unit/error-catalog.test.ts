@@ -12,7 +12,7 @@ describe('the error catalog', () => {
     }
   });
 
-  it('is the README\'s list: every code is documented there with its status', () => {
+  it("is the README's list: every code is documented there with its status", () => {
     const readme = readFileSync('README.md', 'utf8');
     const missing = Object.entries(ERROR_CATALOG).filter(([code, e]) => !readme.includes(`| \`${code}\` | ${e.status} |`));
     expect(missing.map(([code]) => code)).toEqual([]);

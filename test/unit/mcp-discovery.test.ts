@@ -1,13 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { authorizationServerMetadataUrls, canonicalResource, parseBearerChallenge, protectedResourceMetadataUrls } from '../../lib/oauth/mcp-discovery.js';
+import {
+  authorizationServerMetadataUrls,
+  canonicalResource,
+  parseBearerChallenge,
+  protectedResourceMetadataUrls,
+} from '../../lib/oauth/mcp-discovery.js';
 
 describe('MCP authorization discovery rules', () => {
   it('parses the Bearer challenge parameters', () => {
-    expect(parseBearerChallenge('Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="files:read files:write"')).toEqual({
+    expect(
+      parseBearerChallenge(
+        'Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="files:read files:write"',
+      ),
+    ).toEqual({
       resourceMetadata: 'https://mcp.example.com/.well-known/oauth-protected-resource/mcp',
       scope: 'files:read files:write',
     });
-    expect(parseBearerChallenge('Bearer error="insufficient_scope", scope="admin"')).toEqual({ error: 'insufficient_scope', scope: 'admin' });
+    expect(parseBearerChallenge('Bearer error="insufficient_scope", scope="admin"')).toEqual({
+      error: 'insufficient_scope',
+      scope: 'admin',
+    });
     expect(parseBearerChallenge('Basic realm="x"')).toEqual({});
     expect(parseBearerChallenge(null)).toEqual({});
   });
@@ -17,7 +29,9 @@ describe('MCP authorization discovery rules', () => {
       'https://mcp.example.com/.well-known/oauth-protected-resource/public/mcp',
       'https://mcp.example.com/.well-known/oauth-protected-resource',
     ]);
-    expect(protectedResourceMetadataUrls('https://mcp.example.com')).toEqual(['https://mcp.example.com/.well-known/oauth-protected-resource']);
+    expect(protectedResourceMetadataUrls('https://mcp.example.com')).toEqual([
+      'https://mcp.example.com/.well-known/oauth-protected-resource',
+    ]);
   });
 
   it('orders authorization server metadata locations as the specification does', () => {

@@ -59,15 +59,39 @@ async function refusal(policy: OutboundPolicy, url: string): Promise<string> {
 }
 
 describe('OutboundPolicy', () => {
-  const strict = () => new OutboundPolicy({ allowHttp: true, allowLoopback: false, allowlist: ['127.0.0.1'], maxResponseBytes: 1024 * 1024, timeoutMs: 500 });
+  const strict = () =>
+    new OutboundPolicy({ allowHttp: true, allowLoopback: false, allowlist: ['127.0.0.1'], maxResponseBytes: 1024 * 1024, timeoutMs: 500 });
 
   it('classifies addresses with the library: public unicast yes; loopback, private, link-local, metadata, mapped and embedded no', () => {
     const p = new OutboundPolicy({ allowHttp: false, allowLoopback: false, allowlist: [] });
     for (const a of ['93.184.216.34', '2606:4700::1111', '::ffff:93.184.216.34']) expect(p.addressAllowed(a, 'x'), a).toBe(true);
-    for (const a of ['127.0.0.1', '127.0.0.2', '::1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', 'fd00::1', 'fe80::1', '100.64.0.1', '0.0.0.0', '::', '::ffff:127.0.0.1', '::ffff:10.0.0.1', '64:ff9b::a00:1', '2002:a00:1::', '224.0.0.1', '255.255.255.255']) {
+    for (const a of [
+      '127.0.0.1',
+      '127.0.0.2',
+      '::1',
+      '10.0.0.1',
+      '172.16.5.4',
+      '192.168.1.1',
+      '169.254.169.254',
+      'fd00::1',
+      'fe80::1',
+      '100.64.0.1',
+      '0.0.0.0',
+      '::',
+      '::ffff:127.0.0.1',
+      '::ffff:10.0.0.1',
+      '64:ff9b::a00:1',
+      '2002:a00:1::',
+      '224.0.0.1',
+      '255.255.255.255',
+    ]) {
       expect(p.addressAllowed(a, 'x'), a).toBe(false);
     }
-    const listed = new OutboundPolicy({ allowHttp: false, allowLoopback: false, allowlist: ['10.1.0.0/16', 'idp.corp.example', 'fd00::/8'] });
+    const listed = new OutboundPolicy({
+      allowHttp: false,
+      allowLoopback: false,
+      allowlist: ['10.1.0.0/16', 'idp.corp.example', 'fd00::/8'],
+    });
     expect(listed.addressAllowed('10.1.2.3', 'x')).toBe(true);
     expect(listed.addressAllowed('10.2.0.1', 'x')).toBe(false);
     expect(listed.addressAllowed('10.9.9.9', 'idp.corp.example')).toBe(true);

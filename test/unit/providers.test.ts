@@ -9,7 +9,20 @@ const tool = (yaml: string) => parseTools(`tools:\n${yaml}`, { ID: 'client-id', 
 
 describe('the provider catalog', () => {
   it('ships the required providers and a generic entry', () => {
-    for (const name of ['atlassian', 'stripe', 'cloudflare', 'canva', 'github', 'google', 'microsoft', 'slack', 'linear', 'notion', 'salesforce', 'generic']) {
+    for (const name of [
+      'atlassian',
+      'stripe',
+      'cloudflare',
+      'canva',
+      'github',
+      'google',
+      'microsoft',
+      'slack',
+      'linear',
+      'notion',
+      'salesforce',
+      'generic',
+    ]) {
       expect(catalog.has(name), name).toBe(true);
     }
   });
@@ -22,7 +35,12 @@ describe('the provider catalog', () => {
 
   it('lets a tool name a provider and override what it must', () => {
     const gh = tool('  - { id: gh, provider: github, auth: { client_id: "${ID}", client_secret: "${SECRET}", scopes: [repo] } }');
-    expect(gh.auth).toMatchObject({ authorization_url: 'https://github.com/login/oauth/authorize', token_endpoint_auth_method: 'client_secret_post', scopeList: ['repo'], client_id: 'client-id' });
+    expect(gh.auth).toMatchObject({
+      authorization_url: 'https://github.com/login/oauth/authorize',
+      token_endpoint_auth_method: 'client_secret_post',
+      scopeList: ['repo'],
+      client_id: 'client-id',
+    });
     expect(gh.toolType).toBe('api');
     const mcp = tool('  - { id: stripe, provider: stripe }');
     expect(mcp).toMatchObject({ toolType: 'mcp', connection: { type: 'streamable-http', url: 'https://mcp.stripe.com' } });
@@ -56,10 +74,17 @@ describe('quirks that change a request', () => {
     const seen: { body: string; auth: string | null }[] = [];
     const fakeFetch = (async (_url: string, init: RequestInit) => {
       seen.push({ body: String(init.body), auth: new Headers(init.headers).get('authorization') });
-      return new Response(JSON.stringify({ access_token: 'at', token_type: 'bearer' }), { headers: { 'content-type': 'application/json' } });
+      return new Response(JSON.stringify({ access_token: 'at', token_type: 'bearer' }), {
+        headers: { 'content-type': 'application/json' },
+      });
     }) as unknown as typeof fetch;
     for (const method of [oidc.ClientSecretPost('s3cret'), oidc.ClientSecretBasic('s3cret')]) {
-      const config = new oidc.Configuration({ issuer: 'https://as.example.com', token_endpoint: 'https://as.example.com/token' }, 'cid', {}, method);
+      const config = new oidc.Configuration(
+        { issuer: 'https://as.example.com', token_endpoint: 'https://as.example.com/token' },
+        'cid',
+        {},
+        method,
+      );
       config[oidc.customFetch] = fakeFetch;
       await oidc.refreshTokenGrant(config, 'rt');
     }
@@ -73,22 +98,57 @@ describe('quirks that change a request', () => {
 describe('quirks that change how a response is read', () => {
   it('Slack: the user token nested under authed_user becomes a standard token response', async () => {
     const slack = tool('  - { id: s, provider: slack, auth: { client_id: x, client_secret: y } }');
-    const slackAnswer = { ok: true, app_id: 'A1', authed_user: { id: 'U1', scope: 'search:read', access_token: 'xoxp-user', token_type: 'user', refresh_token: 'xoxe-r', expires_in: 43200 }, team: { id: 'T1' } };
-    const base = (async () => new Response(JSON.stringify(slackAnswer), { headers: { 'content-type': 'application/json' } })) as unknown as typeof fetch;
-    const config = new oidc.Configuration({ issuer: 'https://slack.com', token_endpoint: slack.auth.token_url! }, 'cid', {}, oidc.ClientSecretPost('y'));
+    const slackAnswer = {
+      ok: true,
+      app_id: 'A1',
+      authed_user: {
+        id: 'U1',
+        scope: 'search:read',
+        access_token: 'xoxp-user',
+        token_type: 'user',
+        refresh_token: 'xoxe-r',
+        expires_in: 43200,
+      },
+      team: { id: 'T1' },
+    };
+    const base = (async () =>
+      new Response(JSON.stringify(slackAnswer), { headers: { 'content-type': 'application/json' } })) as unknown as typeof fetch;
+    const config = new oidc.Configuration(
+      { issuer: 'https://slack.com', token_endpoint: slack.auth.token_url! },
+      'cid',
+      {},
+      oidc.ClientSecretPost('y'),
+    );
     config[oidc.customFetch] = quirkFetch(slack, slack.auth.token_url!, base);
     const tokens = await oidc.refreshTokenGrant(config, 'xoxe-old');
-    expect(tokens).toMatchObject({ access_token: 'xoxp-user', refresh_token: 'xoxe-r', expires_in: 43200, scope: 'search:read', token_type: 'bearer' });
+    expect(tokens).toMatchObject({
+      access_token: 'xoxp-user',
+      refresh_token: 'xoxe-r',
+      expires_in: 43200,
+      scope: 'search:read',
+      token_type: 'bearer',
+    });
   });
 
   it('Slack: ok:false errors become OAuth errors (invalid_grant is permanent)', () => {
-    expect(normalizeSlackTokenResponse(200, { ok: false, error: 'invalid_refresh_token' })).toEqual({ status: 400, body: { error: 'invalid_grant' } });
+    expect(normalizeSlackTokenResponse(200, { ok: false, error: 'invalid_refresh_token' })).toEqual({
+      status: 400,
+      body: { error: 'invalid_grant' },
+    });
     expect(normalizeSlackTokenResponse(200, { ok: false, error: 'ratelimited' })).toEqual({ status: 400, body: { error: 'ratelimited' } });
   });
 
   it('GitHub: a token without expiry or refresh token is read as non-expiring', async () => {
-    const base = (async () => new Response(JSON.stringify({ access_token: 'gho_x', token_type: 'bearer', scope: 'repo' }), { headers: { 'content-type': 'application/json' } })) as unknown as typeof fetch;
-    const config = new oidc.Configuration({ issuer: 'https://github.com', token_endpoint: 'https://github.com/login/oauth/access_token' }, 'cid', {}, oidc.ClientSecretPost('y'));
+    const base = (async () =>
+      new Response(JSON.stringify({ access_token: 'gho_x', token_type: 'bearer', scope: 'repo' }), {
+        headers: { 'content-type': 'application/json' },
+      })) as unknown as typeof fetch;
+    const config = new oidc.Configuration(
+      { issuer: 'https://github.com', token_endpoint: 'https://github.com/login/oauth/access_token' },
+      'cid',
+      {},
+      oidc.ClientSecretPost('y'),
+    );
     config[oidc.customFetch] = base;
     const tokens = await oidc.refreshTokenGrant(config, 'unused');
     expect(tokens.expires_in).toBeUndefined();

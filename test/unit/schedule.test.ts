@@ -15,7 +15,9 @@ describe('planRefreshAt', () => {
   });
 
   it('spreads refreshes over up to 20% of the lead, always before expiry', () => {
-    const times = [0, 0.25, 0.5, 0.999].map((random) => planRefreshAt({ acquiredAt: 0, accessExpiresAt: 60 * MIN, skewMs: 5 * MIN, random })!);
+    const times = [0, 0.25, 0.5, 0.999].map((random) =>
+      planRefreshAt({ acquiredAt: 0, accessExpiresAt: 60 * MIN, skewMs: 5 * MIN, random })!,
+    );
     expect(new Set(times).size).toBe(4);
     for (const t of times) {
       expect(t).toBeLessThanOrEqual(55 * MIN);

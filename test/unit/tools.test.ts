@@ -39,21 +39,30 @@ describe('parseTools', () => {
   });
 
   it('refuses unknown fields and missing endpoints', () => {
-    expect(() => parseTools(valid.replace('tool_type: api', 'tool_type: api\n    colour: blue'), { GH_ID: 'a', GH_SECRET: 'b' })).toThrow(/tool github: .*colour/);
+    expect(() => parseTools(valid.replace('tool_type: api', 'tool_type: api\n    colour: blue'), { GH_ID: 'a', GH_SECRET: 'b' })).toThrow(
+      /tool github: .*colour/,
+    );
     const noToken = valid.replace(/\n\s+token_url: .*/, '');
-    expect(() => parseTools(noToken, { GH_ID: 'a', GH_SECRET: 'b' })).toThrow(/tool github: auth: give both authorization_url and token_url, or neither/);
+    expect(() => parseTools(noToken, { GH_ID: 'a', GH_SECRET: 'b' })).toThrow(
+      /tool github: auth: give both authorization_url and token_url, or neither/,
+    );
   });
 
   it('needs endpoints or an issuer, except for an MCP server known only by its URL', () => {
     const bare = `tools:\n  - { id: api, tool_type: api, connection_params: { type: http, url: https://x.example }, auth: { type: oauth2, client_id: c } }`;
     expect(() => parseTools(bare, {})).toThrow(/tool api: auth: give either issuer/);
-    const mcp = parseTools(`tools:\n  - { id: mcp, tool_type: mcp, connection_params: { type: streamable-http, url: https://mcp.example/mcp }, auth: { type: oauth2 } }`, {});
+    const mcp = parseTools(
+      `tools:\n  - { id: mcp, tool_type: mcp, connection_params: { type: streamable-http, url: https://mcp.example/mcp }, auth: { type: oauth2 } }`,
+      {},
+    );
     expect(mcp[0]!.auth.client_id).toBeUndefined();
   });
 
   it('validates manifest input schemas as JSON Schema', () => {
     const bad = valid.replace('type: integer, minimum: 1', 'type: integer, minimum: "one"');
-    expect(() => parseTools(bad, { GH_ID: 'a', GH_SECRET: 'b' })).toThrow(/tool github: manifest\[0\] \(list_repositories\)\.inputSchema: not a valid JSON Schema/);
+    expect(() => parseTools(bad, { GH_ID: 'a', GH_SECRET: 'b' })).toThrow(
+      /tool github: manifest\[0\] \(list_repositories\)\.inputSchema: not a valid JSON Schema/,
+    );
     const missing = valid.replace('description: List repositories', '');
     expect(() => parseTools(missing, { GH_ID: 'a', GH_SECRET: 'b' })).toThrow(/manifest\.0\.description/);
   });

@@ -39,7 +39,13 @@ describe('TrustManager (strict)', () => {
   });
 
   it('refuses alg:none', async () => {
-    const token = unsignedToken({ iss: gw.issuer, aud: gw.audience, sub: 'alice', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 60 });
+    const token = unsignedToken({
+      iss: gw.issuer,
+      aud: gw.audience,
+      sub: 'alice',
+      iat: Math.floor(Date.now() / 1000),
+      exp: Math.floor(Date.now() / 1000) + 60,
+    });
     expect(await refusal(token)).toBe('401 identity_algorithm_not_allowed');
   });
 
@@ -71,7 +77,9 @@ describe('TrustManager (strict)', () => {
   it('applies the skew to tokens from the future', async () => {
     const skew = trust.config.clock_skew_tolerance_seconds;
     expect(await refusal(await gw.sign('alice', { iatOffset: skew - 10 }))).toBe('accepted');
-    expect(await refusal(await gw.sign('alice', { claims: { nbf: Math.floor(Date.now() / 1000) + skew + 30 } }))).toBe('401 identity_not_yet_valid');
+    expect(await refusal(await gw.sign('alice', { claims: { nbf: Math.floor(Date.now() / 1000) + skew + 30 } }))).toBe(
+      '401 identity_not_yet_valid',
+    );
     expect(await refusal(await gw.sign('alice', { iatOffset: skew + 30 }))).toBe('401 identity_not_yet_valid');
   });
 
@@ -95,9 +103,13 @@ describe('TrustManager (strict)', () => {
   it('checks the agent binding by default, without agent_claim in the config, and can require it', async () => {
     const { agent_claim: _omitted, ...issuer } = gw.trustConfig().trusted_issuers[0]!;
     const byDefault = new TrustManager(parseTrustConfig({ ...gw.trustConfig(), trusted_issuers: [issuer] }, false));
-    expect(await refusal(await gw.sign('alice', { claims: { agent_id: 'agent-2' } }), 'agent-1', byDefault)).toBe('403 identity_agent_mismatch');
+    expect(await refusal(await gw.sign('alice', { claims: { agent_id: 'agent-2' } }), 'agent-1', byDefault)).toBe(
+      '403 identity_agent_mismatch',
+    );
     expect(await refusal(await gw.sign('alice'), 'agent-1', byDefault)).toBe('accepted');
-    const required = new TrustManager(parseTrustConfig({ ...gw.trustConfig(), trusted_issuers: [{ ...issuer, require_agent_claim: true }] }, false));
+    const required = new TrustManager(
+      parseTrustConfig({ ...gw.trustConfig(), trusted_issuers: [{ ...issuer, require_agent_claim: true }] }, false),
+    );
     expect(await refusal(await gw.sign('alice'), 'agent-1', required)).toBe('403 identity_agent_missing');
     expect(await refusal(await gw.sign('alice', { claims: { agent_id: 'agent-1' } }), 'agent-1', required)).toBe('accepted');
     const off = new TrustManager(parseTrustConfig({ ...gw.trustConfig(), trusted_issuers: [{ ...issuer, agent_claim: null }] }, false));
@@ -107,8 +119,12 @@ describe('TrustManager (strict)', () => {
   it('bounds the remaining life of a token without iat by the maximum lifetime', async () => {
     const now = Math.floor(Date.now() / 1000);
     const max = trust.config.jwt_max_ttl_seconds;
-    expect(await refusal(await gw.sign('alice', { claims: { iat: undefined, exp: now + 10 * 365 * 86400 } }))).toBe('401 identity_lifetime_exceeded');
-    expect(await refusal(await gw.sign('alice', { claims: { iat: undefined, exp: now + max + 600 } }))).toBe('401 identity_lifetime_exceeded');
+    expect(await refusal(await gw.sign('alice', { claims: { iat: undefined, exp: now + 10 * 365 * 86400 } }))).toBe(
+      '401 identity_lifetime_exceeded',
+    );
+    expect(await refusal(await gw.sign('alice', { claims: { iat: undefined, exp: now + max + 600 } }))).toBe(
+      '401 identity_lifetime_exceeded',
+    );
     expect(await refusal(await gw.sign('alice', { claims: { iat: undefined, exp: now + 600 } }))).toBe('accepted');
   });
 
@@ -126,7 +142,9 @@ describe('TrustManager (strict)', () => {
 
 describe('TrustManager configuration', () => {
   it('refuses permissive mode, a disabled manager and no issuers outside development mode', () => {
-    expect(() => parseTrustConfig({ ...gw.trustConfig(), verification_mode: 'permissive' }, false)).toThrow(/permissive is for development mode only/);
+    expect(() => parseTrustConfig({ ...gw.trustConfig(), verification_mode: 'permissive' }, false)).toThrow(
+      /permissive is for development mode only/,
+    );
     expect(() => parseTrustConfig({ ...gw.trustConfig(), enabled: false }, false)).toThrow(/enabled must be true/);
     expect(() => parseTrustConfig({ enabled: true }, false)).toThrow(/at least one trusted issuer/);
     expect(() => parseTrustConfig({ ...gw.trustConfig(), colour: 'blue' }, false)).toThrow(/colour/);
@@ -139,10 +157,30 @@ describe('TrustManager configuration', () => {
       const first = gw.trustConfig().trusted_issuers[0]!;
       const second = other.trustConfig().trusted_issuers[0]!;
       expect(() => parseTrustConfig({ trusted_issuers: [first, second] }, false)).toThrow(/each needs a user_namespace/);
-      const apart = new TrustManager(parseTrustConfig({ trusted_issuers: [{ ...first, user_namespace: '' }, { ...second, user_namespace: 'partner' }] }, false));
+      const apart = new TrustManager(
+        parseTrustConfig(
+          {
+            trusted_issuers: [
+              { ...first, user_namespace: '' },
+              { ...second, user_namespace: 'partner' },
+            ],
+          },
+          false,
+        ),
+      );
       expect((await apart.verify(await gw.sign('alice'))).userId).toBe('alice');
       expect((await apart.verify(await other.sign('alice'))).userId).toBe('partner:alice');
-      const shared = new TrustManager(parseTrustConfig({ trusted_issuers: [{ ...first, user_namespace: 'corp' }, { ...second, user_namespace: 'corp' }] }, false));
+      const shared = new TrustManager(
+        parseTrustConfig(
+          {
+            trusted_issuers: [
+              { ...first, user_namespace: 'corp' },
+              { ...second, user_namespace: 'corp' },
+            ],
+          },
+          false,
+        ),
+      );
       expect((await shared.verify(await gw.sign('alice'))).userId).toBe('corp:alice');
       expect((await shared.verify(await other.sign('alice'))).userId).toBe('corp:alice');
     } finally {
@@ -152,7 +190,9 @@ describe('TrustManager configuration', () => {
 
   it('in permissive mode (development) accepts a bad token with a warning', async () => {
     const warnings: string[] = [];
-    const permissive = new TrustManager(parseTrustConfig({ ...gw.trustConfig(), verification_mode: 'permissive' }, true), (m) => warnings.push(m));
+    const permissive = new TrustManager(parseTrustConfig({ ...gw.trustConfig(), verification_mode: 'permissive' }, true), (m) =>
+      warnings.push(m),
+    );
     const { privateKey } = await jose.generateKeyPair('ES256');
     const identity = await permissive.verify(await gw.sign('bob', { key: privateKey }));
     expect(identity).toMatchObject({ userId: 'bob', verified: false, failure: 'identity_bad_signature' });
