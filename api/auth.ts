@@ -2,7 +2,7 @@ import type { Request, RequestHandler } from 'express';
 import { AgentAuthError, type AgentRegistry } from '../lib/auth/agents.js';
 import { hasScope, type Rbac } from '../lib/auth/rbac.js';
 import { IdentityError, type TrustManager } from '../lib/auth/trust.js';
-import type { AuditTrail } from '../lib/audit.js';
+import type { AuditEventType, AuditTrail } from '../lib/audit.js';
 import { OWNER_ID_PATTERN } from '../lib/domain.js';
 import type { ErrorCode } from './error-catalog.js';
 import { ApiError, catalogCode } from './errors.js';
@@ -94,7 +94,7 @@ export class Gate {
     return { agentId, userId: headerId(req, 'x-user-id', 'invalid_user_id'), agentScopes, method, identityVerified: false };
   }
 
-  private async deny(req: Request, eventType: string, code: string, detail: Record<string, unknown> = {}): Promise<void> {
+  private async deny(req: Request, eventType: AuditEventType, code: string, detail: Record<string, unknown> = {}): Promise<void> {
     await this.deps.audit.record(null, {
       eventType,
       outcome: 'denied',

@@ -1,6 +1,6 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { isTerminal } from '../lib/domain.js';
 import { SANDBOX_SCOPES, startSandbox } from '../sandbox/provider.js';
 import { ensureTemporalCli } from '../scripts/temporal-cli.js';
 import { consent } from '../test/support/browser.js';
+import { canControlPostgres, postgres } from '../test/support/processes.js';
 import { SEARCH_ATTRIBUTE_KEYS } from '../workflows/messages.js';
 import { WORKFLOWS_PATH } from '../worker/worker.js';
 
@@ -40,9 +41,15 @@ const GRACE = Number(process.env.CHAOS_GRACE_SECONDS ?? 0);
 /** How long the provider's answer takes to come back after it acted (the window a worker can die in). */
 const LATENCY_MS = Number(process.env.CHAOS_PROVIDER_LATENCY_MS ?? 150);
 const SEED = Number(process.env.CHAOS_SEED ?? Date.now() % 2147483646) + 1;
-let seed = SEED;
-const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
-for (let i = 0; i < 10; i++) random();
+/** A small seeded generator (Park–Miller); faults and sampling draw from separate ones, so a seed fixes the faults. */
+function generator(seed: number): () => number {
+  let x = seed;
+  const next = () => (x = (x * 48271) % 2147483647) / 2147483647;
+  for (let i = 0; i < 10; i++) next();
+  return next;
+}
+const random = generator(SEED);
+const sample = generator(SEED + 7919);
 const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 type Fault = 'worker_kill' | 'api_kill' | 'temporal_restart' | 'postgres_restart' | 'postgres_stop_10s' | 'provider_503';
@@ -55,19 +62,7 @@ const log = (msg: string) => console.log(`[chaos ${((Date.now() - started) / 100
 const started = Date.now();
 
 // PostgreSQL: a fresh database on the given server, and the local cluster's controls for the faults.
-const pgVersion = existsSync('/etc/postgresql')
-  ? execFileSync('ls', ['/etc/postgresql'], { encoding: 'utf8' }).trim().split('\n')[0]
-  : undefined;
-const canRestartPostgres = Boolean(pgVersion) && /@(127\.0\.0\.1|localhost)[:/]/.test(adminUrl);
-function postgres(action: 'start' | 'stop'): void {
-  try {
-    execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', pgVersion!, 'main', action, ...(action === 'stop' ? ['-m', 'fast'] : [])], {
-      stdio: 'ignore',
-    });
-  } catch {
-    // already in that state
-  }
-}
+const canRestartPostgres = canControlPostgres(adminUrl);
 const dbName = `broker_chaos_${process.pid}`;
 const databaseUrl = (() => {
   const u = new URL(adminUrl);
@@ -221,7 +216,7 @@ const readers = owners.map(async (who, i) => {
       if (status === 200) {
         served.set(who.user, served.get(who.user)! + 1);
         // Now and then, ask the provider whether what we served is really valid.
-        if (random() < 0.05 && body.access_token && !(await introspect(body.access_token))) invalidServed++;
+        if (sample() < 0.05 && body.access_token && !(await introspect(body.access_token))) invalidServed++;
       }
     } catch {
       status = 0;

@@ -6,8 +6,39 @@ import { fork, type Em, type Orm } from './db/orm.js';
 import { isDatabaseUnreachable } from './db/outage.js';
 import { auditDropped, auditPending } from './metrics.js';
 
+/**
+ * Every audit event by name, and when it is written: one list, so an event cannot be misspelled into a new one.
+ * (`authorization.start` is the user's browser at the start page; `authorization.started`, the workflow beginning
+ * the authorization.)
+ */
+export const AUDIT_EVENTS = {
+  'auth.denied': 'an API request whose agent or user could not be authenticated',
+  'access.denied': 'an authenticated request refused by access control (RBAC)',
+  'authorization.started': 'the workflow began an authorization (the link the agent gets)',
+  'authorization.start': 'a browser opened the link at the start page (denied: another user, or no sign-in)',
+  'authorization.callback': "the provider's redirect reached the callback (denied: another browser or user, a used or unknown state)",
+  'authorization.completed': 'the code exchange finished (or failed)',
+  'credential.authorization_required': 'an agent was given an authorization link',
+  'credential.issued': 'an agent was given an access token',
+  'credential.status_read': 'an agent read a credential status',
+  'credential.refresh_requested': 'an agent asked for a refresh (it saw a 401)',
+  'credential.refreshed': 'a refresh finished (or failed, with its code)',
+  'credential.machine_token': 'a machine (client credentials) token was fetched',
+  'credential.step_up': 'an agent asked for wider scopes',
+  'credential.checked': 'a credential was checked against its MCP server',
+  'credential.revoke': 'an agent revoked a credential',
+  'credential.revoked_at_provider': 'the provider revoked the tokens',
+  'credential.ended': 'a credential ended (expired, revoked, reauthorization required, timed out, failed)',
+  'admin.revoke': 'an admin revoked one credential',
+  'admin.offboard': "an admin revoked all of a user's credentials",
+  'codec.decode': 'an operator decoded Temporal payloads',
+  'codec.denied': 'a codec request was refused',
+} as const;
+
+export type AuditEventType = keyof typeof AUDIT_EVENTS;
+
 export interface AuditInput {
-  eventType: string;
+  eventType: AuditEventType;
   outcome: 'success' | 'failure' | 'denied' | string;
   actor: string;
   agentId?: string | null;

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { secretContext } from '../activities/index.js';
+import { WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { secretContext } from './credential-records.js';
 import {
   AgentIdKey,
   callbackReceivedSignal,
@@ -11,6 +12,7 @@ import {
   statusQuery,
   stepUpUpdate,
   ToolIdKey,
+  UPDATE_REJECTIONS,
   UserIdKey,
   type CredentialView,
   type CredentialWorkflowInput,
@@ -244,10 +246,7 @@ export class CredentialBroker {
     try {
       return await handle.executeUpdate(stepUpUpdate, { args: [{ scopes }] });
     } catch (err) {
-      if (
-        isRejectedUpdate(err) &&
-        /step_up_limit_reached/.test(String((err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message))
-      ) {
+      if (rejectionOf(err) === UPDATE_REJECTIONS.stepUpLimit) {
         throw new BrokerError(
           'step_up_limit_reached',
           'this credential was already widened the maximum number of times; revoke it and authorize again',
@@ -305,5 +304,11 @@ function isClosedWorkflowError(err: unknown): boolean {
 }
 
 function isRejectedUpdate(err: unknown): boolean {
-  return (err as Error)?.name === 'WorkflowUpdateFailedError';
+  return err instanceof WorkflowUpdateFailedError;
+}
+
+/** The type of the ApplicationFailure a validator refused an update with (see UPDATE_REJECTIONS). */
+function rejectionOf(err: unknown): string | undefined {
+  if (!(err instanceof WorkflowUpdateFailedError)) return undefined;
+  return err.cause instanceof ApplicationFailure ? (err.cause.type ?? undefined) : undefined;
 }

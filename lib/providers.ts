@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { quirksOf, quirksSchema } from './provider-quirks.js';
 
 /** The shipped catalog of well-known providers (config/providers.yaml). */
 export const DEFAULT_CATALOG_PATH = resolve(import.meta.dirname, '..', 'config', 'providers.yaml');
@@ -19,16 +20,11 @@ const providerSchema = z
     token_url: url.optional(),
     revocation_url: url.optional(),
     default_scopes: z.array(z.string().min(1)).optional(),
-    /** Every scope a step-up may ask for at this provider. */
-    allowed_scopes: z.array(z.string().min(1)).optional(),
-    scope_separator: z.string().length(1).optional(),
-    scope_param: z.enum(['scope', 'user_scope']).optional(),
-    token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
     authorization_params: z.record(z.string(), z.string()).optional(),
-    token_response: z.enum(['standard', 'slack_authed_user']).optional(),
     /** A remote MCP server: its URL is all that is needed. */
     mcp_url: url.optional(),
     connection_type: z.enum(['sse', 'streamable-http']).optional(),
+    ...quirksSchema.shape,
   })
   .strict();
 
@@ -74,11 +70,7 @@ export function applyProvider(raw: unknown, catalog: ProviderCatalog, label: str
     ...(p.token_url ? { token_url: p.token_url } : {}),
     ...(p.revocation_url ? { revocation_url: p.revocation_url } : {}),
     ...(p.default_scopes ? { scopes: p.default_scopes } : {}),
-    ...(p.allowed_scopes ? { allowed_scopes: p.allowed_scopes } : {}),
-    ...(p.scope_separator ? { scope_separator: p.scope_separator } : {}),
-    ...(p.scope_param ? { scope_param: p.scope_param } : {}),
-    ...(p.token_endpoint_auth_method ? { token_endpoint_auth_method: p.token_endpoint_auth_method } : {}),
-    ...(p.token_response ? { token_response: p.token_response } : {}),
+    ...quirksOf(p),
   };
   const params = { ...p.authorization_params, ...(auth.authorization_params as Record<string, string> | undefined) };
   return {

@@ -57,8 +57,10 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
       : config.security.authorizationService === 'rbac'
         ? Rbac.fromFiles(config.security.rolesPath, config.security.usersPath)
         : null;
-  if (config.developmentMode && !trust) log.warn('development mode: user identities are taken from X-User-Id without verification');
-  if (!rbac) log.warn('development mode: AUTHORIZATION_SERVICE=none, access control is off');
+  // A process given null on purpose (the worker) checks no identities: nothing to warn about.
+  if (config.developmentMode && !trust && opts.trust === undefined)
+    log.warn('development mode: user identities are taken from X-User-Id without verification');
+  if (!rbac && opts.rbac === undefined) log.warn('development mode: AUTHORIZATION_SERVICE=none, access control is off');
   const orm = await openOrm({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   if (opts.migrate) {
     const applied = await migrate(orm);

@@ -4,6 +4,7 @@ import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { applyProvider, loadProviderCatalog, type ProviderCatalog } from './providers.js';
+import { quirksSchema } from './provider-quirks.js';
 
 export class ToolConfigError extends Error {
   readonly code = 'invalid_tool_config';
@@ -27,14 +28,8 @@ const oauth2AuthSchema = z
     client_id: z.string().min(1).optional(),
     client_secret: z.string().min(1).optional(),
     scopes: z.union([z.array(z.string().min(1)), z.string()]).optional(),
-    /** Every scope a step-up may add (default: the tool's scopes; for MCP servers, what the server supports). */
-    allowed_scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token')).optional(),
-    token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
     authorization_params: z.record(z.string(), z.string()).optional(),
-    /** Quirks, usually from the provider catalog. */
-    scope_separator: z.string().length(1).optional(),
-    scope_param: z.enum(['scope', 'user_scope']).optional(),
-    token_response: z.enum(['standard', 'slack_authed_user']).optional(),
+    ...quirksSchema.shape,
   })
   .strict();
 

@@ -1,4 +1,5 @@
 import {
+  ApplicationFailure,
   allHandlersFinished,
   condition,
   log,
@@ -19,6 +20,7 @@ import {
   revokeUpdate,
   statusQuery,
   stepUpUpdate,
+  UPDATE_REJECTIONS,
   type CredentialState,
   type CredentialView,
   type CredentialWorkflowInput,
@@ -51,6 +53,11 @@ const bookkeeping = proxyActivities<Activities>({
   startToCloseTimeout: '20s',
   retry: { ...retry, maximumInterval: '60s' },
 });
+
+/** An update refused by its validator, with a type the client switches on (never recorded in history). */
+function rejected(type: string, message: string): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: true });
+}
 
 /** One (agent, user, tool) authorization, from the user's consent to its end. The only writer of its credential. */
 export async function credentialWorkflow(input: CredentialWorkflowInput): Promise<CredentialView> {
@@ -99,7 +106,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       validator: () => {
         // Active, or still served while a step-up waits for the user.
         const serving = s.phase === 'active' || s.phase === 'refreshing' || (s.stepUpPending && s.phase === 'awaiting_authorization');
-        if (!serving) throw new Error(`credential is ${s.phase}, not active`);
+        if (!serving) throw rejected(UPDATE_REJECTIONS.notServing, `credential is ${s.phase}, not active`);
       },
     },
   );
@@ -115,9 +122,11 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
     },
     {
       validator: ({ scopes }) => {
-        if ((s.stepUps ?? 0) >= MAX_STEP_UPS && !s.stepUpPending) throw new Error('step_up_limit_reached');
-        if (s.phase !== 'active' && s.phase !== 'refreshing' && !s.stepUpPending) throw new Error(`credential is ${s.phase}, not active`);
-        if (!Array.isArray(scopes) || scopes.length === 0) throw new Error('no scopes to add');
+        if ((s.stepUps ?? 0) >= MAX_STEP_UPS && !s.stepUpPending)
+          throw rejected(UPDATE_REJECTIONS.stepUpLimit, 'the step-up limit is reached');
+        if (s.phase !== 'active' && s.phase !== 'refreshing' && !s.stepUpPending)
+          throw rejected(UPDATE_REJECTIONS.notServing, `credential is ${s.phase}, not active`);
+        if (!Array.isArray(scopes) || scopes.length === 0) throw rejected(UPDATE_REJECTIONS.invalidArguments, 'no scopes to add');
       },
     },
   );

@@ -85,6 +85,12 @@ export const refreshNowUpdate = defineUpdate<CredentialView, []>('refreshNow');
 /** The tool said `insufficient_scope`: authorize again for the wider scopes (a bounded number of times). */
 export const stepUpUpdate = defineUpdate<CredentialView, [{ scopes: string[] }]>('stepUp');
 export const MAX_STEP_UPS = 2;
+/** Why a validator refused an update: the ApplicationFailure type the client switches on. */
+export const UPDATE_REJECTIONS = {
+  stepUpLimit: 'step_up_limit_reached',
+  notServing: 'credential_not_serving',
+  invalidArguments: 'invalid_update_arguments',
+} as const;
 /** Revoke at the provider and end; returns the final view. */
 export const revokeUpdate = defineUpdate<CredentialView, [RevokeRequest]>('revoke');
 /** The provider redirected the user back; the code itself stays in the vault. */

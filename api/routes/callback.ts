@@ -1,6 +1,6 @@
 import { Router, type Request } from 'express';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ownerOf, secretContext } from '../../activities/index.js';
+import { ownerOf, secretContext } from '../../lib/credential-records.js';
 import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../../lib/broker.js';
 import { AuthorizationRequestSchema, CredentialSchema } from '../../lib/db/entities.js';
@@ -63,14 +63,16 @@ export function callbackRoutes(deps: CallbackDeps): Router {
       return refuse(400, 'invalid_state', 'Link not valid', 'This sign-in link is not known here. Go back to your agent and start again.');
     const owner = ownerOf(request);
     const who = { ...owner, credentialId: request.credentialId };
-    if (request.consumedAt)
-      return refuse(
+    // Single use: a second arrival (a reload, or someone replaying the URL) is refused either way.
+    const alreadyUsed = () =>
+      refuse(
         400,
         'state_already_used',
         'Link already used',
         'This sign-in link has already been used. Go back to your agent and start again.',
         who,
       );
+    if (request.consumedAt) return alreadyUsed();
     if (request.expiresAt.getTime() < Date.now())
       return refuse(400, 'state_expired', 'Link expired', 'This sign-in link has expired. Go back to your agent and start again.', who);
     if (!deps.consentCookies.presentIn(req, request.id)) {
@@ -123,14 +125,7 @@ export function callbackRoutes(deps: CallbackDeps): Router {
         callbackParams: deps.vault.encrypt(JSON.stringify(params), secretContext(owner, request.id, 'callback_params')),
       },
     );
-    if (claimed !== 1)
-      return refuse(
-        400,
-        'state_already_used',
-        'Link already used',
-        'This sign-in link has already been used. Go back to your agent and start again.',
-        who,
-      );
+    if (claimed !== 1) return alreadyUsed();
     const delivered = await deps.broker.signalCallback(request.workflowId, request.id);
     if (!delivered)
       return refuse(

@@ -1,6 +1,6 @@
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
-import type { AuditTrail } from '../../lib/audit.js';
+import type { AuditEventType, AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../../lib/broker.js';
 import { MACHINE_USER, MAX_WORKFLOW_ID_LENGTH, workflowIdFits, type CredentialOwner } from '../../lib/domain.js';
 import { compareManifest, listServerTools } from '../../lib/mcp-check.js';
@@ -244,7 +244,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     });
   }
 
-  async function record(req: Request, owner: CredentialOwner, eventType: string, outcome: string, detail: Record<string, unknown>) {
+  async function record(req: Request, owner: CredentialOwner, eventType: AuditEventType, outcome: string, detail: Record<string, unknown>) {
     const hot = eventType === 'credential.issued' || eventType === 'credential.status_read';
     await audit.record(
       null,

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { Router } from 'express';
-import { ownerOf, secretContext } from '../../activities/index.js';
+import { ownerOf, secretContext } from '../../lib/credential-records.js';
 import type { AuditTrail } from '../../lib/audit.js';
 import { IdentityError, type TrustManager } from '../../lib/auth/trust.js';
 import { AuthorizationRequestSchema } from '../../lib/db/entities.js';

@@ -1,5 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { AuditTrail } from '../../lib/audit.js';
@@ -11,6 +10,7 @@ import { fork } from '../../lib/db/orm.js';
 import { createLogger } from '../../lib/log.js';
 import { authorize, CREDENTIAL_PATH, latestRow, waitForStatus } from '../support/flows.js';
 import { FaultProxy } from '../support/fault-proxy.js';
+import { canControlPostgres, killHard, postgres, spawnWorker } from '../support/processes.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 
 /**
@@ -18,36 +18,10 @@ import { freshOwner, startHarness, type Harness } from '../support/harness.js';
  * real parts (PostgreSQL stopped and started, a worker process killed, the provider answering 503).
  */
 const usesPostgres = Boolean(inject('databaseUrl'));
-const canRestartPostgres = usesPostgres && existsSync('/etc/postgresql') && /@(127\.0\.0\.1|localhost)[:/]/.test(inject('databaseUrl'));
-
-function postgres(action: 'start' | 'stop'): void {
-  const version = execFileSync('ls', ['/etc/postgresql'], { encoding: 'utf8' }).trim().split('\n')[0]!;
-  try {
-    execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', action, ...(action === 'stop' ? ['-m', 'fast'] : [])], {
-      stdio: 'ignore',
-    });
-  } catch (err) {
-    // Starting a running cluster (or stopping a stopped one) is not a failure here.
-    if (action === 'stop') throw err;
-  }
-}
+const canRestartPostgres = canControlPostgres(inject('databaseUrl'));
 
 function refreshTokenOf(body: string): string | null {
   return new URLSearchParams(body).get('refresh_token');
-}
-
-function spawnWorker(h: Harness): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
-    env: { ...process.env, ...h.workerEnv },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-}
-
-async function killHard(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
 }
 
 describe.skipIf(!canRestartPostgres)('1 and 4: PostgreSQL away', () => {
@@ -213,7 +187,7 @@ describe.skipIf(!usesPostgres)('2: a worker killed while its refresh was at the 
   });
 
   it('retries within seconds (heartbeat), and when the provider had rotated the token says plainly why the user is needed again', async () => {
-    workers.push(spawnWorker(h));
+    workers.push(spawnWorker(h.workerEnv));
     const who = freshOwner('kill-rotated');
     await authorize(h, who);
     proxy.mode = 'hold';
@@ -225,7 +199,7 @@ describe.skipIf(!usesPostgres)('2: a worker killed while its refresh was at the 
     await proxy.forwardHeldAndDrop();
     proxy.mode = 'pass';
     const killedAt = Date.now();
-    workers.push(spawnWorker(h));
+    workers.push(spawnWorker(h.workerEnv));
     const status = await waitForStatus(h, who, 'reauthorization_required', 60_000);
     expect(status.end_reason).toBe('refresh_interrupted');
     // Noticed through the heartbeat timeout (10 s), not the start-to-close timeout (minutes).
@@ -256,7 +230,8 @@ describe('the audit buffer', () => {
     const log = createLogger('info', { write: (l: string) => void lines.push(l) } as unknown as NodeJS.WritableStream);
     const trail = new AuditTrail(log, orm, 3);
     try {
-      for (let i = 0; i < 4; i++) await trail.record(null, { eventType: `test.event${i}`, outcome: 'success', actor: 'test' });
+      for (let i = 0; i < 4; i++)
+        await trail.record(null, { eventType: i % 2 ? 'codec.decode' : 'auth.denied', outcome: 'success', actor: 'test' });
       expect(trail.backlog).toBe(3);
       expect(trail.saturated).toBe(true);
       // Every event is in the log all the same, the dropped one too, and the drop is said at error level.

@@ -1,5 +1,5 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,25 +11,10 @@ import { ensureTemporalCli } from '../../scripts/temporal-cli.js';
 import { SEARCH_ATTRIBUTE_KEYS } from '../../workflows/messages.js';
 import { authorize, CREDENTIAL_PATH, latestRow, waitForStatus } from '../support/flows.js';
 import { FaultProxy } from '../support/fault-proxy.js';
+import { canControlPostgres, killHard, postgres, spawnWorker } from '../support/processes.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 
 const usesPostgres = Boolean(inject('databaseUrl'));
-
-/** A worker in its own process, so the test can SIGKILL it. */
-function spawnWorker(h: Harness): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
-    env: { ...process.env, ...h.workerEnv },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  return child;
-}
-
-async function killHard(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
-}
 
 function refreshTokenOf(body: string): string | null {
   return new URLSearchParams(body).get('refresh_token');
@@ -56,7 +41,7 @@ describe.skipIf(!usesPostgres)('a worker killed mid-flight', () => {
   });
 
   it('during the code exchange: after a restart the credential is active and nothing is lost', async () => {
-    workers.push(spawnWorker(h));
+    workers.push(spawnWorker(h.workerEnv));
     const who = freshOwner('kill-exchange');
     const first = await h.call('POST', CREDENTIAL_PATH, who);
     expect(first.status).toBe(202);
@@ -67,7 +52,7 @@ describe.skipIf(!usesPostgres)('a worker killed mid-flight', () => {
     await killHard(workers[0]!);
     proxy.dropHeld();
     proxy.mode = 'pass';
-    workers.push(spawnWorker(h));
+    workers.push(spawnWorker(h.workerEnv));
     expect([200, 202]).toContain((await page).status);
     // The exchange is retried on the new worker once the dead attempt's start-to-close timeout (20 s) passes.
     const status = await waitForStatus(h, who, 'active', 60_000);
@@ -78,7 +63,7 @@ describe.skipIf(!usesPostgres)('a worker killed mid-flight', () => {
   });
 
   it('during a refresh with a rotating refresh token: active after restart, no refresh token spent twice', async () => {
-    workers.push(spawnWorker(h));
+    workers.push(spawnWorker(h.workerEnv));
     const who = freshOwner('kill-refresh');
     proxy.mode = 'pass';
     await authorize(h, who);
@@ -88,7 +73,7 @@ describe.skipIf(!usesPostgres)('a worker killed mid-flight', () => {
     await killHard(workers[0]!);
     proxy.dropHeld();
     proxy.mode = 'pass';
-    workers.push(spawnWorker(h));
+    workers.push(spawnWorker(h.workerEnv));
     await vi.waitFor(async () => expect((await latestRow(h, who))!.tokenGeneration).toBeGreaterThanOrEqual(3), {
       timeout: 60_000,
       interval: 500,
@@ -239,34 +224,22 @@ describe('the Temporal server restarting', () => {
   });
 });
 
-const canRestartPostgres = usesPostgres && existsSync('/etc/postgresql') && /@(127\.0\.0\.1|localhost)[:/]/.test(inject('databaseUrl'));
+const canRestartPostgres = canControlPostgres(inject('databaseUrl'));
 
 describe.skipIf(!canRestartPostgres)('PostgreSQL restarting', () => {
   let h: Harness;
-  const cluster = () => {
-    const version = execFileSync('ls', ['/etc/postgresql'], { encoding: 'utf8' }).trim().split('\n')[0]!;
-    return (action: 'start' | 'stop') =>
-      execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', action, ...(action === 'stop' ? ['-m', 'fast'] : [])], {
-        stdio: 'ignore',
-      });
-  };
   beforeAll(async () => {
     h = await startHarness();
   });
   afterAll(async () => {
-    try {
-      cluster()('start');
-    } catch {
-      // already running
-    }
+    postgres('start');
     await h?.close();
   });
 
   it('answers 503 while it is down, loses nothing, and resumes by itself', async () => {
     const who = freshOwner('pg-restart');
     const { accessToken } = await authorize(h, who);
-    const pg = cluster();
-    pg('stop');
+    postgres('stop');
     try {
       // Past the hot-path cache, which would otherwise still answer from memory for a moment.
       await sleep(h.services.config.hotCacheMs + 100);
@@ -276,7 +249,7 @@ describe.skipIf(!canRestartPostgres)('PostgreSQL restarting', () => {
       expect(down.text).not.toContain(accessToken);
       expect((await fetch(`${h.baseUrl}/readyz`)).status).toBe(503);
     } finally {
-      pg('start');
+      postgres('start');
     }
     await vi.waitFor(async () => expect((await h.call('POST', CREDENTIAL_PATH, who)).status).toBe(200), { timeout: 30_000, interval: 500 });
     const after = await h.call('POST', CREDENTIAL_PATH, who);

@@ -1,0 +1,248 @@
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type * as oidc from 'openid-client';
+import type { AuditEventType, AuditInput, AuditTrail } from '../lib/audit.js';
+import { AuditEventSchema, CredentialSchema, type Credential } from '../lib/db/entities.js';
+import { fork, type Em, type Orm } from '../lib/db/orm.js';
+import { persistThroughOutage } from '../lib/db/outage.js';
+import { ownerOf, secretContext } from '../lib/credential-records.js';
+import type { CredentialOwner } from '../lib/domain.js';
+import type { Logger } from '../lib/log.js';
+import { recordProviderCall, refreshes } from '../lib/metrics.js';
+import { classifyOAuthError, type OAuthClients, type ToolClient } from '../lib/oauth/client.js';
+import type { Tool, ToolRegistry } from '../lib/tools.js';
+import type { Vault } from '../lib/vault/crypto.js';
+
+export interface ActivityDeps {
+  orm: Orm;
+  vault: Vault;
+  tools: ToolRegistry;
+  oauth: OAuthClients;
+  audit: AuditTrail;
+  log: Logger;
+  redirectUri: string;
+  /** The broker's public origin: users are sent to its start page, which checks who they are. */
+  publicOrigin: string;
+}
+
+/** What activities return about tokens: timestamps and flags, never the tokens. */
+export interface TokenMetadata {
+  generation: number;
+  acquiredAt: number;
+  accessExpiresAt: number | null;
+  /** Null for machine credentials, which renew until revoked. */
+  ttlExpiresAt: number | null;
+  hasRefreshToken: boolean;
+  scope: string | null;
+}
+
+export interface BeginAuthorizationInput {
+  owner: CredentialOwner;
+  workflowId: string;
+  credentialId: string;
+  authorizationRequestId: string;
+  authorizationTimeoutSeconds: number;
+  /** Step-up: scopes to ask for beyond the tool's own. */
+  extraScopes?: string[];
+}
+
+export const ACTOR = 'credential-workflow';
+
+/**
+ * What the activities share: the attempts running per credential in this process, and how a provider's answer
+ * is turned into columns, committed, and audited; how a provider's refusal becomes a stable failure.
+ */
+export function createToolkit(deps: ActivityDeps) {
+  const { orm, vault, audit } = deps;
+  /** Attempts for a credential in this process, one after the other (a timed-out attempt may still be running). */
+  const running = new Map<string, Promise<unknown>>();
+
+  /**
+   * An activity that receives tokens: it heartbeats all along, and waits for any attempt of the same credential
+   * still running in this process, so two attempts never present the same refresh token.
+   */
+  function holdingTokens<T>(credentialId: string, body: () => Promise<T>): Promise<T> {
+    const before = running.get(credentialId) ?? Promise.resolve();
+    const mine = before.catch(() => {}).then(() => heartbeating(body));
+    const tail = mine.catch(() => {});
+    running.set(credentialId, tail);
+    void tail.then(() => {
+      if (running.get(credentialId) === tail) running.delete(credentialId);
+    });
+    return mine;
+  }
+
+  /** The columns a token response changes, encrypted, computed before anything is written. */
+  function tokenChanges(credential: Credential, tokens: oidc.TokenEndpointResponse, now: Date) {
+    const owner = ownerOf(credential);
+    return {
+      accessToken: vault.encrypt(tokens.access_token, secretContext(owner, credential.id, 'access_token')),
+      // A provider that does not rotate returns no refresh token: keep the one we have.
+      refreshToken: tokens.refresh_token
+        ? vault.encrypt(tokens.refresh_token, secretContext(owner, credential.id, 'refresh_token'))
+        : (credential.refreshToken ?? null),
+      tokenType: (tokens.token_type ?? 'bearer').slice(0, 40),
+      scope: tokens.scope ?? credential.scope ?? null,
+      accessExpiresAt: typeof tokens.expires_in === 'number' ? new Date(now.getTime() + tokens.expires_in * 1000) : null,
+      tokenGeneration: credential.tokenGeneration + 1,
+      updatedAt: now,
+    };
+  }
+
+  /**
+   * Commits a provider's answer and its audit row in one transaction, guarded by the token generation this
+   * attempt read. While the database is unreachable it waits, heartbeating, up to STORE_BOUND_MS: tokens the
+   * provider has already rotated are never dropped for a database that is restarting.
+   */
+  async function commit(
+    credential: Credential,
+    changes: Partial<Credential> & { tokenGeneration: number },
+    event: Pick<AuditInput, 'eventType' | 'detail'>,
+    alongside?: (tx: Em) => Promise<unknown>,
+  ): Promise<void> {
+    const row = audit.prepare({ ...event, outcome: 'success', actor: ACTOR, ...ownerOf(credential), credentialId: credential.id });
+    let warned = false;
+    await persistThroughOutage(
+      () =>
+        fork(orm).transactional(async (tx) => {
+          const updated = await tx.nativeUpdate(
+            CredentialSchema,
+            { id: credential.id, tokenGeneration: credential.tokenGeneration },
+            changes,
+          );
+          if (updated !== 1) {
+            // An earlier try of this loop committed, and only its answer was lost on the wire.
+            const current = await tx.findOne(CredentialSchema, { id: credential.id }, { fields: ['tokenGeneration'] });
+            if (current?.tokenGeneration === changes.tokenGeneration) return;
+            throw ApplicationFailure.nonRetryable('the credential changed under this attempt', 'generation_conflict');
+          }
+          await alongside?.(tx);
+          await tx.insert(AuditEventSchema, row);
+        }),
+      {
+        boundMs: STORE_BOUND_MS,
+        onWait: () => {
+          heartbeat();
+          if (!warned)
+            deps.log.warn(
+              { credentialId: credential.id },
+              "database unreachable: holding the provider's answer in memory until it is back",
+            );
+          warned = true;
+        },
+      },
+    );
+    Object.assign(credential, changes);
+  }
+
+  async function failAudit(em: ReturnType<typeof fork>, eventType: AuditEventType, credential: Credential, code: string): Promise<void> {
+    await audit.record(em, {
+      eventType,
+      outcome: 'failure',
+      actor: ACTOR,
+      ...ownerOf(credential),
+      credentialId: credential.id,
+      detail: { code },
+    });
+  }
+
+  async function oauthFailure(
+    em: ReturnType<typeof fork>,
+    eventType: AuditEventType,
+    credential: Credential,
+    err: unknown,
+    lostGrantCode?: string,
+  ): Promise<ApplicationFailure> {
+    const classified = classifyOAuthError(err);
+    const failure =
+      lostGrantCode && classified.code === 'invalid_grant'
+        ? { ...classified, code: lostGrantCode, message: `${classified.message} after an interrupted attempt` }
+        : classified;
+    recordProviderCall(credential.toolId, failure);
+    if (eventType === 'credential.refreshed')
+      refreshes.inc({ tool: credential.toolId, outcome: failure.permanent ? 'reauthorization_required' : 'failed' });
+    deps.log.warn({ credentialId: credential.id, toolId: credential.toolId, code: failure.code }, failure.message);
+    await failAudit(em, eventType, credential, failure.code);
+    // The provider says when to come back (503/429 with Retry-After): the next attempt waits exactly that long.
+    return ApplicationFailure.create({
+      message: failure.message,
+      type: failure.code,
+      nonRetryable: failure.permanent,
+      ...(failure.retryAfterSeconds
+        ? { nextRetryDelay: `${failure.retryAfterSeconds}s`, details: [{ retryAfterSeconds: failure.retryAfterSeconds }] }
+        : {}),
+    });
+  }
+  return { holdingTokens, tokenChanges, commit, failAudit, oauthFailure };
+}
+
+export type Toolkit = ReturnType<typeof createToolkit>;
+
+/**
+ * How long a provider's answer is held in memory while the database is unreachable. The activities that hold
+ * one have a start-to-close timeout above it (see workflows/credential.ts).
+ */
+export const STORE_BOUND_MS = 5 * 60_000;
+
+/** Which attempt of the activity this is (1 outside an activity). */
+export function activityAttempt(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return 1;
+  }
+}
+
+/** Tells Temporal the attempt is alive; outside an activity (a test calling one directly) there is no one to tell. */
+function heartbeat(): void {
+  try {
+    Context.current().heartbeat();
+  } catch {
+    // not running as an activity
+  }
+}
+
+/** A provider call that heartbeats while it runs: a worker that dies mid-call is noticed in seconds. */
+async function heartbeating<T>(call: () => Promise<T>): Promise<T> {
+  heartbeat();
+  const timer = setInterval(heartbeat, 1_000);
+  try {
+    return await call();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+export function metadata(c: Credential): TokenMetadata {
+  return {
+    generation: c.tokenGeneration,
+    acquiredAt: c.acquiredAt!.getTime(),
+    accessExpiresAt: c.accessExpiresAt?.getTime() ?? null,
+    ttlExpiresAt: c.ttlExpiresAt?.getTime() ?? null,
+    hasRefreshToken: Boolean(c.refreshToken),
+    scope: c.scope ?? null,
+  };
+}
+
+export function requireTool(tools: ToolRegistry, toolId: string): Tool {
+  const tool = tools.get(toolId);
+  if (!tool) throw ApplicationFailure.nonRetryable(`tool ${toolId} is not configured`, 'tool_not_found');
+  return tool;
+}
+
+export async function forTool(oauth: OAuthClients, tool: Tool): Promise<ToolClient> {
+  try {
+    return await oauth.forTool(tool);
+  } catch (err) {
+    const failure = classifyOAuthError(err);
+    throw ApplicationFailure.create({
+      message: `discovery for tool ${tool.id} failed: ${failure.message}`,
+      type: failure.code,
+      nonRetryable: failure.permanent,
+    });
+  }
+}
+
+/** RFC 8707: the MCP server's canonical URI goes with every token request too. */
+export function resourceParams(client: ToolClient): Record<string, string> | undefined {
+  return client.resource ? { resource: client.resource } : undefined;
+}

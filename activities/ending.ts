@@ -1,0 +1,79 @@
+import * as oidc from 'openid-client';
+import { AuthorizationRequestSchema, CredentialSchema } from '../lib/db/entities.js';
+import { fork } from '../lib/db/orm.js';
+import { ownerOf, secretContext } from '../lib/credential-records.js';
+import { authorizations, revocations } from '../lib/metrics.js';
+import { ACTOR, forTool, type ActivityDeps, type Toolkit } from './context.js';
+
+/** Ending a credential: revocation at the provider, and the row marked ended with its secrets wiped. */
+export function endingActivities(deps: ActivityDeps, kit: Toolkit) {
+  const { orm, vault, audit } = deps;
+  const { oauthFailure } = kit;
+  return {
+    async revokeAtProvider(input: { credentialId: string }): Promise<{ revokedAtProvider: boolean }> {
+      const em = fork(orm);
+      const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+      const owner = ownerOf(credential);
+      const tool = deps.tools.get(credential.toolId);
+      if (!tool || (!credential.accessToken && !credential.refreshToken)) return { revokedAtProvider: false };
+      const client = await forTool(deps.oauth, tool);
+      if (!client.revocationSupported) return { revokedAtProvider: false };
+      try {
+        // The refresh token first: at most providers revoking it ends the whole grant.
+        if (credential.refreshToken) {
+          const token = vault.decrypt(credential.refreshToken, secretContext(owner, credential.id, 'refresh_token'));
+          await oidc.tokenRevocation(client.config, token, { token_type_hint: 'refresh_token' });
+        }
+        if (credential.accessToken) {
+          const token = vault.decrypt(credential.accessToken, secretContext(owner, credential.id, 'access_token'));
+          await oidc.tokenRevocation(client.config, token, { token_type_hint: 'access_token' });
+        }
+      } catch (err) {
+        throw await oauthFailure(em, 'credential.revoked_at_provider', credential, err);
+      }
+      await audit.record(em, {
+        eventType: 'credential.revoked_at_provider',
+        outcome: 'success',
+        actor: ACTOR,
+        ...owner,
+        credentialId: credential.id,
+      });
+      return { revokedAtProvider: true };
+    },
+
+    async endCredential(input: { credentialId: string; status: string; reason: string }): Promise<void> {
+      const em = fork(orm);
+      const credential = await em.findOne(CredentialSchema, { id: input.credentialId });
+      // The authorization failed before its row was written: nothing to end.
+      if (!credential) return;
+      const now = new Date();
+      if (!credential.deletedAt) {
+        credential.status = input.status;
+        credential.endReason = input.reason.slice(0, 80);
+        credential.deletedAt = now;
+        credential.updatedAt = now;
+        // The row stays for audit; the secrets in it are of no further use.
+        credential.accessToken = null;
+        credential.refreshToken = null;
+      }
+      await em.nativeUpdate(
+        AuthorizationRequestSchema,
+        { credentialId: credential.id, codeVerifier: { $ne: null } },
+        { codeVerifier: null, callbackParams: null, providerUrl: null },
+      );
+      await em.flush();
+      revocations.inc({ tool: credential.toolId, status: input.status });
+      if (input.status === 'authorization_timed_out' || input.status === 'authorization_failed') {
+        authorizations.inc({ tool: credential.toolId, stage: input.status === 'authorization_failed' ? 'failed' : 'timed_out' });
+      }
+      await audit.record(em, {
+        eventType: 'credential.ended',
+        outcome: input.status,
+        actor: ACTOR,
+        ...ownerOf(credential),
+        credentialId: credential.id,
+        detail: { reason: input.reason },
+      });
+    },
+  };
+}

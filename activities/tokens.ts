@@ -1,0 +1,106 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import * as oidc from 'openid-client';
+import { CredentialSchema } from '../lib/db/entities.js';
+import { fork } from '../lib/db/orm.js';
+import { ownerOf, secretContext } from '../lib/credential-records.js';
+import type { CredentialOwner } from '../lib/domain.js';
+import { recordProviderCall, refreshes } from '../lib/metrics.js';
+import {
+  forTool,
+  metadata,
+  requireTool,
+  resourceParams,
+  activityAttempt,
+  type ActivityDeps,
+  type TokenMetadata,
+  type Toolkit,
+} from './context.js';
+
+/** Keeping a credential current: refresh (user credentials) and client-credentials tokens (machine access). */
+export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
+  const { orm, vault } = deps;
+  const { holdingTokens, tokenChanges, commit, oauthFailure } = kit;
+  return {
+    refreshCredential: (input: { credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> =>
+      holdingTokens(input.credentialId, async () => {
+        const em = fork(orm);
+        const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+        // Already refreshed by an attempt whose completion was lost: never spend the rotated token twice.
+        if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
+        if (credential.deletedAt || !credential.refreshToken) {
+          throw ApplicationFailure.nonRetryable('credential has no refresh token', 'no_refresh_token');
+        }
+        const owner = ownerOf(credential);
+        const client = await forTool(deps.oauth, requireTool(deps.tools, credential.toolId));
+        const refreshToken = vault.decrypt(credential.refreshToken, secretContext(owner, credential.id, 'refresh_token'));
+        let tokens: oidc.TokenEndpointResponse;
+        try {
+          tokens = await oidc.refreshTokenGrant(client.config, refreshToken, resourceParams(client));
+        } catch (err) {
+          // invalid_grant on a retry: the attempt before may have reached the provider, which rotated the token,
+          // and the answer died with that worker. Say so: the user must authorize again, and why.
+          throw await oauthFailure(em, 'credential.refreshed', credential, err, activityAttempt() > 1 ? 'refresh_interrupted' : undefined);
+        }
+        // A rotated refresh token lives only here until committed: nothing else happens before the write.
+        const now = new Date();
+        const changes = { ...tokenChanges(credential, tokens, now), lastRefreshedAt: now };
+        await commit(credential, changes, {
+          eventType: 'credential.refreshed',
+          detail: { generation: changes.tokenGeneration, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null },
+        });
+        recordProviderCall(credential.toolId);
+        refreshes.inc({ tool: credential.toolId, outcome: 'ok' });
+        return metadata(credential);
+      }),
+
+    /** Client credentials: the tool's own token for one agent. Idempotent like a refresh. */
+    acquireMachineToken: (input: {
+      owner: CredentialOwner;
+      workflowId: string;
+      credentialId: string;
+      expectedGeneration: number;
+    }): Promise<TokenMetadata> =>
+      holdingTokens(input.credentialId, async () => {
+        const em = fork(orm);
+        const now = new Date();
+        let credential = await em.findOne(CredentialSchema, { id: input.credentialId });
+        if (credential && credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
+        credential ??= em.create(CredentialSchema, {
+          id: input.credentialId,
+          ...input.owner,
+          workflowId: input.workflowId,
+          status: 'awaiting_authorization',
+          tokenGeneration: 0,
+          createdAt: now,
+          updatedAt: now,
+        });
+        await em.flush();
+        const tool = requireTool(deps.tools, input.owner.toolId);
+        const client = await forTool(deps.oauth, tool);
+        let tokens: oidc.TokenEndpointResponse;
+        try {
+          tokens = await oidc.clientCredentialsGrant(client.config, {
+            ...(client.scopes.length ? { scope: client.scopes.join(tool.auth.scope_separator ?? ' ') } : {}),
+            ...(tool.auth.audience ? { audience: tool.auth.audience } : {}),
+            ...(tool.auth.resource ? { resource: tool.auth.resource } : {}),
+          });
+        } catch (err) {
+          throw await oauthFailure(em, 'credential.machine_token', credential, err);
+        }
+        const first = credential.tokenGeneration === 0;
+        const changes = {
+          ...tokenChanges(credential, tokens, now),
+          acquiredAt: credential.acquiredAt ?? now,
+          ...(first ? {} : { lastRefreshedAt: now }),
+          status: 'active',
+        };
+        await commit(credential, changes, {
+          eventType: 'credential.machine_token',
+          detail: { generation: changes.tokenGeneration, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null },
+        });
+        recordProviderCall(credential.toolId);
+        refreshes.inc({ tool: credential.toolId, outcome: 'ok' });
+        return metadata(credential);
+      }),
+  };
+}

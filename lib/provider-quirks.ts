@@ -1,0 +1,27 @@
+import { z } from 'zod';
+
+/**
+ * How an authorization server differs from the standard, declared once: a tool's `auth` and a catalog provider
+ * accept the same fields, a tool that names a provider inherits them, and `lib/oauth/quirks.ts` applies them.
+ * A new quirk is a field here, its effect there, and its value in `config/providers.yaml`.
+ */
+export const quirksSchema = z.object({
+  /** Every scope a step-up may add (default: the tool's scopes; for MCP servers, what the server supports). */
+  allowed_scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token')).optional(),
+  /** How the token endpoint authenticates the client. */
+  token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
+  /** Scopes joined by this character (Slack: a comma). */
+  scope_separator: z.string().length(1).optional(),
+  /** Where the scopes go in the authorization request (Slack: `user_scope`). */
+  scope_param: z.enum(['scope', 'user_scope']).optional(),
+  /** How the token response is shaped (Slack: the user's token nested under `authed_user`). */
+  token_response: z.enum(['standard', 'slack_authed_user']).optional(),
+});
+
+export type Quirks = z.infer<typeof quirksSchema>;
+export const QUIRK_KEYS = Object.keys(quirksSchema.shape) as (keyof Quirks)[];
+
+/** The quirks a provider sets, to be given to a tool that names it (the tool's own values win). */
+export function quirksOf(provider: Quirks): Partial<Quirks> {
+  return Object.fromEntries(QUIRK_KEYS.filter((k) => provider[k] !== undefined).map((k) => [k, provider[k]]));
+}
