@@ -30,7 +30,18 @@ import {
 import { failureCode, isPermanent, retryAfterMs } from './failures.js';
 import { HOLDS_TOKENS } from './options.js';
 import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
-import { nextWake, planRefreshAt, planRefreshRetryAt } from './schedule.js';
+import {
+  afterFailedRefresh,
+  decide,
+  interrupts,
+  mayContinueAsNew,
+  revokedBy,
+  shouldContinueAsNew,
+  wakeAt,
+  withTokens,
+  type Step,
+  type Wake,
+} from './lifecycle.js';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -155,93 +166,67 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
   }
 
   while (!isTerminal(s.phase)) {
-    if (s.phase === 'awaiting_authorization') {
-      // While a step-up waits for the user, the current credential is still served: keep refreshing it and
-      // keep its time to live (histories from before this change waited for the user only).
-      const keepCurrent = s.stepUpPending === true && patched('refresh-during-step-up');
-      const wakeAt = keepCurrent ? Math.min(s.authorizationExpiresAt!, nextWake(s.refreshAt, s.ttlExpiresAt!)) : s.authorizationExpiresAt!;
-      await condition(
-        () => inbox.callback !== null || inbox.revoke !== null || (keepCurrent && requestedRefreshNow()),
-        Math.max(0, wakeAt - Date.now()),
-      );
-      if (inbox.revoke) {
-        if (s.stepUpPending) await revoke(inbox.revoke);
-        else await end('revoked', `revoked by ${inbox.revoke.actor}: ${inbox.revoke.reason}`);
-      } else if (inbox.callback !== null) {
-        await completeAuthorization();
-      } else if (!keepCurrent) {
-        // Timed out. A step-up the user never completed leaves the credential as it was.
-        if (s.stepUpPending) backToActive();
-        else await end('authorization_timed_out', 'the user did not complete the authorization in time');
-      } else if (!(await tendCurrent()) && Date.now() >= s.authorizationExpiresAt!) {
-        backToActive();
-      }
-      continue;
-    }
-
-    // Active: sleep until the next refresh, the end of the TTL, or a message.
-    if (workflowInfo().continueAsNewSuggested || s.cyclesThisRun >= (input.maxCyclesPerRun ?? DEFAULT_MAX_CYCLES_PER_RUN)) {
+    // While a step-up waits for the user, the current credential is still served: keep refreshing it and keep its
+    // time to live (histories from before this change waited for the user only).
+    const waitingForUser = s.phase === 'awaiting_authorization';
+    const opts = { tendWhileSteppingUp: waitingForUser && s.stepUpPending === true && patched('refresh-during-step-up') };
+    if (
+      !waitingForUser &&
+      shouldContinueAsNew(s, {
+        suggested: workflowInfo().continueAsNewSuggested,
+        maxCyclesPerRun: input.maxCyclesPerRun ?? DEFAULT_MAX_CYCLES_PER_RUN,
+      })
+    ) {
       await condition(allHandlersFinished);
-      if (!inbox.revoke && !inbox.refreshRequested) {
-        const next = makeContinueAsNewFunc<typeof credentialWorkflow>({
-          typedSearchAttributes: workflowInfo().typedSearchAttributes,
-        });
+      if (mayContinueAsNew(inbox)) {
+        const next = makeContinueAsNewFunc<typeof credentialWorkflow>({ typedSearchAttributes: workflowInfo().typedSearchAttributes });
         return await next({ ...input, state: { ...s, cyclesThisRun: 0 } });
       }
     }
-    // A refresh the agent asked for while the provider said "not yet" happens the moment it allows.
-    const deferredUntil = inbox.refreshRequested && s.retryNotBefore ? s.retryNotBefore : Infinity;
-    const wakeAt = Math.min(nextWake(s.refreshAt, s.ttlExpiresAt!), deferredUntil);
-    await condition(() => inbox.revoke !== null || requestedRefreshNow() || inbox.stepUp !== null, Math.max(0, wakeAt - Date.now()));
-    if (inbox.revoke) {
-      await revoke(inbox.revoke);
-    } else if (inbox.stepUp) {
-      await beginStepUp(inbox.stepUp);
-    } else {
-      await tendCurrent();
-    }
+    // Sleep until the stage's own clock (consent deadline, refresh, TTL) or a message, then take one step.
+    await condition(() => interrupts(s, wake(), opts), Math.max(0, wakeAt(s, wake(), opts) - Date.now()));
+    await take(decide(s, wake(), opts));
   }
 
   await condition(allHandlersFinished);
   return view(s);
 
-  /** The current credential's own clock: its TTL ends it, a due or requested refresh renews it. True if either did. */
-  async function tendCurrent(): Promise<boolean> {
-    if (Date.now() >= s.ttlExpiresAt!) {
-      await end('expired', 'the credential reached its time to live');
-      return true;
-    }
-    if (requestedRefreshNow() || (s.refreshAt !== null && Date.now() >= s.refreshAt)) {
-      inbox.refreshRequested = false;
-      await refresh();
-      inbox.refreshAttempts++;
-      return true;
-    }
-    return false;
+  /** What the messages and the clock have brought: the lifecycle's input. */
+  function wake(): Wake {
+    return {
+      now: Date.now(),
+      revoke: inbox.revoke,
+      callback: inbox.callback,
+      stepUp: inbox.stepUp,
+      refreshRequested: inbox.refreshRequested,
+    };
   }
 
-  /** A refresh the agent asked for, unless the provider asked us to wait (Retry-After) and the time has not come. */
-  function requestedRefreshNow(): boolean {
-    return inbox.refreshRequested && !(s.retryNotBefore && Date.now() < s.retryNotBefore);
+  /** Runs one step the lifecycle decided on. */
+  async function take(step: Step): Promise<void> {
+    switch (step.do) {
+      case 'revoke_and_end':
+        return revoke(step.request);
+      case 'end':
+        return end(step.status, step.reason);
+      case 'exchange_code':
+        return completeAuthorization();
+      case 'drop_step_up':
+        return backToActive();
+      case 'begin_step_up':
+        return beginStepUp(step.scopes);
+      case 'refresh':
+        inbox.refreshRequested = false;
+        await refresh();
+        inbox.refreshAttempts++;
+        return;
+      case 'wait':
+        return;
+    }
   }
 
   function applyTokens(meta: TokenMetadata): void {
-    s.generation = meta.generation;
-    s.acquiredAt = meta.acquiredAt;
-    s.accessExpiresAt = meta.accessExpiresAt;
-    s.ttlExpiresAt = meta.ttlExpiresAt;
-    s.hasRefreshToken = meta.hasRefreshToken;
-    s.scope = meta.scope;
-    s.failedRefreshes = 0;
-    s.refreshAt = s.hasRefreshToken
-      ? planRefreshAt({
-          acquiredAt: Date.now(),
-          accessExpiresAt: meta.accessExpiresAt,
-          skewMs: input.refreshSkewSeconds * 1000,
-          random: Math.random(),
-        })
-      : // Without a refresh token nothing can be renewed: wake at expiry to ask the user again.
-        meta.accessExpiresAt;
+    Object.assign(s, withTokens(meta, { now: Date.now(), skewMs: input.refreshSkewSeconds * 1000, random: Math.random }));
   }
 
   async function beginStepUp(scopes: string[]): Promise<void> {
@@ -315,14 +300,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
         return;
       }
       // The provider is unwell: keep serving the current token and try again before it expires.
-      s.failedRefreshes++;
-      s.refreshAt = planRefreshRetryAt(Date.now(), s.accessExpiresAt, s.failedRefreshes);
-      // The provider said when to come back: not before (histories from before never carry a Retry-After).
-      const wait = retryAfterMs(err);
-      if (wait) {
-        s.retryNotBefore = Date.now() + wait;
-        s.refreshAt = Math.max(s.refreshAt, s.retryNotBefore);
-      }
+      Object.assign(s, afterFailedRefresh(s, { now: Date.now(), retryAfterMs: retryAfterMs(err) }));
       log.warn('refresh failed, will retry', { code, failedRefreshes: s.failedRefreshes });
       setPhase(s, resumePhase());
     }
@@ -340,7 +318,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       // Revocation at the provider failed for good: the credential still ends here, and the audit says so.
       log.warn('revocation at provider failed', { code: failureCode(err) });
     }
-    await end('revoked', `revoked by ${request.actor}: ${request.reason}`);
+    await end('revoked', revokedBy(request));
   }
 
   async function end(phase: Phase, reason: string): Promise<void> {
