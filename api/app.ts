@@ -7,7 +7,7 @@ import type { AuditTrail } from '../lib/audit.js';
 import type { AgentRegistry } from '../lib/auth/agents.js';
 import type { Rbac } from '../lib/auth/rbac.js';
 import type { TrustManager } from '../lib/auth/trust.js';
-import type { CredentialBroker } from '../lib/broker.js';
+import type { CredentialBroker } from './broker.js';
 import { CALLBACK_PATH, START_PATH, type Config } from '../lib/config.js';
 import type { Orm } from '../lib/db/orm.js';
 import type { Logger } from '../lib/log.js';

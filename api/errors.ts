@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { z } from 'zod';
-import { BrokerError } from '../lib/broker.js';
+import { BrokerError } from './broker.js';
 import { isDatabaseUnreachable } from '../lib/db/outage.js';
 import { ERROR_CATALOG, isErrorCode, type ErrorCode } from './error-catalog.js';
 import type { Logger } from '../lib/log.js';

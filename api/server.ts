@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Client } from '@temporalio/client';
-import { CredentialBroker, type BrokerSettings } from '../lib/broker.js';
+import { CredentialBroker, type BrokerSettings } from './broker.js';
 import type { Services } from '../lib/services.js';
 import { createApp } from './app.js';
 import { CredentialWaits } from './waits.js';

@@ -1,32 +1,17 @@
 import {
-  ApplicationFailure,
   allHandlersFinished,
   condition,
   log,
   makeContinueAsNewFunc,
   patched,
   proxyActivities,
-  setHandler,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities, TokenMetadata } from '../activities/index.js';
 import { isTerminal } from '../lib/domain.js';
-import {
-  callbackReceivedSignal,
-  ensureAuthorizationUpdate,
-  MAX_STEP_UPS,
-  refreshNowUpdate,
-  revokeUpdate,
-  statusQuery,
-  stepUpUpdate,
-  UPDATE_REJECTIONS,
-  type CredentialState,
-  type CredentialView,
-  type CredentialWorkflowInput,
-  type Phase,
-  type RevokeRequest,
-} from './messages.js';
+import { type CredentialState, type CredentialView, type CredentialWorkflowInput, type Phase, type RevokeRequest } from './messages.js';
+import { emptyInbox, registerHandlers } from './handlers.js';
 import { failureCode, isPermanent, retryAfterMs } from './failures.js';
 import { HOLDS_TOKENS } from './options.js';
 import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
@@ -65,87 +50,14 @@ const bookkeeping = proxyActivities<Activities>({
   retry: { ...retry, maximumInterval: '60s' },
 });
 
-/** An update refused by its validator, with a type the client switches on (never recorded in history). */
-function rejected(type: string, message: string): ApplicationFailure {
-  return ApplicationFailure.create({ type, message, nonRetryable: true });
-}
-
 /** One (agent, user, tool) authorization, from the user's consent to its end. The only writer of its credential. */
 export async function credentialWorkflow(input: CredentialWorkflowInput): Promise<CredentialView> {
   const s: CredentialState = input.state ?? initialState({ authorizationRequest: true });
   const owner = input.owner;
   // Set by handlers, read by the main loop (an object, so the compiler does not narrow them away).
-  const inbox: {
-    callback: string | null;
-    revoke: RevokeRequest | null;
-    refreshRequested: boolean;
-    refreshAttempts: number;
-    stepUp: string[] | null;
-    stepUpsBegun: number;
-  } = {
-    callback: null,
-    revoke: null,
-    refreshRequested: false,
-    refreshAttempts: 0,
-    stepUp: null,
-    stepUpsBegun: 0,
-  };
-
-  setHandler(statusQuery, () => view(s));
-  setHandler(callbackReceivedSignal, ({ authorizationRequestId }) => {
-    // A step-up's consent may arrive while the current token is being refreshed.
-    if (
-      (s.phase === 'awaiting_authorization' || (s.stepUpPending && s.phase === 'refreshing')) &&
-      authorizationRequestId === s.authorizationRequestId
-    ) {
-      inbox.callback = authorizationRequestId;
-    }
-  });
-  setHandler(ensureAuthorizationUpdate, async () => {
-    await condition(() => s.phase !== 'starting' && s.phase !== 'refreshing' && inbox.callback === null);
-    return view(s);
-  });
-  setHandler(
-    refreshNowUpdate,
-    async () => {
-      const before = inbox.refreshAttempts;
-      inbox.refreshRequested = true;
-      await condition(() => inbox.refreshAttempts > before || isTerminal(s.phase));
-      return view(s);
-    },
-    {
-      validator: () => {
-        // Active, or still served while a step-up waits for the user.
-        const serving = s.phase === 'active' || s.phase === 'refreshing' || (s.stepUpPending && s.phase === 'awaiting_authorization');
-        if (!serving) throw rejected(UPDATE_REJECTIONS.notServing, `credential is ${s.phase}, not active`);
-      },
-    },
-  );
-  setHandler(
-    stepUpUpdate,
-    async ({ scopes }) => {
-      // One step-up at a time: while one waits for the user, its link is the answer.
-      if (s.stepUpPending) return view(s);
-      const before = inbox.stepUpsBegun;
-      inbox.stepUp = [...new Set([...(inbox.stepUp ?? []), ...scopes])];
-      await condition(() => inbox.stepUpsBegun > before || isTerminal(s.phase));
-      return view(s);
-    },
-    {
-      validator: ({ scopes }) => {
-        if ((s.stepUps ?? 0) >= MAX_STEP_UPS && !s.stepUpPending)
-          throw rejected(UPDATE_REJECTIONS.stepUpLimit, 'the step-up limit is reached');
-        if (s.phase !== 'active' && s.phase !== 'refreshing' && !s.stepUpPending)
-          throw rejected(UPDATE_REJECTIONS.notServing, `credential is ${s.phase}, not active`);
-        if (!Array.isArray(scopes) || scopes.length === 0) throw rejected(UPDATE_REJECTIONS.invalidArguments, 'no scopes to add');
-      },
-    },
-  );
-  setHandler(revokeUpdate, async (request) => {
-    inbox.revoke ??= request;
-    await condition(() => isTerminal(s.phase));
-    return view(s);
-  });
+  const inbox = emptyInbox();
+  // Messages become entries in the inbox; validators refuse with types the client switches on.
+  registerHandlers(s, inbox);
 
   if (s.phase === 'starting') {
     try {

@@ -12,6 +12,7 @@ import {
   type RevokeRequest,
 } from './messages.js';
 import { failureCode, isPermanent } from './failures.js';
+import { shouldContinueAsNew } from './lifecycle.js';
 import { HOLDS_TOKENS } from './options.js';
 import { planRefreshAt, planRefreshRetryAt } from './schedule.js';
 import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
@@ -44,7 +45,12 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
       await acquire();
       continue;
     }
-    if (workflowInfo().continueAsNewSuggested || s.cyclesThisRun >= (input.maxCyclesPerRun ?? DEFAULT_MAX_CYCLES_PER_RUN)) {
+    if (
+      shouldContinueAsNew(s, {
+        suggested: workflowInfo().continueAsNewSuggested,
+        maxCyclesPerRun: input.maxCyclesPerRun ?? DEFAULT_MAX_CYCLES_PER_RUN,
+      })
+    ) {
       await condition(allHandlersFinished);
       if (!inbox.revoke) {
         return await makeContinueAsNewFunc<typeof machineCredentialWorkflow>({

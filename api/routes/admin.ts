@@ -1,7 +1,7 @@
 import { Router, type Request } from 'express';
 import { z } from 'zod';
 import type { AuditTrail } from '../../lib/audit.js';
-import type { CredentialBroker } from '../../lib/broker.js';
+import type { CredentialBroker } from '../broker.js';
 import { AuditEventSchema, CredentialSchema } from '../../lib/db/entities.js';
 import { fork, type Orm } from '../../lib/db/orm.js';
 import { CREDENTIAL_STATUSES, credentialWorkflowId, OWNER_ID_PATTERN, type CredentialOwner } from '../../lib/domain.js';

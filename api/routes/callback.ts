@@ -2,7 +2,7 @@ import { Router, type Request } from 'express';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ownerOf, secretContext } from '../../lib/credential-records.js';
 import type { AuditTrail } from '../../lib/audit.js';
-import type { CredentialBroker } from '../../lib/broker.js';
+import type { CredentialBroker } from '../broker.js';
 import { AuthorizationRequestSchema, CredentialSchema } from '../../lib/db/entities.js';
 import { fork, type Orm } from '../../lib/db/orm.js';
 import { IdentityError, type TrustManager } from '../../lib/auth/trust.js';

@@ -1,9 +1,9 @@
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import type { AuditEventType, AuditTrail } from '../../lib/audit.js';
-import type { CredentialBroker } from '../../lib/broker.js';
+import type { CredentialBroker } from '../broker.js';
 import { MACHINE_USER, MAX_WORKFLOW_ID_LENGTH, workflowIdFits, type CredentialOwner } from '../../lib/domain.js';
-import { compareManifest, listServerTools } from '../../lib/mcp-check.js';
+import { compareManifest, listServerTools } from '../mcp-check.js';
 import type { OutboundPolicy } from '../../lib/net/outbound.js';
 import type { OAuthClients } from '../../lib/oauth/client.js';
 import type { Tool, ToolRegistry } from '../../lib/tools.js';

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { secretContext } from './credential-records.js';
+import { readActiveRow, secretContext, toDate, type ActiveRow } from '../lib/credential-records.js';
 import {
   AgentIdKey,
   callbackReceivedSignal,
@@ -20,10 +20,10 @@ import {
   type RevokeRequest,
 } from '../workflows/messages.js';
 import type { credentialWorkflow } from '../workflows/credential.js';
-import { CredentialSchema, type Credential } from './db/entities.js';
-import { fork, type Em, type Orm } from './db/orm.js';
-import { credentialWorkflowId, isTerminal, MACHINE_USER, machineWorkflowId, type CredentialOwner } from './domain.js';
-import type { Vault, VaultError } from './vault/crypto.js';
+import { CredentialSchema, type Credential } from '../lib/db/entities.js';
+import { fork, type Em, type Orm } from '../lib/db/orm.js';
+import { credentialWorkflowId, isTerminal, MACHINE_USER, machineWorkflowId, type CredentialOwner } from '../lib/domain.js';
+import type { Vault, VaultError } from '../lib/vault/crypto.js';
 
 export interface BrokerSettings {
   taskQueue: string;
@@ -48,25 +48,6 @@ export interface ActiveCredential {
  * token is the best there is, and it is served until it really expires.
  */
 const MIN_REMAINING_MS = 1_000;
-
-const ACTIVE_SQL =
-  'select id, access_token, token_type, scope, access_expires_at from credentials ' +
-  "where agent_id = ? and user_id = ? and tool_id = ? and status = 'active' and deleted_at is null " +
-  'order by created_at desc limit 1';
-
-interface ActiveRow {
-  id: string;
-  access_token: string | null;
-  token_type: string | null;
-  scope: string | null;
-  access_expires_at: Date | string | number | null;
-}
-
-/** PostgreSQL returns Dates; SQLite returns what MikroORM stored (epoch milliseconds or ISO text). */
-function toDate(value: Date | string | number): Date {
-  if (value instanceof Date) return value;
-  return new Date(typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value);
-}
 
 export class BrokerError extends Error {
   constructor(
@@ -142,13 +123,12 @@ export class CredentialBroker {
     const ttl = this.settings.hotCacheMs ?? 0;
     const cached = ttl > 0 ? this.hot.get(key) : undefined;
     if (cached && cached.until > Date.now()) return cached.row;
-    // A raw read needs no unit of work: the shared connection pool, no entity manager fork.
-    const rows = (await this.orm.em.getConnection().execute(ACTIVE_SQL, [owner.agentId, owner.userId, owner.toolId])) as ActiveRow[];
+    const row = await readActiveRow(this.orm, owner);
     if (ttl > 0) {
       if (this.hot.size >= 50_000) this.hot.clear();
-      this.hot.set(key, { row: rows[0], until: Date.now() + ttl });
+      this.hot.set(key, { row, until: Date.now() + ttl });
     }
-    return rows[0];
+    return row;
   }
 
   /** Drops this process's cached read of a credential (after something changed it). */

@@ -1,0 +1,99 @@
+import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
+import { isTerminal } from '../lib/domain.js';
+import {
+  callbackReceivedSignal,
+  ensureAuthorizationUpdate,
+  MAX_STEP_UPS,
+  refreshNowUpdate,
+  revokeUpdate,
+  statusQuery,
+  stepUpUpdate,
+  UPDATE_REJECTIONS,
+  type CredentialState,
+  type RevokeRequest,
+} from './messages.js';
+import { view } from './state.js';
+
+/** What the credential workflow's messages leave for its main loop. */
+export interface Inbox {
+  /** The authorization request whose callback arrived. */
+  callback: string | null;
+  revoke: RevokeRequest | null;
+  refreshRequested: boolean;
+  /** Refreshes finished, so a refresh-now update knows when its attempt is done. */
+  refreshAttempts: number;
+  stepUp: string[] | null;
+  stepUpsBegun: number;
+}
+
+export function emptyInbox(): Inbox {
+  return { callback: null, revoke: null, refreshRequested: false, refreshAttempts: 0, stepUp: null, stepUpsBegun: 0 };
+}
+
+/** An update refused by its validator, with a type the client switches on (never recorded in history). */
+function rejected(type: string, message: string): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: true });
+}
+
+/**
+ * The credential workflow's signal, query and update handlers: thin, they put what arrived into the inbox and wait
+ * for the main loop to act on it (Temporal's safe-message-handlers shape). Registered before the workflow's first
+ * await, in this order.
+ */
+export function registerHandlers(s: CredentialState, inbox: Inbox): void {
+  setHandler(statusQuery, () => view(s));
+  setHandler(callbackReceivedSignal, ({ authorizationRequestId }) => {
+    // A step-up's consent may arrive while the current token is being refreshed.
+    if (
+      (s.phase === 'awaiting_authorization' || (s.stepUpPending && s.phase === 'refreshing')) &&
+      authorizationRequestId === s.authorizationRequestId
+    ) {
+      inbox.callback = authorizationRequestId;
+    }
+  });
+  setHandler(ensureAuthorizationUpdate, async () => {
+    await condition(() => s.phase !== 'starting' && s.phase !== 'refreshing' && inbox.callback === null);
+    return view(s);
+  });
+  setHandler(
+    refreshNowUpdate,
+    async () => {
+      const before = inbox.refreshAttempts;
+      inbox.refreshRequested = true;
+      await condition(() => inbox.refreshAttempts > before || isTerminal(s.phase));
+      return view(s);
+    },
+    {
+      validator: () => {
+        // Active, or still served while a step-up waits for the user.
+        const serving = s.phase === 'active' || s.phase === 'refreshing' || (s.stepUpPending && s.phase === 'awaiting_authorization');
+        if (!serving) throw rejected(UPDATE_REJECTIONS.notServing, `credential is ${s.phase}, not active`);
+      },
+    },
+  );
+  setHandler(
+    stepUpUpdate,
+    async ({ scopes }) => {
+      // One step-up at a time: while one waits for the user, its link is the answer.
+      if (s.stepUpPending) return view(s);
+      const before = inbox.stepUpsBegun;
+      inbox.stepUp = [...new Set([...(inbox.stepUp ?? []), ...scopes])];
+      await condition(() => inbox.stepUpsBegun > before || isTerminal(s.phase));
+      return view(s);
+    },
+    {
+      validator: ({ scopes }) => {
+        if ((s.stepUps ?? 0) >= MAX_STEP_UPS && !s.stepUpPending)
+          throw rejected(UPDATE_REJECTIONS.stepUpLimit, 'the step-up limit is reached');
+        if (s.phase !== 'active' && s.phase !== 'refreshing' && !s.stepUpPending)
+          throw rejected(UPDATE_REJECTIONS.notServing, `credential is ${s.phase}, not active`);
+        if (!Array.isArray(scopes) || scopes.length === 0) throw rejected(UPDATE_REJECTIONS.invalidArguments, 'no scopes to add');
+      },
+    },
+  );
+  setHandler(revokeUpdate, async (request) => {
+    inbox.revoke ??= request;
+    await condition(() => isTerminal(s.phase));
+    return view(s);
+  });
+}
