@@ -14,6 +14,7 @@ import type { Logger } from '../lib/log.js';
 import { registry } from '../lib/metrics.js';
 import type { OutboundPolicy } from '../lib/net/outbound.js';
 import type { OAuthClients } from '../lib/oauth/client.js';
+import type { CredentialRecords } from '../lib/credential-records.js';
 import { clientMetadataDocument } from '../lib/oauth/client-metadata.js';
 import type { ToolRegistry } from '../lib/tools.js';
 import type { EncryptionCodec } from '../lib/temporal/codec.js';
@@ -46,6 +47,7 @@ export interface AppDeps {
   log: Logger;
   oauth: OAuthClients;
   outbound: OutboundPolicy;
+  records: CredentialRecords;
   /** Long polls in this process (the server keeps one so tests can look at it). */
   waits?: CredentialWaits;
   callbackWaitMs?: number;

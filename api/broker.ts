@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { readActiveRow, secretContext, toDate, type ActiveRow } from '../lib/credential-records.js';
+import { secretContext, toDate, type ActiveRow, type CredentialRecords } from '../lib/credential-records.js';
 import {
   AgentIdKey,
   callbackReceivedSignal,
@@ -20,8 +20,7 @@ import {
   type RevokeRequest,
 } from '../workflows/messages.js';
 import type { credentialWorkflow } from '../workflows/credential.js';
-import { CredentialSchema, type Credential } from '../lib/db/entities.js';
-import { fork, type Em, type Orm } from '../lib/db/orm.js';
+import type { Credential } from '../lib/db/entities.js';
 import { credentialWorkflowId, isTerminal, MACHINE_USER, machineWorkflowId, type CredentialOwner } from '../lib/domain.js';
 import type { Vault, VaultError } from '../lib/vault/crypto.js';
 
@@ -67,15 +66,15 @@ export class CredentialBroker {
   private readonly flights = new Map<string, Promise<CredentialView | null>>();
 
   constructor(
-    private readonly orm: Orm,
+    private readonly records: CredentialRecords,
     private readonly vault: Vault,
     private readonly temporal: Client,
     private readonly settings: BrokerSettings,
   ) {}
 
   /** The newest row of this owner, ended or not. */
-  async latest(owner: CredentialOwner, em: Em = fork(this.orm)): Promise<Credential | null> {
-    return em.findOne(CredentialSchema, { ...owner }, { orderBy: { createdAt: 'desc' } });
+  latest(owner: CredentialOwner): Promise<Credential | null> {
+    return this.records.latest(owner);
   }
 
   /**
@@ -123,7 +122,7 @@ export class CredentialBroker {
     const ttl = this.settings.hotCacheMs ?? 0;
     const cached = ttl > 0 ? this.hot.get(key) : undefined;
     if (cached && cached.until > Date.now()) return cached.row;
-    const row = await readActiveRow(this.orm, owner);
+    const row = await this.records.activeRow(owner);
     if (ttl > 0) {
       if (this.hot.size >= 50_000) this.hot.clear();
       this.hot.set(key, { row, until: Date.now() + ttl });

@@ -24,7 +24,7 @@ export interface ApiOptions {
 
 export function createBroker(services: Services, temporal: Client, overrides: Partial<BrokerSettings> = {}): CredentialBroker {
   const c = services.config;
-  return new CredentialBroker(services.orm, services.vault, temporal, {
+  return new CredentialBroker(services.records, services.vault, temporal, {
     taskQueue: c.temporal.taskQueue,
     secretsTtlSeconds: c.secretsTtlSeconds,
     authorizationTimeoutSeconds: c.authorizationTimeoutSeconds,

@@ -1,5 +1,6 @@
-import type { AuthorizationRequest, Credential } from './db/entities.js';
-import type { Orm } from './db/orm.js';
+import { AuthorizationRequestSchema, CredentialSchema, type AuthorizationRequest, type Credential } from './db/entities.js';
+import { fork, type Em, type Orm } from './db/orm.js';
+import { sha256Hex } from './vault/crypto.js';
 import type { CredentialOwner } from './domain.js';
 import type { SecretContext } from './vault/crypto.js';
 
@@ -39,4 +40,67 @@ export function toDate(value: Date | string | number): Date {
 export async function readActiveRow(orm: Orm, owner: CredentialOwner): Promise<ActiveRow | undefined> {
   const rows = (await orm.em.getConnection().execute(ACTIVE_SQL, [owner.agentId, owner.userId, owner.toolId])) as ActiveRow[];
   return rows[0];
+}
+
+export type CredentialFilter = Partial<Pick<Credential, 'agentId' | 'userId' | 'toolId' | 'status'>>;
+
+/**
+ * The API's one door to the credential and authorization-request tables: every read, and the callback's single
+ * write (claiming a state). Tokens are written only by the credential's workflow, through its activities.
+ */
+export class CredentialRecords {
+  constructor(private readonly orm: Orm) {}
+
+  /** The hot path's read (see readActiveRow). */
+  activeRow(owner: CredentialOwner): Promise<ActiveRow | undefined> {
+    return readActiveRow(this.orm, owner);
+  }
+
+  /** An owner's newest row, ended or not. */
+  latest(owner: CredentialOwner, em: Em = fork(this.orm)): Promise<Credential | null> {
+    return em.findOne(CredentialSchema, { ...owner }, { orderBy: { createdAt: 'desc' } });
+  }
+
+  byId(id: string): Promise<Credential | null> {
+    return fork(this.orm).findOne(CredentialSchema, { id });
+  }
+
+  /** A page of rows, newest first (admin). */
+  list(filter: CredentialFilter, page: { limit: number; offset: number }): Promise<Credential[]> {
+    return fork(this.orm).find(CredentialSchema, filter, {
+      orderBy: { createdAt: 'desc', id: 'asc' },
+      limit: page.limit,
+      offset: page.offset,
+    });
+  }
+
+  /** A user's credentials that have not ended (offboarding). */
+  liveOf(userId: string): Promise<Credential[]> {
+    return fork(this.orm).find(CredentialSchema, { userId, deletedAt: null });
+  }
+
+  /** The authorization request a provider's `state` belongs to (states are stored hashed). */
+  requestByState(state: string): Promise<AuthorizationRequest | null> {
+    return fork(this.orm).findOne(AuthorizationRequestSchema, { stateHash: sha256Hex(state) });
+  }
+
+  request(id: string): Promise<AuthorizationRequest | null> {
+    return fork(this.orm).findOne(AuthorizationRequestSchema, { id });
+  }
+
+  /** Where a credential stands: its status and token generation (a step-up succeeds with a newer one). */
+  async standing(credentialId: string): Promise<{ status: string; tokenGeneration: number } | null> {
+    const row = await fork(this.orm).findOne(CredentialSchema, { id: credentialId }, { fields: ['status', 'tokenGeneration'] });
+    return row ? { status: row.status, tokenGeneration: row.tokenGeneration } : null;
+  }
+
+  /** Single use: only the first callback to claim a request goes on; its parameters are stored encrypted. */
+  async claimCallback(requestId: string, encryptedParams: string): Promise<boolean> {
+    const claimed = await fork(this.orm).nativeUpdate(
+      AuthorizationRequestSchema,
+      { id: requestId, consumedAt: null },
+      { consumedAt: new Date(), callbackParams: encryptedParams },
+    );
+    return claimed === 1;
+  }
 }

@@ -7,6 +7,7 @@ import { loadTrustConfig, parseTrustConfig, TrustManager, type TrustConfigInput 
 import type { Config } from './config.js';
 import { describeDatabase, migrate, openOrm, type Orm } from './db/orm.js';
 import { createLogger, type Logger } from './log.js';
+import { CredentialRecords } from './credential-records.js';
 import { OutboundPolicy } from './net/outbound.js';
 import { OAuthClients } from './oauth/client.js';
 import { ClientRegistrations } from './oauth/registrations.js';
@@ -32,6 +33,8 @@ export interface Services {
   codec: EncryptionCodec;
   /** The one outbound policy for URLs learned from remote parties. */
   outbound: OutboundPolicy;
+  /** Reads of credential and authorization-request rows (and the callback's claim). */
+  records: CredentialRecords;
   close(): Promise<void>;
 }
 
@@ -89,6 +92,7 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
     rbac,
     codec: new EncryptionCodec(vault.deriveKeys('temporal-payload-codec')),
     outbound,
+    records: new CredentialRecords(orm),
     close: async () => {
       await audit.flush();
       if (audit.backlog)

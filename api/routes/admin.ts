@@ -2,8 +2,9 @@ import { Router, type Request } from 'express';
 import { z } from 'zod';
 import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../broker.js';
-import { AuditEventSchema, CredentialSchema } from '../../lib/db/entities.js';
+import { AuditEventSchema } from '../../lib/db/entities.js';
 import { fork, type Orm } from '../../lib/db/orm.js';
+import type { CredentialRecords } from '../../lib/credential-records.js';
 import { CREDENTIAL_STATUSES, credentialWorkflowId, OWNER_ID_PATTERN, type CredentialOwner } from '../../lib/domain.js';
 import type { Gate } from '../auth.js';
 import { ApiError, parseOr400 } from '../errors.js';
@@ -11,6 +12,7 @@ import { auditView, credentialView } from '../views.js';
 
 export interface AdminDeps {
   orm: Orm;
+  records: CredentialRecords;
   broker: CredentialBroker;
   gate: Gate;
   audit: AuditTrail;
@@ -66,11 +68,7 @@ export function adminRoutes(deps: AdminDeps): Router {
       ...(q.tool_id ? { toolId: q.tool_id } : {}),
       ...(q.status ? { status: q.status } : {}),
     };
-    const rows = await fork(deps.orm).find(CredentialSchema, where, {
-      orderBy: { createdAt: 'desc', id: 'asc' },
-      limit: q.limit + 1,
-      offset: q.offset,
-    });
+    const rows = await deps.records.list(where, { limit: q.limit + 1, offset: q.offset });
     res.json({
       items: rows.slice(0, q.limit).map((r) => credentialView(r, { withOwner: true })),
       next_offset: rows.length > q.limit ? q.offset + q.limit : null,
@@ -80,19 +78,18 @@ export function adminRoutes(deps: AdminDeps): Router {
   router.delete('/credentials/:credentialId', async (req, res) => {
     const body = parseOr400(revokeBody, req.body ?? {}, 'body');
     const id = String(req.params.credentialId);
-    const row = UUID.test(id) ? await fork(deps.orm).findOne(CredentialSchema, { id }) : null;
+    const row = UUID.test(id) ? await deps.records.byId(id) : null;
     if (!row) throw new ApiError('credential_not_found', 'no credential with this id');
     if (row.deletedAt) throw new ApiError('credential_ended', `the credential already ended (${row.status})`);
     const owner: CredentialOwner = { agentId: row.agentId, userId: row.userId, toolId: row.toolId };
     await revokeAs(req, owner, body.reason ?? 'revoked by an administrator');
-    const after = await fork(deps.orm).findOneOrFail(CredentialSchema, { id: row.id });
-    res.json(credentialView(after, { withOwner: true }));
+    res.json(credentialView((await deps.records.byId(row.id)) ?? row, { withOwner: true }));
   });
 
   router.post('/users/:userId/revoke-all', async (req, res) => {
     const userId = parseOr400(ownerId, req.params.userId, 'userId');
     const body = parseOr400(revokeBody, req.body ?? {}, 'body');
-    const live = await fork(deps.orm).find(CredentialSchema, { userId, deletedAt: null });
+    const live = await deps.records.liveOf(userId);
     const owners = new Map(live.map((r) => [credentialWorkflowId(r), { agentId: r.agentId, userId: r.userId, toolId: r.toolId }]));
     const results = [];
     for (const owner of owners.values()) {

@@ -1,17 +1,15 @@
 import { Router, type Request } from 'express';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ownerOf, secretContext } from '../../lib/credential-records.js';
+import { ownerOf, secretContext, type CredentialRecords } from '../../lib/credential-records.js';
 import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../broker.js';
-import { AuthorizationRequestSchema, CredentialSchema } from '../../lib/db/entities.js';
-import { fork, type Orm } from '../../lib/db/orm.js';
 import { IdentityError, type TrustManager } from '../../lib/auth/trust.js';
-import { sha256Hex, type Vault } from '../../lib/vault/crypto.js';
+import type { Vault } from '../../lib/vault/crypto.js';
 import type { ConsentCookies } from '../consent-cookie.js';
 import { sendPage } from '../html.js';
 
 export interface CallbackDeps {
-  orm: Orm;
+  records: CredentialRecords;
   vault: Vault;
   broker: CredentialBroker;
   audit: AuditTrail;
@@ -57,8 +55,7 @@ export function callbackRoutes(deps: CallbackDeps): Router {
         'The provider did not send an authorization code. Go back to your agent and start again.',
       );
 
-    const em = fork(deps.orm);
-    const request = await em.findOne(AuthorizationRequestSchema, { stateHash: sha256Hex(q.state) });
+    const request = await deps.records.requestByState(q.state);
     if (!request)
       return refuse(400, 'invalid_state', 'Link not valid', 'This sign-in link is not known here. Go back to your agent and start again.');
     const owner = ownerOf(request);
@@ -110,22 +107,16 @@ export function callbackRoutes(deps: CallbackDeps): Router {
     }
 
     // A step-up widens a credential that is already active: success is a new token generation.
-    const generationBefore =
-      (await em.findOne(CredentialSchema, { id: request.credentialId }, { fields: ['tokenGeneration'] }))?.tokenGeneration ?? 0;
+    const generationBefore = (await deps.records.standing(request.credentialId))?.tokenGeneration ?? 0;
     const params: Record<string, string> = { state: q.state };
     if (q.code) params.code = q.code;
     if (q.error) params.error = ERROR_CODE.test(q.error) ? q.error : 'authorization_error';
     if (q.iss) params.iss = q.iss;
-    // Single use: only the first callback to flip consumed_at goes on.
-    const claimed = await em.nativeUpdate(
-      AuthorizationRequestSchema,
-      { id: request.id, consumedAt: null },
-      {
-        consumedAt: new Date(),
-        callbackParams: deps.vault.encrypt(JSON.stringify(params), secretContext(owner, request.id, 'callback_params')),
-      },
+    const claimed = await deps.records.claimCallback(
+      request.id,
+      deps.vault.encrypt(JSON.stringify(params), secretContext(owner, request.id, 'callback_params')),
     );
-    if (claimed !== 1) return alreadyUsed();
+    if (!claimed) return alreadyUsed();
     const delivered = await deps.broker.signalCallback(request.workflowId, request.id);
     if (!delivered)
       return refuse(
@@ -136,7 +127,7 @@ export function callbackRoutes(deps: CallbackDeps): Router {
         who,
       );
     deps.consentCookies.clear(res, request.id);
-    await deps.audit.record(em, {
+    await deps.audit.record(null, {
       eventType: 'authorization.callback',
       outcome: params.error ? 'failure' : 'success',
       actor: 'browser',
@@ -185,7 +176,7 @@ async function waitForOutcome(
 ): Promise<'active' | 'failed' | 'pending'> {
   const deadline = Date.now() + waitMs;
   for (;;) {
-    const row = await fork(deps.orm).findOne(CredentialSchema, { id: credentialId }, { fields: ['status', 'tokenGeneration'] });
+    const row = await deps.records.standing(credentialId);
     if (row?.status === 'active' && row.tokenGeneration > generationBefore) return 'active';
     if (row && row.status !== 'awaiting_authorization' && row.status !== 'active') return 'failed';
     if (Date.now() >= deadline) return 'pending';

@@ -1,16 +1,14 @@
 import { timingSafeEqual } from 'node:crypto';
 import { Router } from 'express';
-import { ownerOf, secretContext } from '../../lib/credential-records.js';
+import { ownerOf, secretContext, type CredentialRecords } from '../../lib/credential-records.js';
 import type { AuditTrail } from '../../lib/audit.js';
 import { IdentityError, type TrustManager } from '../../lib/auth/trust.js';
-import { AuthorizationRequestSchema } from '../../lib/db/entities.js';
-import { fork, type Orm } from '../../lib/db/orm.js';
 import type { Vault } from '../../lib/vault/crypto.js';
 import type { ConsentCookies } from '../consent-cookie.js';
 import { sendPage } from '../html.js';
 
 export interface StartDeps {
-  orm: Orm;
+  records: CredentialRecords;
   vault: Vault;
   audit: AuditTrail;
   trust: TrustManager | null;
@@ -44,8 +42,7 @@ export function startRoutes(deps: StartDeps): Router {
     };
     if (!UUID.test(requestId) || !token)
       return refuse(400, 'invalid_link', 'Link not valid', 'This sign-in link is incomplete. Go back to your agent and start again.');
-    const em = fork(deps.orm);
-    const request = await em.findOne(AuthorizationRequestSchema, { id: requestId });
+    const request = await deps.records.request(requestId);
     if (!request || !sameToken(token, deps.vault.deriveToken('start', requestId))) {
       return refuse(400, 'invalid_link', 'Link not valid', 'This sign-in link is not known here. Go back to your agent and start again.');
     }
@@ -87,7 +84,7 @@ export function startRoutes(deps: StartDeps): Router {
         );
       }
     }
-    await deps.audit.record(em, {
+    await deps.audit.record(null, {
       eventType: 'authorization.start',
       outcome: 'success',
       actor: 'browser',
