@@ -14,10 +14,8 @@ import { AuditEventSchema, CredentialSchema } from '../lib/db/entities.js';
 import { fork, migrate, openOrm } from '../lib/db/orm.js';
 import { isTerminal } from '../lib/domain.js';
 import { SANDBOX_SCOPES, startSandbox } from '../sandbox/provider.js';
-import { ensureTemporalCli } from '../scripts/temporal-cli.js';
 import { consent } from '../test/support/browser.js';
-import { canControlPostgres, postgres } from '../test/support/processes.js';
-import { SEARCH_ATTRIBUTE_KEYS } from '../workflows/messages.js';
+import { canControlPostgres, postgres, startTemporalOnFile } from '../test/support/processes.js';
 import { WORKFLOWS_PATH } from '../worker/worker.js';
 
 /**
@@ -421,21 +419,7 @@ async function kill(name: 'api' | 'worker', downMs: number): Promise<void> {
 }
 
 function startTemporal(): ChildProcess {
-  const args = [
-    'server',
-    'start-dev',
-    '--headless',
-    '--ip',
-    '127.0.0.1',
-    '--port',
-    String(temporalPort),
-    '--db-filename',
-    temporalDb,
-    '--log-level',
-    'error',
-  ];
-  for (const key of SEARCH_ATTRIBUTE_KEYS) args.push('--search-attribute', `${key.name}=Keyword`);
-  return spawn(ensureTemporalCli(), args, { stdio: 'ignore' });
+  return startTemporalOnFile(temporalPort, temporalDb);
 }
 
 async function introspect(token: string): Promise<boolean> {

@@ -9,7 +9,7 @@ import { entities } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
 import { createLogger } from '../../lib/log.js';
 import { authorize, CREDENTIAL_PATH, latestRow, waitForStatus } from '../support/flows.js';
-import { FaultProxy } from '../support/fault-proxy.js';
+import { type FaultProxy, harnessBehindProxy } from '../support/fault-proxy.js';
 import { canControlPostgres, killHard, postgres, spawnWorker } from '../support/processes.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 
@@ -28,13 +28,9 @@ describe.skipIf(!canRestartPostgres)('1 and 4: PostgreSQL away', () => {
   let h: Harness;
   let proxy: FaultProxy;
   beforeAll(async () => {
-    proxy = await FaultProxy.start('http://127.0.0.1:1');
-    h = await startHarness({
-      tokenUrl: `${proxy.url}/token`,
-      accessTokenTtlSeconds: 3600,
-      env: { AUDIT_BUFFER_ROWS: '3', HOT_CACHE_MS: '10000' },
-    });
-    proxy.target = h.sandbox.issuer;
+    ({ h, proxy } = await harnessBehindProxy((proxied) =>
+      startHarness({ ...proxied, accessTokenTtlSeconds: 3600, env: { AUDIT_BUFFER_ROWS: '3', HOT_CACHE_MS: '10000' } }),
+    ));
   });
   afterEach(() => postgres('start'));
   afterAll(async () => {
@@ -114,9 +110,7 @@ describe('3 and 5: a token that ran out while the provider is down', () => {
   let h: Harness;
   let proxy: FaultProxy;
   beforeAll(async () => {
-    proxy = await FaultProxy.start('http://127.0.0.1:1');
-    h = await startHarness({ tokenUrl: `${proxy.url}/token`, accessTokenTtlSeconds: 6, refreshSkewSeconds: 2 });
-    proxy.target = h.sandbox.issuer;
+    ({ h, proxy } = await harnessBehindProxy((proxied) => startHarness({ ...proxied, accessTokenTtlSeconds: 6, refreshSkewSeconds: 2 })));
   });
   afterAll(async () => {
     await h?.close();
@@ -174,9 +168,7 @@ describe.skipIf(!usesPostgres)('2: a worker killed while its refresh was at the 
   let proxy: FaultProxy;
   const workers: ChildProcess[] = [];
   beforeAll(async () => {
-    proxy = await FaultProxy.start('http://127.0.0.1:1');
-    h = await startHarness({ externalWorker: true, tokenUrl: `${proxy.url}/token`, accessTokenTtlSeconds: 3600 });
-    proxy.target = h.sandbox.issuer;
+    ({ h, proxy } = await harnessBehindProxy((proxied) => startHarness({ ...proxied, externalWorker: true, accessTokenTtlSeconds: 3600 })));
   });
   afterEach(async () => {
     for (const w of workers.splice(0)) await killHard(w);

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,11 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { createActivities } from '../../activities/index.js';
-import { ensureTemporalCli } from '../../scripts/temporal-cli.js';
-import { SEARCH_ATTRIBUTE_KEYS } from '../../workflows/messages.js';
 import { authorize, CREDENTIAL_PATH, latestRow, waitForStatus } from '../support/flows.js';
-import { FaultProxy } from '../support/fault-proxy.js';
-import { canControlPostgres, killHard, postgres, spawnWorker } from '../support/processes.js';
+import { type FaultProxy, harnessBehindProxy } from '../support/fault-proxy.js';
+import { canControlPostgres, killHard, postgres, spawnWorker, startTemporalOnFile } from '../support/processes.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 
 const usesPostgres = Boolean(inject('databaseUrl'));
@@ -27,10 +25,7 @@ describe.skipIf(!usesPostgres)('a worker killed mid-flight', () => {
   const workers: ChildProcess[] = [];
 
   beforeAll(async () => {
-    // The harness creates the sandbox: start the proxy first, then point it at the sandbox.
-    proxy = await FaultProxy.start('http://127.0.0.1:1');
-    h = await startHarness({ externalWorker: true, tokenUrl: `${proxy.url}/token`, accessTokenTtlSeconds: 8 });
-    proxy.target = h.sandbox.issuer;
+    ({ h, proxy } = await harnessBehindProxy((proxied) => startHarness({ ...proxied, externalWorker: true, accessTokenTtlSeconds: 8 })));
   });
   afterEach(async () => {
     for (const w of workers.splice(0)) await killHard(w);
@@ -91,9 +86,7 @@ describe('the authorization server failing for a while', () => {
   let h: Harness;
   let proxy: FaultProxy;
   beforeAll(async () => {
-    proxy = await FaultProxy.start('http://127.0.0.1:1');
-    h = await startHarness({ tokenUrl: `${proxy.url}/token`, accessTokenTtlSeconds: 30 });
-    proxy.target = h.sandbox.issuer;
+    ({ h, proxy } = await harnessBehindProxy((proxied) => startHarness({ ...proxied, accessTokenTtlSeconds: 30 })));
   });
   afterAll(async () => {
     await h?.close();
@@ -128,9 +121,7 @@ describe('a retried refresh', () => {
   let h: Harness;
   let proxy: FaultProxy;
   beforeAll(async () => {
-    proxy = await FaultProxy.start('http://127.0.0.1:1');
-    h = await startHarness({ tokenUrl: `${proxy.url}/token` });
-    proxy.target = h.sandbox.issuer;
+    ({ h, proxy } = await harnessBehindProxy((proxied) => startHarness({ ...proxied })));
   });
   afterAll(async () => {
     await h?.close();
@@ -165,23 +156,7 @@ describe('the Temporal server restarting', () => {
   let port: number;
   const dbFile = join(mkdtempSync(join(tmpdir(), 'temporal-restart-')), 'temporal.db');
 
-  function startServer(): ChildProcess {
-    const args = [
-      'server',
-      'start-dev',
-      '--headless',
-      '--ip',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--db-filename',
-      dbFile,
-      '--log-level',
-      'error',
-    ];
-    for (const key of SEARCH_ATTRIBUTE_KEYS) args.push('--search-attribute', `${key.name}=Keyword`);
-    return spawn(ensureTemporalCli(), args, { stdio: 'ignore' });
-  }
+  const startServer = () => startTemporalOnFile(port, dbFile);
 
   async function waitForServer(): Promise<void> {
     await vi.waitFor(

@@ -115,3 +115,13 @@ export class FaultProxy {
     res.writeHead(upstream.status, out).end(Buffer.from(await upstream.arrayBuffer()));
   }
 }
+
+/** The service with its provider's token endpoint behind a FaultProxy (started first, then pointed at the provider). */
+export async function harnessBehindProxy<H extends { sandbox: { issuer: string } }>(
+  start: (opts: { tokenUrl: string }) => Promise<H>,
+): Promise<{ h: H; proxy: FaultProxy }> {
+  const proxy = await FaultProxy.start('http://127.0.0.1:1');
+  const h = await start({ tokenUrl: `${proxy.url}/token` });
+  proxy.target = h.sandbox.issuer;
+  return { h, proxy };
+}

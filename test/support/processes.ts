@@ -1,4 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { ensureTemporalCli } from '../../scripts/temporal-cli.js';
+import { SEARCH_ATTRIBUTE_KEYS } from '../../workflows/messages.js';
 import { existsSync } from 'node:fs';
 
 /** A worker in its own process (`worker/main.ts` with the given environment), so a test can SIGKILL it. */
@@ -32,4 +34,23 @@ export function postgres(action: 'start' | 'stop'): void {
   } catch (err) {
     if (action === 'stop') throw err;
   }
+}
+
+/** A Temporal dev server that keeps its state in a file, so it can be stopped and started again with nothing lost. */
+export function startTemporalOnFile(port: number, dbFile: string): ChildProcess {
+  const args = [
+    'server',
+    'start-dev',
+    '--headless',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--db-filename',
+    dbFile,
+    '--log-level',
+    'error',
+  ];
+  for (const key of SEARCH_ATTRIBUTE_KEYS) args.push('--search-attribute', `${key.name}=Keyword`);
+  return spawn(ensureTemporalCli(), args, { stdio: 'ignore' });
 }
