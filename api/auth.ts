@@ -1,7 +1,7 @@
 import type { Request, RequestHandler } from 'express';
-import { AgentAuthError, type AgentRegistry } from '../lib/auth/agents.js';
-import { hasScope, type Rbac } from '../lib/auth/rbac.js';
-import { IdentityError, type TrustManager } from '../lib/auth/trust.js';
+import { AgentAuthError, type AgentRegistry } from './identity/agents.js';
+import { hasScope, type Rbac } from './identity/rbac.js';
+import { IdentityError, type TrustManager } from './identity/trust.js';
 import type { AuditEventType, AuditTrail } from '../lib/audit.js';
 import { OWNER_ID_PATTERN } from '../lib/domain.js';
 import type { ErrorCode } from './error-catalog.js';

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Client } from '@temporalio/client';
 import { CredentialBroker, type BrokerSettings } from './broker.js';
-import type { Services } from '../lib/services.js';
+import type { ApiServices } from './services.js';
 import { createApp } from './app.js';
 import { CredentialWaits } from './waits.js';
 
@@ -22,7 +22,7 @@ export interface ApiOptions {
   broker?: Partial<BrokerSettings>;
 }
 
-export function createBroker(services: Services, temporal: Client, overrides: Partial<BrokerSettings> = {}): CredentialBroker {
+export function createBroker(services: ApiServices, temporal: Client, overrides: Partial<BrokerSettings> = {}): CredentialBroker {
   const c = services.config;
   return new CredentialBroker(services.records, services.vault, temporal, {
     taskQueue: c.temporal.taskQueue,
@@ -35,7 +35,7 @@ export function createBroker(services: Services, temporal: Client, overrides: Pa
 }
 
 /** Listens on config.port (0 picks a free one) and closes gracefully: in-flight requests finish. */
-export async function startApi(services: Services, temporal: Client, opts: ApiOptions = {}): Promise<RunningApi> {
+export async function startApi(services: ApiServices, temporal: Client, opts: ApiOptions = {}): Promise<RunningApi> {
   const broker = createBroker(services, temporal, opts.broker);
   const waits = new CredentialWaits();
   const app = createApp({ ...services, broker, temporal, waits, callbackWaitMs: opts.callbackWaitMs });

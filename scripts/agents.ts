@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { AgentAuthError, AgentRegistry, DEFAULT_AGENT_SCOPES } from '../lib/auth/agents.js';
+import { AgentAuthError, AgentRegistry, DEFAULT_AGENT_SCOPES } from '../api/identity/agents.js';
 import { databaseOptionsFromEnv, migrate, openOrm } from '../lib/db/orm.js';
 
 const USAGE = `usage: npm run agents -- <command> [options]

@@ -6,7 +6,7 @@ import { Connection } from '@temporalio/client';
 import { startApi } from '../api/server.js';
 import { loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/log.js';
-import { createServices } from '../lib/services.js';
+import { createApiServices } from '../api/services.js';
 import { connectClient, connectWorker } from '../lib/temporal/connect.js';
 import { loadToolsFile, toTool, ToolRegistry } from '../lib/tools.js';
 import { SANDBOX_SCOPES, startSandbox } from '../sandbox/provider.js';
@@ -67,7 +67,7 @@ if (config.developmentMode && process.env.SANDBOX !== 'false' && !tools.get('san
   log.info({ issuer: sandbox.issuer }, 'sandbox authorization server running as tool "sandbox" (any login and password work)');
 }
 
-const services = await createServices(
+const services = await createApiServices(
   { ...config, temporal: { ...config.temporal, address: temporalAddress } },
   { log, tools, migrate: true },
 );

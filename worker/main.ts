@@ -8,7 +8,7 @@ import { createWorker } from './worker.js';
 /** `npm run worker`: the Temporal worker alone, against TEMPORAL_ADDRESS (production shape). */
 const config = loadConfig();
 // The worker never checks identities or permissions: it needs no trust config, roles or users.
-const services = await createServices(config, { trust: null, rbac: null });
+const services = await createServices(config);
 const address = config.temporal.address ?? 'localhost:7233';
 const connection = await connectWorker(address);
 // A prebuilt workflow bundle (WORKFLOW_BUNDLE_PATH) skips bundling at start.

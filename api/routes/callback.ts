@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ownerOf, secretContext, type CredentialRecords } from '../../lib/credential-records.js';
 import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../broker.js';
-import { IdentityError, type TrustManager } from '../../lib/auth/trust.js';
+import { IdentityError, type TrustManager } from '../identity/trust.js';
 import type { Vault } from '../../lib/vault/crypto.js';
 import type { ConsentCookies } from '../consent-cookie.js';
 import { sendPage } from '../html.js';

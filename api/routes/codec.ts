@@ -3,8 +3,8 @@ import express, { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Payload } from '@temporalio/common';
 import type { AuditTrail } from '../../lib/audit.js';
-import { hasScope, type Rbac } from '../../lib/auth/rbac.js';
-import { IdentityError, type TrustManager } from '../../lib/auth/trust.js';
+import { hasScope, type Rbac } from '../identity/rbac.js';
+import { IdentityError, type TrustManager } from '../identity/trust.js';
 import type { EncryptionCodec } from '../../lib/temporal/codec.js';
 import { ApiError, parseOr400 } from '../errors.js';
 

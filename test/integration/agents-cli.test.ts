@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { AgentRegistry } from '../../lib/auth/agents.js';
+import { AgentRegistry } from '../../api/identity/agents.js';
 import { AgentKeySchema } from '../../lib/db/entities.js';
 import { fork, openOrm } from '../../lib/db/orm.js';
 

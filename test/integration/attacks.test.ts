@@ -1,6 +1,6 @@
 import type * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AgentRegistry } from '../../lib/auth/agents.js';
+import { AgentRegistry } from '../../api/identity/agents.js';
 import { AuditEventSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
 import type { ToolConfig } from '../../lib/tools.js';

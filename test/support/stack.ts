@@ -12,12 +12,12 @@ import { startApi, type RunningApi } from '../../api/server.js';
 import { CALLBACK_PATH, loadConfig } from '../../lib/config.js';
 import { migrate } from '../../lib/db/orm.js';
 import { createLogger } from '../../lib/log.js';
-import { createServices, type Services } from '../../lib/services.js';
+import { createApiServices, type ApiServices } from '../../api/services.js';
 import { toTool, ToolRegistry, type ToolConfig } from '../../lib/tools.js';
 import { SANDBOX_SCOPES, startSandbox, type Sandbox } from '../../sandbox/provider.js';
 import { createWorker } from '../../worker/worker.js';
-import { Rbac } from '../../lib/auth/rbac.js';
-import type { TrustConfigInput } from '../../lib/auth/trust.js';
+import { Rbac } from '../../api/identity/rbac.js';
+import type { TrustConfigInput } from '../../api/identity/trust.js';
 import { consent, type ConsentOptions, type ConsentResult } from './browser.js';
 
 /** Where the run's shared parts are: the Temporal server, the prebuilt workflow bundle, the database. */
@@ -60,7 +60,7 @@ export interface Harness {
   baseUrl: string;
   callbackPrefix: string;
   sandbox: Sandbox;
-  services: Services;
+  services: ApiServices;
   api: RunningApi;
   client: Client;
   worker: Worker | null;
@@ -157,7 +157,7 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
         prod.usersYaml ?? readFileSync('config/users.yaml', 'utf8'),
       )
     : null;
-  const services = await createServices(config, { log, tools, trust: prod ? prod.trust : null, rbac });
+  const services = await createApiServices(config, { log, tools, trust: prod ? prod.trust : null, rbac });
   await migrate(services.orm);
 
   const nativeConnection = await NativeConnection.connect({ address: config.temporal.address! });

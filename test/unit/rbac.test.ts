@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hasScope, Rbac, scopeMatches } from '../../lib/auth/rbac.js';
+import { hasScope, Rbac, scopeMatches } from '../../api/identity/rbac.js';
 
 describe('scopeMatches', () => {
   it.each([

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IdentityError, parseTrustConfig, TrustManager } from '../../lib/auth/trust.js';
+import { IdentityError, parseTrustConfig, TrustManager } from '../../api/identity/trust.js';
 import { TestGateway, unsignedToken } from '../support/gateway.js';
 
 let gw: TestGateway;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import * as jose from 'jose';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { OWNER_ID_PATTERN } from '../domain.js';
+import { OWNER_ID_PATTERN } from '../../lib/domain.js';
 
 /**
  * The trust manager (as in the seeds): the end user's identity arrives as a JWT signed by a trusted gateway

@@ -1,9 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import * as jose from 'jose';
-import { AgentKeySchema, AgentSchema, UsedAssertionSchema, type Agent } from '../db/entities.js';
-import { fork, type Orm } from '../db/orm.js';
-import { OWNER_ID_PATTERN } from '../domain.js';
+import { AgentKeySchema, AgentSchema, UsedAssertionSchema, type Agent } from '../../lib/db/entities.js';
+import { fork, type Orm } from '../../lib/db/orm.js';
+import { OWNER_ID_PATTERN } from '../../lib/domain.js';
 
 /** Refused agent authentication; deliberately vague about which part failed. */
 export class AgentAuthError extends Error {
