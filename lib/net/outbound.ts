@@ -175,7 +175,8 @@ export class OutboundPolicy {
   }
 }
 
-function findOutboundError(err: unknown): OutboundError | null {
+/** The policy's refusal, wherever in the cause chain a library (undici, openid-client) put it. */
+export function findOutboundError(err: unknown): OutboundError | null {
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     if (e instanceof OutboundError) return e;
   }

@@ -1,5 +1,5 @@
 import * as oidc from 'openid-client';
-import { OutboundError, type OutboundPolicy } from '../net/outbound.js';
+import { findOutboundError, type OutboundPolicy } from '../net/outbound.js';
 import type { Tool } from '../tools.js';
 import { brokerClientMetadata } from './client-metadata.js';
 import { DiscoveryError, discoverMcpAuthorization } from './mcp-discovery.js';
@@ -234,7 +234,7 @@ export interface ClassifiedOAuthError {
 
 /** Turns openid-client's errors into a stable code and a message with no secret in it. */
 export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
-  const refused = outboundRefusal(err);
+  const refused = findOutboundError(err);
   if (refused) return { code: refused.code, permanent: true, message: `outbound request refused (${refused.reason})` };
   if (err instanceof DiscoveryError) return { code: err.code, permanent: !err.transient, message: err.message };
   if (err instanceof oidc.ResponseBodyError) {
@@ -281,14 +281,6 @@ export function retryAfter(response: Response | undefined): number | undefined {
   const seconds = /^\d{1,6}$/.test(value) ? Number(value) : Math.ceil((Date.parse(value) - Date.now()) / 1000);
   if (!Number.isFinite(seconds) || seconds <= 0) return undefined;
   return Math.min(seconds, 300);
-}
-
-/** The policy's refusal, wherever in the cause chain a library put it. */
-function outboundRefusal(err: unknown): OutboundError | null {
-  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (e instanceof OutboundError) return e;
-  }
-  return null;
 }
 
 function safeCode(code: unknown): string {
