@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import cors from 'cors';
 import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
@@ -18,7 +17,7 @@ import type { CredentialRecords } from '../lib/credential-records.js';
 import { clientMetadataDocument } from '../lib/oauth/client-metadata.js';
 import type { ToolRegistry } from '../lib/tools.js';
 import type { EncryptionCodec } from '../lib/temporal/codec.js';
-import type { Vault } from '../lib/vault/crypto.js';
+import { secretsEqual, type Vault } from '../lib/vault/crypto.js';
 import { Gate } from './auth.js';
 import { ConsentCookies } from './consent-cookie.js';
 import { requestContext } from './context.js';
@@ -89,7 +88,7 @@ export function createApp(deps: AppDeps): Express {
   const metricsToken = config.security.metricsToken;
   app.get('/metrics', async (req, res, next) => {
     // Metrics name tools and counts; where the operator sets METRICS_TOKEN, only the scraper sees them.
-    if (metricsToken && !sameSecret(req.get('authorization') ?? '', `Bearer ${metricsToken}`)) {
+    if (metricsToken && !secretsEqual(req.get('authorization') ?? '', `Bearer ${metricsToken}`)) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="metrics"');
       return next(new ApiError('metrics_authentication_required', 'the metrics endpoint needs its bearer token'));
     }
@@ -137,12 +136,6 @@ export function createApp(deps: AppDeps): Express {
 const requireHttps: RequestHandler = (req, _res, next) => {
   next(req.secure ? undefined : new ApiError('https_required', 'HTTPS is required'));
 };
-
-function sameSecret(presented: string, expected: string): boolean {
-  const a = createHash('sha256').update(presented).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
-}
 
 function trustProxy(setting: string): boolean | number | string {
   if (setting === 'true') return true;

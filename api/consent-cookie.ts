@@ -1,7 +1,6 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { parse as parseCookies } from 'cookie';
-import type { Vault } from '../lib/vault/crypto.js';
+import { secretsEqual, type Vault } from '../lib/vault/crypto.js';
 
 /**
  * The start page hands the browser that passed its identity check a cookie for that one authorization request;
@@ -40,9 +39,7 @@ export class ConsentCookies {
     if (!header) return false;
     const presented = parseCookies(header)[this.name(requestId)];
     if (!presented) return false;
-    const a = Buffer.from(presented);
-    const b = Buffer.from(this.value(requestId));
-    return a.length === b.length && timingSafeEqual(a, b);
+    return secretsEqual(presented, this.value(requestId));
   }
 
   clear(res: Response, requestId: string): void {

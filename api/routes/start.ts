@@ -1,9 +1,8 @@
-import { timingSafeEqual } from 'node:crypto';
 import { Router } from 'express';
 import { ownerOf, secretContext, type CredentialRecords } from '../../lib/credential-records.js';
 import type { AuditTrail } from '../../lib/audit.js';
 import { IdentityError, type TrustManager } from '../identity/trust.js';
-import type { Vault } from '../../lib/vault/crypto.js';
+import { secretsEqual, type Vault } from '../../lib/vault/crypto.js';
 import type { ConsentCookies } from '../consent-cookie.js';
 import { sendPage } from '../html.js';
 
@@ -43,7 +42,7 @@ export function startRoutes(deps: StartDeps): Router {
     if (!UUID.test(requestId) || !token)
       return refuse(400, 'invalid_link', 'Link not valid', 'This sign-in link is incomplete. Go back to your agent and start again.');
     const request = await deps.records.request(requestId);
-    if (!request || !sameToken(token, deps.vault.deriveToken('start', requestId))) {
+    if (!request || !secretsEqual(token, deps.vault.deriveToken('start', requestId))) {
       return refuse(400, 'invalid_link', 'Link not valid', 'This sign-in link is not known here. Go back to your agent and start again.');
     }
     const owner = ownerOf(request);
@@ -99,10 +98,4 @@ export function startRoutes(deps: StartDeps): Router {
     res.redirect(302, deps.vault.decrypt(request.providerUrl, secretContext(owner, request.id, 'provider_url')));
   });
   return router;
-}
-
-function sameToken(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }

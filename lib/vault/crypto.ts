@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** Who a secret belongs to and where it lives; bound into the ciphertext as additional data. */
 export interface SecretContext {
@@ -121,6 +121,11 @@ export class Vault {
 
 export function sha256Hex(value: string): string {
   return createHash('sha256').update(value).digest('hex');
+}
+
+/** Compares a presented secret with the expected one in constant time (hashed first, so length tells nothing either). */
+export function secretsEqual(presented: string, expected: string): boolean {
+  return timingSafeEqual(createHash('sha256').update(presented).digest(), createHash('sha256').update(expected).digest());
 }
 
 function additionalData(ctx: SecretContext): Buffer {
