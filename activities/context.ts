@@ -120,8 +120,8 @@ export function createToolkit(deps: ActivityDeps) {
         }),
       {
         boundMs: STORE_BOUND_MS,
+        // The whole activity heartbeats already (holdingTokens); here the wait is only said, once.
         onWait: () => {
-          heartbeat();
           if (!warned)
             deps.log.warn(
               { credentialId: credential.id },
@@ -201,7 +201,7 @@ function heartbeat(): void {
   }
 }
 
-/** A provider call that heartbeats while it runs: a worker that dies mid-call is noticed in seconds. */
+/** Runs a token activity while heartbeating every second: a worker that dies mid-call is noticed in seconds. */
 async function heartbeating<T>(call: () => Promise<T>): Promise<T> {
   heartbeat();
   const timer = setInterval(heartbeat, 1_000);
