@@ -1,8 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import * as oidc from 'openid-client';
-import { AuthorizationRequestSchema, CredentialSchema } from '../lib/db/entities.js';
-import { fork } from '../lib/db/orm.js';
-import { ownerOf, secretContext } from '../lib/credential-records.js';
+import { ownerOf, secretContext } from '../lib/credentials/records.js';
 import { authorizationDuration, authorizations, recordProviderCall } from '../lib/metrics.js';
 import { scopeParams } from '../lib/oauth/quirks.js';
 import { START_PATH } from '../lib/config.js';
@@ -21,40 +19,27 @@ import {
 
 /** Starting an authorization and exchanging its code (PKCE), once per consent. */
 export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
-  const { orm, vault, audit } = deps;
-  const { holdingTokens, tokenChanges, commit, failAudit, oauthFailure } = kit;
+  const { vault, audit } = deps;
+  const { store, holdingTokens, tokenChanges, commit, failAudit, oauthFailure } = kit;
   return {
     async beginAuthorization(input: BeginAuthorizationInput): Promise<{ authorizationUrl: string; authorizationExpiresAt: number }> {
       const { owner } = input;
       const tool = requireTool(deps.tools, owner.toolId);
       const client = await forTool(deps.oauth, tool);
-      const em = fork(orm);
+      const unit = store.unit();
       const now = new Date();
-      const credential = await em.findOne(CredentialSchema, { id: input.credentialId });
-      if (!credential) {
-        em.create(CredentialSchema, {
-          id: input.credentialId,
-          ...owner,
-          workflowId: input.workflowId,
-          status: 'awaiting_authorization',
-          tokenGeneration: 0,
-          createdAt: now,
-          updatedAt: now,
-        });
-      }
+      const origin = { owner, credentialId: input.credentialId, workflowId: input.workflowId };
+      await unit.open(origin, now);
       const state = vault.deriveToken('state', input.authorizationRequestId);
       const requestCtx = secretContext(owner, input.authorizationRequestId, 'code_verifier');
-      let request = await em.findOne(AuthorizationRequestSchema, { id: input.authorizationRequestId });
+      let request = await unit.request(input.authorizationRequestId);
       let verifier: string;
       if (request) {
         verifier = vault.decrypt(request.codeVerifier!, requestCtx);
       } else {
         verifier = oidc.randomPKCECodeVerifier();
-        request = em.create(AuthorizationRequestSchema, {
+        request = unit.createRequest(origin, {
           id: input.authorizationRequestId,
-          credentialId: input.credentialId,
-          workflowId: input.workflowId,
-          ...owner,
           stateHash: sha256Hex(state),
           codeVerifier: vault.encrypt(verifier, requestCtx),
           redirectUri: deps.redirectUri,
@@ -75,12 +60,12 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
       const providerUrl = oidc.buildAuthorizationUrl(client.config, params);
       // The provider URL carries the state: it stays in the vault, and the agent gets our start link.
       request.providerUrl = vault.encrypt(providerUrl.href, secretContext(owner, request.id, 'provider_url'));
-      await em.flush();
+      await unit.flush();
       const startUrl = new URL(START_PATH, deps.publicOrigin);
       startUrl.searchParams.set('request', request.id);
       startUrl.searchParams.set('token', vault.deriveToken('start', request.id));
       authorizations.inc({ tool: owner.toolId, stage: 'started' });
-      await audit.record(em, {
+      await audit.record(unit.em, {
         eventType: 'authorization.started',
         outcome: 'success',
         actor: ACTOR,
@@ -98,11 +83,12 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
       ttlSeconds: number;
     }): Promise<TokenMetadata> =>
       holdingTokens(input.credentialId, async () => {
-        const em = fork(orm);
-        const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+        const unit = store.unit();
+        const { em } = unit;
+        const credential = await unit.get(input.credentialId);
         if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
         const owner = ownerOf(credential);
-        const request = await em.findOne(AuthorizationRequestSchema, { id: input.authorizationRequestId, credentialId: credential.id });
+        const request = await unit.request(input.authorizationRequestId, credential.id);
         if (!request?.callbackParams || !request.codeVerifier) {
           throw ApplicationFailure.nonRetryable('no callback is recorded for this authorization', 'invalid_callback');
         }
@@ -156,12 +142,7 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
             eventType: 'authorization.completed',
             detail: { scope: changes.scope, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null },
           },
-          (tx) =>
-            tx.nativeUpdate(
-              AuthorizationRequestSchema,
-              { id: request.id },
-              { codeVerifier: null, callbackParams: null, providerUrl: null },
-            ),
+          (tx) => store.wipeRequest(tx, request.id),
         );
         recordProviderCall(credential.toolId);
         authorizationDuration.observe({ tool: credential.toolId }, (performance.now() - exchangeStarted) / 1000);

@@ -1,10 +1,11 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type * as oidc from 'openid-client';
 import type { AuditEventType, AuditInput, AuditTrail } from '../lib/audit.js';
-import { AuditEventSchema, CredentialSchema, type Credential } from '../lib/db/entities.js';
-import { fork, type Em, type Orm } from '../lib/db/orm.js';
+import type { Credential } from '../lib/db/entities.js';
+import type { Em, Orm } from '../lib/db/orm.js';
+import { CredentialStore, type TokenChanges } from '../lib/credentials/store.js';
 import { persistThroughOutage } from '../lib/db/outage.js';
-import { ownerOf, secretContext } from '../lib/credential-records.js';
+import { ownerOf, secretContext } from '../lib/credentials/records.js';
 import type { CredentialOwner } from '../lib/domain.js';
 import type { Logger } from '../lib/log.js';
 import { recordProviderCall, refreshes } from '../lib/metrics.js';
@@ -52,7 +53,8 @@ export const ACTOR = 'credential-workflow';
  * is turned into columns, committed, and audited; how a provider's refusal becomes a stable failure.
  */
 export function createToolkit(deps: ActivityDeps) {
-  const { orm, vault, audit } = deps;
+  const { vault, audit } = deps;
+  const store = new CredentialStore(deps.orm);
   /** Attempts for a credential in this process, one after the other (a timed-out attempt may still be running). */
   const running = new Map<string, Promise<unknown>>();
 
@@ -95,7 +97,7 @@ export function createToolkit(deps: ActivityDeps) {
    */
   async function commit(
     credential: Credential,
-    changes: Partial<Credential> & { tokenGeneration: number },
+    changes: TokenChanges,
     event: Pick<AuditInput, 'eventType' | 'detail'>,
     alongside?: (tx: Em) => Promise<unknown>,
   ): Promise<void> {
@@ -103,20 +105,9 @@ export function createToolkit(deps: ActivityDeps) {
     let warned = false;
     await persistThroughOutage(
       () =>
-        fork(orm).transactional(async (tx) => {
-          const updated = await tx.nativeUpdate(
-            CredentialSchema,
-            { id: credential.id, tokenGeneration: credential.tokenGeneration },
-            changes,
-          );
-          if (updated !== 1) {
-            // An earlier try of this loop committed, and only its answer was lost on the wire.
-            const current = await tx.findOne(CredentialSchema, { id: credential.id }, { fields: ['tokenGeneration'] });
-            if (current?.tokenGeneration === changes.tokenGeneration) return;
-            throw ApplicationFailure.nonRetryable('the credential changed under this attempt', 'generation_conflict');
-          }
+        store.commitTokens(credential, changes, async (tx) => {
           await alongside?.(tx);
-          await tx.insert(AuditEventSchema, row);
+          await audit.insert(tx, row);
         }),
       {
         boundMs: STORE_BOUND_MS,
@@ -131,10 +122,9 @@ export function createToolkit(deps: ActivityDeps) {
         },
       },
     );
-    Object.assign(credential, changes);
   }
 
-  async function failAudit(em: ReturnType<typeof fork>, eventType: AuditEventType, credential: Credential, code: string): Promise<void> {
+  async function failAudit(em: Em, eventType: AuditEventType, credential: Credential, code: string): Promise<void> {
     await audit.record(em, {
       eventType,
       outcome: 'failure',
@@ -146,7 +136,7 @@ export function createToolkit(deps: ActivityDeps) {
   }
 
   async function oauthFailure(
-    em: ReturnType<typeof fork>,
+    em: Em,
     eventType: AuditEventType,
     credential: Credential,
     err: unknown,
@@ -172,7 +162,7 @@ export function createToolkit(deps: ActivityDeps) {
         : {}),
     });
   }
-  return { holdingTokens, tokenChanges, commit, failAudit, oauthFailure };
+  return { store, holdingTokens, tokenChanges, commit, failAudit, oauthFailure };
 }
 
 export type Toolkit = ReturnType<typeof createToolkit>;

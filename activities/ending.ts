@@ -1,18 +1,17 @@
 import * as oidc from 'openid-client';
-import { AuthorizationRequestSchema, CredentialSchema } from '../lib/db/entities.js';
-import { fork } from '../lib/db/orm.js';
-import { ownerOf, secretContext } from '../lib/credential-records.js';
+import { ownerOf, secretContext } from '../lib/credentials/records.js';
 import { authorizations, revocations } from '../lib/metrics.js';
 import { ACTOR, forTool, type ActivityDeps, type Toolkit } from './context.js';
 
 /** Ending a credential: revocation at the provider, and the row marked ended with its secrets wiped. */
 export function endingActivities(deps: ActivityDeps, kit: Toolkit) {
-  const { orm, vault, audit } = deps;
-  const { oauthFailure } = kit;
+  const { vault, audit } = deps;
+  const { store, oauthFailure } = kit;
   return {
     async revokeAtProvider(input: { credentialId: string }): Promise<{ revokedAtProvider: boolean }> {
-      const em = fork(orm);
-      const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+      const unit = store.unit();
+      const { em } = unit;
+      const credential = await unit.get(input.credentialId);
       const owner = ownerOf(credential);
       const tool = deps.tools.get(credential.toolId);
       if (!tool || (!credential.accessToken && !credential.refreshToken)) return { revokedAtProvider: false };
@@ -42,26 +41,10 @@ export function endingActivities(deps: ActivityDeps, kit: Toolkit) {
     },
 
     async endCredential(input: { credentialId: string; status: string; reason: string }): Promise<void> {
-      const em = fork(orm);
-      const credential = await em.findOne(CredentialSchema, { id: input.credentialId });
+      const ended = await store.end(input.credentialId, input.status, input.reason);
       // The authorization failed before its row was written: nothing to end.
-      if (!credential) return;
-      const now = new Date();
-      if (!credential.deletedAt) {
-        credential.status = input.status;
-        credential.endReason = input.reason.slice(0, 80);
-        credential.deletedAt = now;
-        credential.updatedAt = now;
-        // The row stays for audit; the secrets in it are of no further use.
-        credential.accessToken = null;
-        credential.refreshToken = null;
-      }
-      await em.nativeUpdate(
-        AuthorizationRequestSchema,
-        { credentialId: credential.id, codeVerifier: { $ne: null } },
-        { codeVerifier: null, callbackParams: null, providerUrl: null },
-      );
-      await em.flush();
+      if (!ended) return;
+      const { credential, em } = ended;
       revocations.inc({ tool: credential.toolId, status: input.status });
       if (input.status === 'authorization_timed_out' || input.status === 'authorization_failed') {
         authorizations.inc({ tool: credential.toolId, stage: input.status === 'authorization_failed' ? 'failed' : 'timed_out' });

@@ -1,8 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import * as oidc from 'openid-client';
-import { CredentialSchema } from '../lib/db/entities.js';
-import { fork } from '../lib/db/orm.js';
-import { ownerOf, secretContext } from '../lib/credential-records.js';
+import { ownerOf, secretContext } from '../lib/credentials/records.js';
 import type { CredentialOwner } from '../lib/domain.js';
 import { recordProviderCall, refreshes } from '../lib/metrics.js';
 import {
@@ -18,13 +16,14 @@ import {
 
 /** Keeping a credential current: refresh (user credentials) and client-credentials tokens (machine access). */
 export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
-  const { orm, vault } = deps;
-  const { holdingTokens, tokenChanges, commit, oauthFailure } = kit;
+  const { vault } = deps;
+  const { store, holdingTokens, tokenChanges, commit, oauthFailure } = kit;
   return {
     refreshCredential: (input: { credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> =>
       holdingTokens(input.credentialId, async () => {
-        const em = fork(orm);
-        const credential = await em.findOneOrFail(CredentialSchema, { id: input.credentialId });
+        const unit = store.unit();
+        const { em } = unit;
+        const credential = await unit.get(input.credentialId);
         // Already refreshed by an attempt whose completion was lost: never spend the rotated token twice.
         if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
         if (credential.deletedAt || !credential.refreshToken) {
@@ -61,20 +60,12 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
       expectedGeneration: number;
     }): Promise<TokenMetadata> =>
       holdingTokens(input.credentialId, async () => {
-        const em = fork(orm);
+        const unit = store.unit();
+        const { em } = unit;
         const now = new Date();
-        let credential = await em.findOne(CredentialSchema, { id: input.credentialId });
-        if (credential && credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
-        credential ??= em.create(CredentialSchema, {
-          id: input.credentialId,
-          ...input.owner,
-          workflowId: input.workflowId,
-          status: 'awaiting_authorization',
-          tokenGeneration: 0,
-          createdAt: now,
-          updatedAt: now,
-        });
-        await em.flush();
+        const credential = await unit.open(input, now);
+        if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
+        await unit.flush();
         const tool = requireTool(deps.tools, input.owner.toolId);
         const client = await forTool(deps.oauth, tool);
         let tokens: oidc.TokenEndpointResponse;

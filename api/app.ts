@@ -13,7 +13,7 @@ import type { Logger } from '../lib/log.js';
 import { registry } from '../lib/metrics.js';
 import type { OutboundPolicy } from '../lib/net/outbound.js';
 import type { OAuthClients } from '../lib/oauth/client.js';
-import type { CredentialRecords } from '../lib/credential-records.js';
+import type { CredentialRecords } from '../lib/credentials/records.js';
 import { clientMetadataDocument } from '../lib/oauth/client-metadata.js';
 import type { ToolRegistry } from '../lib/tools.js';
 import type { EncryptionCodec } from '../lib/temporal/codec.js';

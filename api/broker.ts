@@ -1,35 +1,14 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import { WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
-import { secretContext, toDate, type ActiveRow, type CredentialRecords } from '../lib/credential-records.js';
-import {
-  AgentIdKey,
-  callbackReceivedSignal,
-  CredentialStatusKey,
-  ensureAuthorizationUpdate,
-  refreshNowUpdate,
-  revokeUpdate,
-  statusQuery,
-  stepUpUpdate,
-  ToolIdKey,
-  UPDATE_REJECTIONS,
-  UserIdKey,
-  type CredentialView,
-  type CredentialWorkflowInput,
-  type MachineWorkflowInput,
-  type RevokeRequest,
-} from '../workflows/messages.js';
-import type { credentialWorkflow } from '../workflows/credential.js';
+import type { Client } from '@temporalio/client';
+import { secretContext, toDate, type ActiveRow, type CredentialRecords } from '../lib/credentials/records.js';
+import type { CredentialView, RevokeRequest } from '../workflows/messages.js';
 import type { Credential } from '../lib/db/entities.js';
-import { credentialWorkflowId, isTerminal, MACHINE_USER, machineWorkflowId, type CredentialOwner } from '../lib/domain.js';
+import type { CredentialOwner } from '../lib/domain.js';
 import type { Vault, VaultError } from '../lib/vault/crypto.js';
+import { BrokerError, CredentialWorkflows, type WorkflowSettings } from './credential-workflows.js';
 
-export interface BrokerSettings {
-  taskQueue: string;
-  secretsTtlSeconds: number;
-  authorizationTimeoutSeconds: number;
-  refreshSkewSeconds: number;
-  maxCyclesPerRun?: number;
+export { BrokerError };
+
+export interface BrokerSettings extends WorkflowSettings {
   /** How long a hot-path read may be reused in this process (0 = every read goes to the database). */
   hotCacheMs?: number;
 }
@@ -48,15 +27,6 @@ export interface ActiveCredential {
  */
 const MIN_REMAINING_MS = 1_000;
 
-export class BrokerError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /**
  * The agent-facing operations. Reads go to the database (a row read and a decrypt); Temporal is asked only
  * when something must happen: start an authorization, refresh early, revoke.
@@ -68,9 +38,14 @@ export class CredentialBroker {
   constructor(
     private readonly records: CredentialRecords,
     private readonly vault: Vault,
-    private readonly temporal: Client,
+    temporal: Client,
     private readonly settings: BrokerSettings,
-  ) {}
+  ) {
+    this.workflows = new CredentialWorkflows(temporal, settings);
+  }
+
+  /** The Temporal side: updates and queries to credential workflows. */
+  readonly workflows: CredentialWorkflows;
 
   /** The newest row of this owner, ended or not. */
   latest(owner: CredentialOwner): Promise<Credential | null> {
@@ -163,131 +138,33 @@ export class CredentialBroker {
   }
 
   /** Starts the credential's workflow if none runs, and returns what the agent should do next. */
-  async ensureAuthorization(owner: CredentialOwner): Promise<CredentialView> {
+  ensureAuthorization(owner: CredentialOwner): Promise<CredentialView> {
     this.forget(owner);
-    const workflowId = workflowIdOf(owner);
-    const machine = owner.userId === MACHINE_USER;
-    const cycles = this.settings.maxCyclesPerRun ? { maxCyclesPerRun: this.settings.maxCyclesPerRun } : {};
-    const input: CredentialWorkflowInput | MachineWorkflowInput = machine
-      ? { owner, refreshSkewSeconds: this.settings.refreshSkewSeconds, ...cycles }
-      : {
-          owner,
-          ttlSeconds: this.settings.secretsTtlSeconds,
-          authorizationTimeoutSeconds: this.settings.authorizationTimeoutSeconds,
-          refreshSkewSeconds: this.settings.refreshSkewSeconds,
-          ...cycles,
-        };
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const start = new WithStartWorkflowOperation<typeof credentialWorkflow>(
-        machine ? 'machineCredentialWorkflow' : 'credentialWorkflow',
-        {
-          workflowId,
-          taskQueue: this.settings.taskQueue,
-          args: [input as CredentialWorkflowInput],
-          workflowIdConflictPolicy: 'USE_EXISTING',
-          typedSearchAttributes: [
-            { key: AgentIdKey, value: owner.agentId },
-            { key: UserIdKey, value: owner.userId },
-            { key: ToolIdKey, value: owner.toolId },
-            { key: CredentialStatusKey, value: 'starting' },
-          ],
-        },
-      );
-      try {
-        const view = await this.temporal.workflow.executeUpdateWithStart(ensureAuthorizationUpdate, {
-          startWorkflowOperation: start,
-        });
-        // A failed authorization says why (the caller reports it); a run that is just ending otherwise
-        // answers with its final phase, and the next attempt starts a fresh one.
-        if (!isTerminal(view.phase) || view.phase === 'authorization_failed') return view;
-      } catch (err) {
-        if (!isClosedWorkflowError(err) || attempt === 4) throw err;
-      }
-      await sleep(100 * (attempt + 1));
-    }
-    throw new BrokerError('workflow_busy', 'the credential is changing state; try again');
+    return this.workflows.ensure(owner);
   }
 
-  async refreshNow(owner: CredentialOwner): Promise<CredentialView | null> {
+  refreshNow(owner: CredentialOwner): Promise<CredentialView | null> {
     this.forget(owner);
-    const handle = this.temporal.workflow.getHandle(workflowIdOf(owner));
-    try {
-      return await handle.executeUpdate(refreshNowUpdate);
-    } catch (err) {
-      if (isClosedWorkflowError(err) || isRejectedUpdate(err)) return null;
-      throw err;
-    }
+    return this.workflows.refreshNow(owner);
   }
 
   /** Step-up: a new authorization for wider scopes while the current credential stays in use. */
-  async stepUp(owner: CredentialOwner, scopes: string[]): Promise<CredentialView | null> {
-    const handle = this.temporal.workflow.getHandle(workflowIdOf(owner));
-    try {
-      return await handle.executeUpdate(stepUpUpdate, { args: [{ scopes }] });
-    } catch (err) {
-      if (rejectionOf(err) === UPDATE_REJECTIONS.stepUpLimit) {
-        throw new BrokerError(
-          'step_up_limit_reached',
-          'this credential was already widened the maximum number of times; revoke it and authorize again',
-        );
-      }
-      if (isClosedWorkflowError(err) || isRejectedUpdate(err)) return null;
-      throw err;
-    }
+  stepUp(owner: CredentialOwner, scopes: string[]): Promise<CredentialView | null> {
+    return this.workflows.stepUp(owner, scopes);
   }
 
   /** Revokes and ends the running workflow; null when there is none. */
   async revoke(owner: CredentialOwner, request: RevokeRequest): Promise<CredentialView | null> {
     this.forget(owner);
-    const handle = this.temporal.workflow.getHandle(workflowIdOf(owner));
     try {
-      return await handle.executeUpdate(revokeUpdate, { args: [request] });
-    } catch (err) {
-      if (isClosedWorkflowError(err)) return null;
-      throw err;
+      return await this.workflows.revoke(owner, request);
     } finally {
       // A read during the revocation may have cached the row again.
       this.forget(owner);
     }
   }
 
-  async query(owner: CredentialOwner): Promise<CredentialView | null> {
-    try {
-      return await this.temporal.workflow.getHandle(workflowIdOf(owner)).query(statusQuery);
-    } catch (err) {
-      if (isClosedWorkflowError(err)) return null;
-      throw err;
-    }
+  query(owner: CredentialOwner): Promise<CredentialView | null> {
+    return this.workflows.query(owner);
   }
-
-  async signalCallback(workflowId: string, authorizationRequestId: string): Promise<boolean> {
-    try {
-      await this.temporal.workflow.getHandle(workflowId).signal(callbackReceivedSignal, { authorizationRequestId });
-      return true;
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return false;
-      throw err;
-    }
-  }
-}
-
-/** Delegated credentials have a workflow per (agent, user, tool); machine credentials one per (agent, tool). */
-function workflowIdOf(owner: CredentialOwner): string {
-  return owner.userId === MACHINE_USER ? machineWorkflowId(owner.agentId, owner.toolId) : credentialWorkflowId(owner);
-}
-
-function isClosedWorkflowError(err: unknown): boolean {
-  if (err instanceof WorkflowNotFoundError) return true;
-  const text = `${(err as Error)?.name} ${(err as Error)?.message} ${String((err as { cause?: unknown })?.cause ?? '')}`;
-  return /workflow execution already completed|not found|WorkflowUpdateFailedError.*completed/i.test(text);
-}
-
-function isRejectedUpdate(err: unknown): boolean {
-  return err instanceof WorkflowUpdateFailedError;
-}
-
-/** The type of the ApplicationFailure a validator refused an update with (see UPDATE_REJECTIONS). */
-function rejectionOf(err: unknown): string | undefined {
-  if (!(err instanceof WorkflowUpdateFailedError)) return undefined;
-  return err.cause instanceof ApplicationFailure ? (err.cause.type ?? undefined) : undefined;
 }

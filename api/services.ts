@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { CredentialRecords } from '../lib/credential-records.js';
+import { CredentialRecords } from '../lib/credentials/records.js';
 import type { Config } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { createServices, type ServiceOptions, type Services } from '../lib/services.js';

@@ -3,21 +3,22 @@ import type { CredentialOwner } from '../lib/domain.js';
 import { ApiError } from './errors.js';
 
 export interface WaitSettings {
-  /** How often a watch reads the credential. */
-  pollMs: number;
   /** Long polls one agent may hold open at once in this process. */
   maxPerAgent: number;
+  /** How long a watch whose source failed (Temporal unreachable) waits before it asks again. */
+  retryMs: number;
 }
 
 /**
- * Long polls (`GET …?wait=`): however many callers wait on one credential, one watch reads it; a wait ends
- * when its caller hangs up, and the watch stops when its last waiter left.
+ * Long polls (`GET …?wait=`): however many callers wait on one credential, one watch asks the workflow (see
+ * CredentialWorkflows.awaitConsent); nothing reads a table in a loop. A wait ends when its caller hangs up, and
+ * the watch stops asking when its last waiter left.
  */
 export class CredentialWaits {
   private readonly watches = new Map<string, Watch>();
   private readonly perAgent = new Map<string, number>();
 
-  constructor(private readonly settings: WaitSettings = { pollMs: 200, maxPerAgent: 20 }) {}
+  constructor(private readonly settings: WaitSettings = { maxPerAgent: 20, retryMs: 1_000 }) {}
 
   /** Callers waiting now, and the watches that serve them (for tests and metrics). */
   get waiting(): number {
@@ -29,10 +30,11 @@ export class CredentialWaits {
   }
 
   /**
-   * Resolves when `settled()` says the credential left the state being waited on, at the deadline, or when
-   * `signal` aborts (the caller left), whichever comes first.
+   * Resolves when `settled` resolves (the credential left the state being waited on), at the deadline, or when
+   * `signal` aborts (the caller left), whichever comes first. `settled` gets a signal that aborts when nobody
+   * waits any more.
    */
-  async wait(owner: CredentialOwner, deadline: number, signal: AbortSignal, settled: () => Promise<boolean>): Promise<void> {
+  async wait(owner: CredentialOwner, deadline: number, signal: AbortSignal, settled: (stop: AbortSignal) => Promise<void>): Promise<void> {
     const held = this.perAgent.get(owner.agentId) ?? 0;
     if (held >= this.settings.maxPerAgent) {
       throw new ApiError('too_many_waits', `this agent already holds ${held} waiting requests; wait for one to end`);
@@ -41,7 +43,7 @@ export class CredentialWaits {
     const key = `${owner.agentId}\0${owner.userId}\0${owner.toolId}`;
     let watch = this.watches.get(key);
     const fresh = !watch;
-    watch ??= new Watch(settled, this.settings.pollMs, () => this.watches.delete(key));
+    watch ??= new Watch(settled, this.settings.retryMs, () => this.watches.delete(key));
     this.watches.set(key, watch);
     try {
       const joined = watch.join(deadline, signal);
@@ -60,8 +62,8 @@ class Watch {
   private stop = new AbortController();
 
   constructor(
-    private readonly settled: () => Promise<boolean>,
-    private readonly pollMs: number,
+    private readonly settled: (stop: AbortSignal) => Promise<void>,
+    private readonly retryMs: number,
     private readonly done: () => void,
   ) {}
 
@@ -86,29 +88,19 @@ class Watch {
   }
 
   private async run(): Promise<void> {
-    let finished = false;
-    try {
-      while (this.waiters.size > 0) {
-        await sleep(this.pollMs, undefined, { signal: this.stop.signal });
-        let changed = false;
-        try {
-          changed = await this.settled();
-        } catch {
-          // A failed read (the database restarting) is not an answer: keep watching until the deadline.
-        }
-        if (changed) {
-          finished = true;
-          for (const leave of [...this.waiters]) leave();
-        }
+    while (this.waiters.size > 0) {
+      if (this.stop.signal.aborted) this.stop = new AbortController();
+      try {
+        await this.settled(this.stop.signal);
+        for (const leave of [...this.waiters]) leave();
+        break;
+      } catch {
+        // Stopped because the last waiter left (and someone came since: ask again at once), or the source
+        // failed (Temporal restarting): not an answer; ask again shortly while anyone waits.
+        if (!this.stop.signal.aborted && this.waiters.size > 0) await sleep(this.retryMs);
       }
-    } catch {
-      // Stopped: the last waiter left.
     }
-    // Someone joined while the watch was stopping: go on for them.
-    if (!finished && this.waiters.size > 0) {
-      this.stop = new AbortController();
-      return this.run();
-    }
+    // Synchronous from the last check on: nobody can join a watch that is about to be dropped.
     this.done();
   }
 }

@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker } from '@temporalio/worker';
-import { secretContext } from '../lib/credential-records.js';
+import { secretContext } from '../lib/credentials/records.js';
 import { CredentialSchema } from '../lib/db/entities.js';
 import { fork } from '../lib/db/orm.js';
 import { credentialWorkflowId } from '../lib/domain.js';

@@ -31,6 +31,9 @@ export const AUDIT_EVENTS = {
   'credential.ended': 'a credential ended (expired, revoked, reauthorization required, timed out, failed)',
   'admin.revoke': 'an admin revoked one credential',
   'admin.offboard': "an admin revoked all of a user's credentials",
+  'gateway.tool_call': 'an MCP tools/call through the gateway (tool name, upstream outcome, duration; never arguments)',
+  'gateway.proxy_request': 'an HTTP request through the proxy (method, path, upstream status, duration; never bodies)',
+  'gateway.session_refused': 'an MCP session id presented by a caller that did not create it',
   'codec.decode': 'an operator decoded Temporal payloads',
   'codec.denied': 'a codec request was refused',
 } as const;
@@ -98,16 +101,18 @@ export class AuditTrail {
     return row;
   }
 
+  /** Inserts a prepared row in the caller's transaction (it stands or falls with the caller's work). */
+  async insert(tx: Em, row: AuditRow): Promise<void> {
+    await tx.insert(AuditEventSchema, row);
+  }
+
   /**
    * `em`: the unit of work to write in (a transaction's: if the insert fails, so does the caller's work); null
    * when the row stands alone: then it is written now, or kept until the database can take it.
    */
   async record(em: Em | null, event: AuditInput, opts: { batched?: boolean } = {}): Promise<void> {
     const row = this.prepare(event);
-    if (em) {
-      await em.insert(AuditEventSchema, row);
-      return;
-    }
+    if (em) return this.insert(em, row);
     if (!this.orm) throw new Error('the audit trail has no database to write to');
     // While the database is away, rows queue behind those already waiting (rows carry their time, `at`), and
     // the request goes on: the row is kept in memory until the database is back.

@@ -183,15 +183,19 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       });
       applyTokens(meta);
       inbox.callback = null;
+      inbox.lastExchangeConnected = true;
       backToActive();
     } catch (err) {
       inbox.callback = null;
+      inbox.lastExchangeConnected = false;
       const code = failureCode(err);
       log.warn('authorization failed', { code });
       // A declined or failed step-up keeps the credential that was already there.
       if (s.stepUpPending) backToActive();
       else await end('authorization_failed', code);
     }
+    // Only now is the outcome visible everywhere (row, phase): deliverCallback may answer.
+    inbox.exchanges++;
   }
 
   async function refresh(): Promise<void> {

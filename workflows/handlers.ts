@@ -1,7 +1,9 @@
 import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
 import { isTerminal } from '../lib/domain.js';
 import {
+  awaitConsentUpdate,
   callbackReceivedSignal,
+  deliverCallbackUpdate,
   ensureAuthorizationUpdate,
   MAX_STEP_UPS,
   refreshNowUpdate,
@@ -24,10 +26,22 @@ export interface Inbox {
   refreshAttempts: number;
   stepUp: string[] | null;
   stepUpsBegun: number;
+  /** Code exchanges finished, and whether the last one stored tokens (for deliverCallback). */
+  exchanges: number;
+  lastExchangeConnected: boolean;
 }
 
 export function emptyInbox(): Inbox {
-  return { callback: null, revoke: null, refreshRequested: false, refreshAttempts: 0, stepUp: null, stepUpsBegun: 0 };
+  return {
+    callback: null,
+    revoke: null,
+    refreshRequested: false,
+    refreshAttempts: 0,
+    stepUp: null,
+    stepUpsBegun: 0,
+    exchanges: 0,
+    lastExchangeConnected: false,
+  };
 }
 
 /** An update refused by its validator, with a type the client switches on (never recorded in history). */
@@ -42,14 +56,33 @@ function rejected(type: string, message: string): ApplicationFailure {
  */
 export function registerHandlers(s: CredentialState, inbox: Inbox): void {
   setHandler(statusQuery, () => view(s));
+  // A step-up's consent may arrive while the current token is being refreshed.
+  const expecting = (requestId: string) =>
+    (s.phase === 'awaiting_authorization' || (s.stepUpPending === true && s.phase === 'refreshing')) &&
+    requestId === s.authorizationRequestId &&
+    inbox.callback === null;
   setHandler(callbackReceivedSignal, ({ authorizationRequestId }) => {
-    // A step-up's consent may arrive while the current token is being refreshed.
-    if (
-      (s.phase === 'awaiting_authorization' || (s.stepUpPending && s.phase === 'refreshing')) &&
-      authorizationRequestId === s.authorizationRequestId
-    ) {
+    if (expecting(authorizationRequestId)) inbox.callback = authorizationRequestId;
+  });
+  setHandler(
+    deliverCallbackUpdate,
+    async ({ authorizationRequestId }) => {
+      const before = inbox.exchanges;
       inbox.callback = authorizationRequestId;
-    }
+      await condition(() => inbox.exchanges > before || isTerminal(s.phase));
+      return { connected: inbox.exchanges > before && inbox.lastExchangeConnected, view: view(s) };
+    },
+    {
+      validator: ({ authorizationRequestId }) => {
+        if (typeof authorizationRequestId !== 'string' || !expecting(authorizationRequestId))
+          throw rejected(UPDATE_REJECTIONS.callbackNotExpected, 'this authorization is not waiting for that callback');
+      },
+    },
+  );
+  // No timer: the wait ends with the authorization (consent, failure, its own deadline, revocation).
+  setHandler(awaitConsentUpdate, async () => {
+    await condition(() => !(s.phase === 'awaiting_authorization' && !s.stepUpPending));
+    return view(s);
   });
   setHandler(ensureAuthorizationUpdate, async () => {
     await condition(() => s.phase !== 'starting' && s.phase !== 'refreshing' && inbox.callback === null);

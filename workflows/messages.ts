@@ -73,6 +73,12 @@ export interface CallbackReceived {
   authorizationRequestId: string;
 }
 
+export interface CallbackOutcome {
+  /** True when the code was exchanged and the tokens are stored. */
+  connected: boolean;
+  view: CredentialView;
+}
+
 export interface RevokeRequest {
   reason: string;
   actor: string;
@@ -90,9 +96,17 @@ export const UPDATE_REJECTIONS = {
   stepUpLimit: 'step_up_limit_reached',
   notServing: 'credential_not_serving',
   invalidArguments: 'invalid_update_arguments',
+  callbackNotExpected: 'callback_not_expected',
 } as const;
 /** Revoke at the provider and end; returns the final view. */
 export const revokeUpdate = defineUpdate<CredentialView, [RevokeRequest]>('revoke');
-/** The provider redirected the user back; the code itself stays in the vault. */
+/** The provider redirected the user back: exchange the code (it stays in the vault) and answer how that went. */
+export const deliverCallbackUpdate = defineUpdate<CallbackOutcome, [CallbackReceived]>('deliverCallback');
+/**
+ * Returns once the first authorization is no longer waiting for the user (connected, failed, expired, revoked).
+ * Sent with one update id per credential, so every waiting API process shares the same update.
+ */
+export const awaitConsentUpdate = defineUpdate<CredentialView, []>('awaitConsent');
+/** Histories from before deliverCallback: the callback arrived as a signal (kept so they replay). */
 export const callbackReceivedSignal = defineSignal<[CallbackReceived]>('callbackReceived');
 export const statusQuery = defineQuery<CredentialView>('status');

@@ -4,7 +4,7 @@ import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../broker.js';
 import { AuditEventSchema } from '../../lib/db/entities.js';
 import { fork, type Orm } from '../../lib/db/orm.js';
-import type { CredentialRecords } from '../../lib/credential-records.js';
+import type { CredentialRecords } from '../../lib/credentials/records.js';
 import { CREDENTIAL_STATUSES, credentialWorkflowId, OWNER_ID_PATTERN, type CredentialOwner } from '../../lib/domain.js';
 import type { Gate } from '../auth.js';
 import { ApiError, parseOr400 } from '../errors.js';

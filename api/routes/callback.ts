@@ -1,6 +1,5 @@
 import { Router, type Request } from 'express';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { ownerOf, secretContext, type CredentialRecords } from '../../lib/credential-records.js';
+import { ownerOf, secretContext, type CredentialRecords } from '../../lib/credentials/records.js';
 import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../broker.js';
 import { IdentityError, type TrustManager } from '../identity/trust.js';
@@ -106,8 +105,6 @@ export function callbackRoutes(deps: CallbackDeps): Router {
       }
     }
 
-    // A step-up widens a credential that is already active: success is a new token generation.
-    const generationBefore = (await deps.records.standing(request.credentialId))?.tokenGeneration ?? 0;
     const params: Record<string, string> = { state: q.state };
     if (q.code) params.code = q.code;
     if (q.error) params.error = ERROR_CODE.test(q.error) ? q.error : 'authorization_error';
@@ -117,8 +114,8 @@ export function callbackRoutes(deps: CallbackDeps): Router {
       deps.vault.encrypt(JSON.stringify(params), secretContext(owner, request.id, 'callback_params')),
     );
     if (!claimed) return alreadyUsed();
-    const delivered = await deps.broker.signalCallback(request.workflowId, request.id);
-    if (!delivered)
+    const delivery = await deps.broker.workflows.deliverCallback(request.workflowId, request.id);
+    if (delivery === 'closed')
       return refuse(
         400,
         'authorization_closed',
@@ -145,9 +142,10 @@ export function callbackRoutes(deps: CallbackDeps): Router {
         false,
       );
     }
-    const outcome = await waitForOutcome(deps, request.credentialId, generationBefore, deps.completionWaitMs ?? 10_000);
+    // The workflow answers when its code exchange is done (or we stop waiting and say it finishes in the background).
+    const outcome = await delivery.outcome(deps.completionWaitMs ?? 10_000);
     deps.broker.forget(owner);
-    if (outcome === 'active')
+    if (outcome === 'connected')
       return sendPage(res, 200, 'Connected', 'Your account is connected. You can close this window and return to your agent.', true);
     if (outcome === 'pending')
       return sendPage(
@@ -166,22 +164,6 @@ export function callbackRoutes(deps: CallbackDeps): Router {
     );
   });
   return router;
-}
-
-async function waitForOutcome(
-  deps: CallbackDeps,
-  credentialId: string,
-  generationBefore: number,
-  waitMs: number,
-): Promise<'active' | 'failed' | 'pending'> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    const row = await deps.records.standing(credentialId);
-    if (row?.status === 'active' && row.tokenGeneration > generationBefore) return 'active';
-    if (row && row.status !== 'awaiting_authorization' && row.status !== 'active') return 'failed';
-    if (Date.now() >= deadline) return 'pending';
-    await sleep(100);
-  }
 }
 
 function pickParams(req: Request): { state?: string; code?: string; error?: string; iss?: string } {

@@ -2,13 +2,15 @@ import { Router, type Request, type RequestHandler, type Response } from 'expres
 import { z } from 'zod';
 import type { AuditEventType, AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../broker.js';
-import { MACHINE_USER, MAX_WORKFLOW_ID_LENGTH, workflowIdFits, type CredentialOwner } from '../../lib/domain.js';
+import type { CredentialOwner } from '../../lib/domain.js';
+import { resolveOwner } from '../owner.js';
 import { compareManifest, listServerTools } from '../mcp-check.js';
 import type { OutboundPolicy } from '../../lib/net/outbound.js';
 import type { OAuthClients } from '../../lib/oauth/client.js';
-import type { Tool, ToolRegistry } from '../../lib/tools.js';
+import type { ToolRegistry } from '../../lib/tools.js';
 import type { CredentialWaits } from '../waits.js';
-import { ApiError, catalogCode, parseOr400 } from '../errors.js';
+import { ApiError, parseOr400 } from '../errors.js';
+import { authorizationFailed, scopesNotAllowed, unavailable } from '../gateway/links.js';
 import { credentialView } from '../views.js';
 import type { Gate } from '../auth.js';
 
@@ -25,17 +27,6 @@ export interface CredentialRoutesDeps {
   agentLimiter?: RequestHandler;
 }
 
-/** Why an authorization could not start, as the workflow reports it (stable codes for agents). */
-const STARTUP_FAILURES = new Set([
-  'outbound_refused',
-  'pkce_not_supported',
-  'resource_metadata_not_found',
-  'authorization_server_not_found',
-  'invalid_metadata',
-  'access_denied',
-  'invalid_grant',
-]);
-
 const SCOPE_TOKENS = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
 const postBody = z
   .object({
@@ -50,14 +41,6 @@ const STALE_WAIT_MS = 1_000;
 /** How long a request that needs the workflow (authorize, force refresh) waits for it. */
 const ACTION_WAIT_MS = 10_000;
 
-/** 503 with Retry-After: the credential exists but cannot be served this second (logged once a minute). */
-function unavailable(owner: CredentialOwner, why: string): ApiError {
-  return new ApiError('credential_unavailable', `${why}; try again shortly`, {
-    retryAfterSeconds: 1,
-    expectedKey: `${owner.agentId}\0${owner.userId}\0${owner.toolId}`,
-  });
-}
-
 /** POST (get or authorize), GET (status, long-poll with ?wait=), DELETE (revoke) on /api/v1/credentials/{toolId}. */
 export function credentialRoutes(deps: CredentialRoutesDeps): Router {
   const router = Router();
@@ -66,12 +49,12 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
   if (deps.agentLimiter) router.use(deps.agentLimiter);
 
   router.post('/:toolId', async (req, res) => {
-    const owner = resolveOwner(req, deps);
+    const owner = resolveOwner(req, deps.tools);
     await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
     const body = parseOr400(postBody, req.body ?? {}, 'body');
     if (body.insufficient_scope) {
       const requested = body.insufficient_scope.split(' ');
-      const refused = await scopesNotAllowed(deps.tools.get(owner.toolId)!, requested);
+      const refused = await scopesNotAllowed(deps.oauth, deps.tools.get(owner.toolId)!, requested);
       if (refused.length) {
         await record(req, owner, 'credential.step_up', 'denied', { code: 'scope_not_allowed', scopes: body.insufficient_scope });
         throw new ApiError('scope_not_allowed', `this tool does not allow the scope ${refused[0]!.slice(0, 100)}`);
@@ -115,10 +98,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     if (view.phase === 'authorization_failed') {
       const reason = view.endReason ?? 'authorization_failed';
       await record(req, owner, 'credential.authorization_required', 'failure', { credentialId: view.credentialId, code: reason });
-      throw new ApiError(
-        STARTUP_FAILURES.has(reason) ? catalogCode(reason, 'authorization_unavailable') : 'authorization_unavailable',
-        `the authorization could not start or complete: ${reason}`,
-      );
+      throw authorizationFailed(reason);
     }
     if (view.phase === 'awaiting_authorization') {
       await record(req, owner, 'credential.authorization_required', 'success', { credentialId: view.credentialId });
@@ -134,7 +114,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
   });
 
   router.get('/:toolId', async (req, res) => {
-    const owner = resolveOwner(req, deps);
+    const owner = resolveOwner(req, deps.tools);
     await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
     const { wait: rawWait, ...unknown } = req.query;
     if (Object.keys(unknown).length)
@@ -145,11 +125,10 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     if (wait > 0 && row?.status === 'awaiting_authorization') {
       const gone = new AbortController();
       res.on('close', () => gone.abort());
-      await deps.waits.wait(
-        owner,
-        Date.now() + wait * 1000,
-        gone.signal,
-        async () => (await broker.latest(owner))?.status !== 'awaiting_authorization',
+      const credentialId = row.id;
+      // The workflow answers when the user has consented (or the authorization ended): no table is polled.
+      await deps.waits.wait(owner, Date.now() + wait * 1000, gone.signal, (stop) =>
+        broker.workflows.awaitConsent(owner, credentialId, stop),
       );
       // The caller hung up: nobody is left to answer.
       if (gone.signal.aborted) return;
@@ -173,7 +152,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
 
   // Checks the stored credential against its MCP server: lists the tools there and compares the manifest.
   router.post('/:toolId/check', async (req, res) => {
-    const owner = resolveOwner(req, deps);
+    const owner = resolveOwner(req, deps.tools);
     await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
     const tool = deps.tools.get(owner.toolId)!;
     if (tool.toolType !== 'mcp') throw new ApiError('not_an_mcp_tool', 'only MCP tools can be checked against their server');
@@ -196,7 +175,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
   });
 
   router.delete('/:toolId', async (req, res) => {
-    const owner = resolveOwner(req, deps);
+    const owner = resolveOwner(req, deps.tools);
     await gate.authorize(req, `tool:${owner.toolId}:revoke`, { toolId: owner.toolId });
     const view = await broker.revoke(owner, { actor: `agent:${owner.agentId}`, reason: 'revoked through the API' });
     if (!view) {
@@ -209,17 +188,6 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
   });
 
   return router;
-
-  /** Step-up scopes beyond what the tool allows (its allowed_scopes, else its scopes, else the MCP server's list). */
-  async function scopesNotAllowed(tool: Tool, requested: string[]): Promise<string[]> {
-    let allowed: string[];
-    try {
-      allowed = (await deps.oauth.forTool(tool)).allowedScopes;
-    } catch {
-      throw new ApiError('authorization_unavailable', "the tool's authorization server could not be reached; try again");
-    }
-    return requested.filter((scope) => !allowed.includes(scope));
-  }
 
   async function sendActive(
     req: Request,
@@ -261,23 +229,6 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       { batched: hot },
     );
   }
-}
-
-/** The credential's owner is always the verified caller: no header or parameter can name another. */
-function resolveOwner(req: Request, deps: CredentialRoutesDeps): CredentialOwner {
-  const { agentId, userId } = req.caller!;
-  const toolId = req.params.toolId as string;
-  const tool = deps.tools.get(toolId);
-  if (!tool) throw new ApiError('tool_not_found', 'no tool with this id is configured');
-  // Machine access: one credential per (agent, tool), shared by every user of the agent.
-  const owner = { agentId, userId: tool.auth.type === 'client_credentials' ? MACHINE_USER : userId, toolId };
-  if (!workflowIdFits(owner)) {
-    throw new ApiError(
-      'ids_too_long',
-      `the agent, user and tool ids together are too long (at most ${MAX_WORKFLOW_ID_LENGTH} characters once encoded)`,
-    );
-  }
-  return owner;
 }
 
 function parseWait(raw: unknown): number {

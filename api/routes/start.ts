@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { ownerOf, secretContext, type CredentialRecords } from '../../lib/credential-records.js';
+import { ownerOf, secretContext, type CredentialRecords } from '../../lib/credentials/records.js';
 import type { AuditTrail } from '../../lib/audit.js';
 import { IdentityError, type TrustManager } from '../identity/trust.js';
 import { secretsEqual, type Vault } from '../../lib/vault/crypto.js';

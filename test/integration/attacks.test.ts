@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentRegistry } from '../../api/identity/agents.js';
 import { AuditEventSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
+import { credentialWorkflowId } from '../../lib/domain.js';
 import type { ToolConfig } from '../../lib/tools.js';
 import { CookieJar } from '../support/browser.js';
 import { CREDENTIAL_PATH } from '../support/flows.js';
@@ -280,15 +281,27 @@ describe('5. long polls', () => {
     );
   }
 
-  it('share one watch per credential and stop the moment their callers hang up', async () => {
-    const who = await as('intruder-a', 'poller@example.com');
+  it('share one watch per credential, wait on the workflow (one update, reused) and stop the moment their callers hang up', async () => {
+    const user = 'poller@example.com';
+    const who = await as('intruder-a', user);
     expect((await h.call('POST', CREDENTIAL_PATH, who)).status).toBe(202);
-    const callers = Array.from({ length: 5 }, () => new AbortController());
-    const answers = callers.map((c) => openWait(who, c.signal));
-    await vi.waitFor(() => expect([h.api.waits.waiting, h.api.waits.watching]).toEqual([5, 1]), { timeout: 5_000 });
-    for (const c of callers) c.abort();
-    await Promise.all(answers);
-    await vi.waitFor(() => expect([h.api.waits.waiting, h.api.waits.watching]).toEqual([0, 0]), { timeout: 2_000 });
+    for (let round = 0; round < 2; round++) {
+      const callers = Array.from({ length: 5 }, () => new AbortController());
+      const answers = callers.map((c) => openWait(who, c.signal));
+      await vi.waitFor(() => expect([h.api.waits.waiting, h.api.waits.watching]).toEqual([5, 1]), { timeout: 5_000 });
+      for (const c of callers) c.abort();
+      await Promise.all(answers);
+      await vi.waitFor(() => expect([h.api.waits.waiting, h.api.waits.watching]).toEqual([0, 0]), { timeout: 2_000 });
+    }
+    // Ten waits in two rounds: one awaitConsent update in the workflow's history (its id is fixed per
+    // credential), no timer — abandoned waits left nothing behind to clean up.
+    const history = await h.client.workflow
+      .getHandle(credentialWorkflowId({ agentId: 'intruder-a', userId: user, toolId: 'sandbox' }))
+      .fetchHistory();
+    const accepted = (history.events ?? []).filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
+    const names = accepted.map((e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name);
+    expect(names.filter((n) => n === 'awaitConsent')).toHaveLength(1);
+    expect((history.events ?? []).filter((e) => e.timerStartedEventAttributes)).toHaveLength(1); // the authorization's deadline
   });
 
   it('are capped per agent with a 429 and a stable code', async () => {

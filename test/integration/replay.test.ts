@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, inject, it } from 'vitest';
-import { secretContext } from '../../lib/credential-records.js';
+import { secretContext } from '../../lib/credentials/records.js';
 import { EncryptionCodec } from '../../lib/temporal/codec.js';
 import { Vault } from '../../lib/vault/crypto.js';
 import { authorize, CREDENTIAL_PATH, latestRow, waitForStatus } from '../support/flows.js';

@@ -1,7 +1,7 @@
 import type { Payload } from '@temporalio/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { secretContext } from '../../lib/credential-records.js';
+import { secretContext } from '../../lib/credentials/records.js';
 import { AuthorizationRequestSchema, CredentialSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
 import { credentialWorkflowId } from '../../lib/domain.js';

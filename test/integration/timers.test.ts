@@ -1,6 +1,6 @@
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import { secretContext } from '../../lib/credential-records.js';
+import { secretContext } from '../../lib/credentials/records.js';
 import { CredentialSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
 import { credentialWorkflowId } from '../../lib/domain.js';

@@ -1,8 +1,8 @@
-import { AuthorizationRequestSchema, CredentialSchema, type AuthorizationRequest, type Credential } from './db/entities.js';
-import { fork, type Em, type Orm } from './db/orm.js';
-import { sha256Hex } from './vault/crypto.js';
-import type { CredentialOwner } from './domain.js';
-import type { SecretContext } from './vault/crypto.js';
+import { AuthorizationRequestSchema, CredentialSchema, type AuthorizationRequest, type Credential } from '../db/entities.js';
+import { fork, type Em, type Orm } from '../db/orm.js';
+import { sha256Hex } from '../vault/crypto.js';
+import type { CredentialOwner } from '../domain.js';
+import type { SecretContext } from '../vault/crypto.js';
 
 /** The vault context of one secret column of one row: its ciphertext opens nowhere else (agent, user, tool, row, field). */
 export function secretContext(owner: CredentialOwner, recordId: string, field: string): SecretContext {
@@ -46,7 +46,7 @@ export type CredentialFilter = Partial<Pick<Credential, 'agentId' | 'userId' | '
 
 /**
  * The API's one door to the credential and authorization-request tables: every read, and the callback's single
- * write (claiming a state). Tokens are written only by the credential's workflow, through its activities.
+ * write (claiming a state). Everything else is written by the credential's workflow, through CredentialStore.
  */
 export class CredentialRecords {
   constructor(private readonly orm: Orm) {}
@@ -86,12 +86,6 @@ export class CredentialRecords {
 
   request(id: string): Promise<AuthorizationRequest | null> {
     return fork(this.orm).findOne(AuthorizationRequestSchema, { id });
-  }
-
-  /** Where a credential stands: its status and token generation (a step-up succeeds with a newer one). */
-  async standing(credentialId: string): Promise<{ status: string; tokenGeneration: number } | null> {
-    const row = await fork(this.orm).findOne(CredentialSchema, { id: credentialId }, { fields: ['status', 'tokenGeneration'] });
-    return row ? { status: row.status, tokenGeneration: row.tokenGeneration } : null;
   }
 
   /** Single use: only the first callback to claim a request goes on; its parameters are stored encrypted. */

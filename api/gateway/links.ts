@@ -1,0 +1,98 @@
+import type { OAuthClients } from '../../lib/oauth/client.js';
+import type { Tool } from '../../lib/tools.js';
+import type { CredentialOwner } from '../../lib/domain.js';
+import type { CredentialBroker } from '../broker.js';
+import { ApiError, catalogCode } from '../errors.js';
+import type { AuthNeed } from './upstream.js';
+
+/** A link to show the user, and why. */
+export interface ConsentLink {
+  url: string;
+  expiresAt: number | null;
+  reason: 'authorization_required' | 'insufficient_scope' | 'reauthorization_required';
+  credentialId: string;
+}
+
+/** How long a request that needs the workflow (authorize, step up) waits for it. */
+const ACTION_WAIT_MS = 10_000;
+
+/** Why an authorization could not start, as the workflow reports it (stable codes for agents). */
+const STARTUP_FAILURES = new Set([
+  'outbound_refused',
+  'pkce_not_supported',
+  'resource_metadata_not_found',
+  'authorization_server_not_found',
+  'invalid_metadata',
+  'access_denied',
+  'invalid_grant',
+]);
+
+/** 503 with Retry-After: the credential exists but cannot be served this second (logged once a minute). */
+export function unavailable(owner: CredentialOwner, why: string): ApiError {
+  return new ApiError('credential_unavailable', `${why}; try again shortly`, {
+    retryAfterSeconds: 1,
+    expectedKey: `${owner.agentId}\0${owner.userId}\0${owner.toolId}`,
+  });
+}
+
+/** A failed authorization as the agent hears it: the workflow's reason when it is a stable code. */
+export function authorizationFailed(reason: string | null): ApiError {
+  const code = reason ?? 'authorization_failed';
+  return new ApiError(
+    STARTUP_FAILURES.has(code) ? catalogCode(code, 'authorization_unavailable') : 'authorization_unavailable',
+    `the authorization could not start or complete: ${code}`,
+  );
+}
+
+/**
+ * Step-up scopes beyond what the tool allows (its allowed_scopes, else its scopes, else the MCP server's list):
+ * a challenge from a tool cannot widen a credential past what the operator configured.
+ */
+export async function scopesNotAllowed(oauth: OAuthClients, tool: Tool, requested: string[]): Promise<string[]> {
+  let allowed: string[];
+  try {
+    allowed = (await oauth.forTool(tool)).allowedScopes;
+  } catch {
+    throw new ApiError('authorization_unavailable', "the tool's authorization server could not be reached; try again");
+  }
+  return requested.filter((scope) => !allowed.includes(scope));
+}
+
+/**
+ * The link the user must open before a call through the gateway can succeed: a first authorization, a new one
+ * when the tool refused even a refreshed token, or a step-up for the scopes the tool asked for. `active`: a
+ * usable credential exists after all (another request completed it); the caller may retry.
+ */
+export async function consentLinkFor(
+  deps: { broker: CredentialBroker; oauth: OAuthClients },
+  tool: Tool,
+  owner: CredentialOwner,
+  need: AuthNeed,
+): Promise<ConsentLink | 'active'> {
+  const { broker } = deps;
+  if (need.kind === 'step_up') {
+    const refused = await scopesNotAllowed(deps.oauth, tool, need.scopes);
+    if (refused.length) throw new ApiError('scope_not_allowed', `this tool does not allow the scope ${refused[0]!.slice(0, 100)}`);
+    const stepped = await broker.stepUp(owner, need.scopes);
+    if (stepped?.phase === 'awaiting_authorization' && stepped.authorizationUrl)
+      return link(stepped.authorizationUrl, stepped.authorizationExpiresAt, 'insufficient_scope', stepped.credentialId);
+    throw unavailable(owner, 'the step-up could not start');
+  }
+  if (need.kind === 'reauthorize') {
+    // The provider's tokens no longer open the tool: this credential is over, and the user authorizes again.
+    await broker.revoke(owner, { actor: 'gateway', reason: 'the tool refused the refreshed token' });
+  }
+  const view = await broker.shared(owner, 'ensure', ACTION_WAIT_MS);
+  if (view === 'pending' || view === null) throw unavailable(owner, 'the credential is changing state');
+  if (view.phase === 'authorization_failed') throw authorizationFailed(view.endReason);
+  if (view.phase === 'awaiting_authorization' && view.authorizationUrl) {
+    const reason = need.kind === 'reauthorize' ? 'reauthorization_required' : 'authorization_required';
+    return link(view.authorizationUrl, view.authorizationExpiresAt, reason, view.credentialId);
+  }
+  if (view.phase === 'active' || view.phase === 'refreshing') return 'active';
+  throw unavailable(owner, `the credential is ${view.phase}`);
+}
+
+function link(url: string, expiresAt: number | null, reason: ConsentLink['reason'], credentialId: string): ConsentLink {
+  return { url, expiresAt, reason, credentialId };
+}

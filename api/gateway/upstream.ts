@@ -1,0 +1,132 @@
+import type { CredentialOwner } from '../../lib/domain.js';
+import type { OutboundPolicy } from '../../lib/net/outbound.js';
+import type { CredentialBroker } from '../broker.js';
+
+/** What the user must do before the tool can be called for them. */
+export type AuthNeed = { kind: 'authorize' } | { kind: 'reauthorize' } | { kind: 'step_up'; scopes: string[] };
+
+/** Thrown by an upstream fetch when no token can make the call succeed until the user acts. */
+export class UpstreamAuthRequired extends Error {
+  constructor(readonly need: AuthNeed) {
+    super(`the user must ${need.kind === 'step_up' ? 'grant more scopes' : 'authorize'} first`);
+  }
+}
+
+/** Thrown when the credential exists but cannot be served this moment (a refresh is late). */
+export class UpstreamUnavailable extends Error {}
+
+/** How long a call whose token just ran out waits for its refresh. */
+const REFRESH_WAIT_MS = 10_000;
+
+/**
+ * The tokens the upstream was sent on behalf of one owner, so that anything relayed back can be checked for
+ * them (an upstream that echoes its Authorization header must not hand the token to the agent).
+ */
+export class SeenTokens {
+  private readonly tokens = new Set<string>();
+
+  add(token: string): void {
+    if (this.tokens.size >= 8) this.tokens.delete(this.tokens.values().next().value!);
+    this.tokens.add(token);
+  }
+
+  /** `text` with every token the upstream saw replaced; the same string when there is none (the usual case). */
+  redact(text: string): string {
+    let out = text;
+    for (const t of this.tokens) if (out.includes(t)) out = out.replaceAll(t, '[redacted]');
+    return out;
+  }
+
+  /** A JSON value with every token replaced (serialized once to look; rebuilt only when one is there). */
+  redactJson<T>(value: T): T {
+    const text = JSON.stringify(value);
+    if (text === undefined) return value;
+    const clean = this.redact(text);
+    return clean === text ? value : (JSON.parse(clean) as T);
+  }
+
+  get all(): string[] {
+    return [...this.tokens];
+  }
+}
+
+export interface UpstreamOptions {
+  broker: CredentialBroker;
+  outbound: OutboundPolicy;
+  owner: CredentialOwner;
+  seen: SeenTokens;
+  /** Fixed headers a tool or its provider needs on every request (an API version). */
+  headers?: Record<string, string>;
+}
+
+/**
+ * A fetch for calls to a tool on a user's behalf: it sends the user's current access token (never taken from the
+ * agent), refreshes once through the credential's workflow when the upstream answers 401 and retries once with
+ * the new token (when the body can be replayed), and turns what only the user can fix into UpstreamAuthRequired:
+ * no credential yet, a refreshed token refused again, or a 403 `insufficient_scope` challenge (step-up).
+ * Every request passes the outbound policy.
+ */
+export function userFetch(opts: UpstreamOptions): (input: string | URL | Request, init?: RequestInit) => Promise<Response> {
+  const { broker, owner, seen } = opts;
+  return async (input, init = {}) => {
+    const replayable = init.body === undefined || init.body === null || typeof init.body === 'string' || init.body instanceof Uint8Array;
+    let token = await currentToken(broker, owner);
+    let res = await send(token);
+    if (res.status === 401 && replayable) {
+      await res.body?.cancel().catch(() => {});
+      // Another call may have refreshed already: only ask the workflow when the token sent is still the newest.
+      let fresh = await currentToken(broker, owner);
+      if (fresh === token) {
+        const refreshed = await broker.shared(owner, 'refresh', REFRESH_WAIT_MS);
+        if (refreshed === 'pending') throw new UpstreamUnavailable('the credential is being refreshed');
+        const read = refreshed ? await broker.readActive(owner) : null;
+        if (!read || read.accessToken === token) throw new UpstreamAuthRequired({ kind: 'reauthorize' });
+        fresh = read.accessToken;
+      }
+      token = fresh;
+      res = await send(token);
+      if (res.status === 401) {
+        await res.body?.cancel().catch(() => {});
+        throw new UpstreamAuthRequired({ kind: 'reauthorize' });
+      }
+    }
+    if (res.status === 403) {
+      const scopes = insufficientScope(res.headers.get('www-authenticate'));
+      if (scopes) {
+        await res.body?.cancel().catch(() => {});
+        throw new UpstreamAuthRequired({ kind: 'step_up', scopes });
+      }
+    }
+    return res;
+
+    function send(bearer: string): Promise<Response> {
+      seen.add(bearer);
+      const headers = new Headers(init.headers);
+      for (const [k, v] of Object.entries(opts.headers ?? {})) headers.set(k, v);
+      headers.set('authorization', `Bearer ${bearer}`);
+      return opts.outbound.streamingFetch(input, { ...init, headers });
+    }
+  };
+}
+
+/** The owner's usable access token; a late refresh is nudged once and waited for briefly. */
+async function currentToken(broker: CredentialBroker, owner: CredentialOwner): Promise<string> {
+  const read = await broker.read(owner);
+  if (read && read !== 'stale') return read.accessToken;
+  if (read === null) throw new UpstreamAuthRequired({ kind: 'authorize' });
+  const nudged = await broker.shared(owner, 'refresh', 1_000);
+  const hit = nudged && nudged !== 'pending' ? await broker.readActive(owner) : null;
+  if (hit) return hit.accessToken;
+  if (nudged === null) throw new UpstreamAuthRequired({ kind: 'authorize' });
+  throw new UpstreamUnavailable('the credential is being refreshed');
+}
+
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]{1,200}$/;
+
+/** The scopes a `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` challenge asks for (RFC 6750). */
+export function insufficientScope(header: string | null): string[] | null {
+  if (!header || !/error="?insufficient_scope"?/i.test(header)) return null;
+  const scope = /scope="([^"]{1,1000})"/i.exec(header)?.[1];
+  const scopes = (scope ?? '').split(' ').filter((s) => SCOPE_TOKEN.test(s));
+  return scopes.length ? scopes.slice(0, 20) : null;
+}

@@ -1,0 +1,21 @@
+import type { Request } from 'express';
+import { MACHINE_USER, MAX_WORKFLOW_ID_LENGTH, workflowIdFits, type CredentialOwner } from '../lib/domain.js';
+import type { ToolRegistry } from '../lib/tools.js';
+import { ApiError } from './errors.js';
+
+/** The credential's owner is always the verified caller: no header or parameter can name another. */
+export function resolveOwner(req: Request, tools: ToolRegistry): CredentialOwner {
+  const { agentId, userId } = req.caller!;
+  const toolId = req.params.toolId as string;
+  const tool = tools.get(toolId);
+  if (!tool) throw new ApiError('tool_not_found', 'no tool with this id is configured');
+  // Machine access: one credential per (agent, tool), shared by every user of the agent.
+  const owner = { agentId, userId: tool.auth.type === 'client_credentials' ? MACHINE_USER : userId, toolId };
+  if (!workflowIdFits(owner)) {
+    throw new ApiError(
+      'ids_too_long',
+      `the agent, user and tool ids together are too long (at most ${MAX_WORKFLOW_ID_LENGTH} characters once encoded)`,
+    );
+  }
+  return owner;
+}
