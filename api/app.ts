@@ -30,6 +30,8 @@ import { credentialRoutes } from './routes/credentials.js';
 import { startRoutes } from './routes/start.js';
 import { toolRoutes } from './routes/tools.js';
 import { CredentialWaits } from './waits.js';
+import { DEFAULT_MCP_SETTINGS, McpGateway, type McpGatewaySettings } from './gateway/mcp.js';
+import { proxyRoutes } from './gateway/proxy.js';
 
 export interface AppDeps {
   config: Config;
@@ -50,6 +52,7 @@ export interface AppDeps {
   /** Long polls in this process (the server keeps one so tests can look at it). */
   waits?: CredentialWaits;
   callbackWaitMs?: number;
+  mcpSettings?: Partial<McpGatewaySettings> | undefined;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -120,9 +123,14 @@ export function createApp(deps: AppDeps): Express {
     '/api/v1/credentials',
     perIp,
     json,
-    credentialRoutes({ ...deps, gate, waits, agentLimiter: limiter(limits.agentPerMinute, 'agent') }),
+    credentialRoutes({ ...deps, gate, waits, agentLimiter: limiter(limits.agentPerMinute, 'agent'), exposeTokens: config.exposeTokens }),
   );
   app.use('/api/v1/admin', perIp, json, adminRoutes({ ...deps, gate }));
+  // The gateway: agents call tools through it with the user's credential, which they never see.
+  const mcp = new McpGateway({ ...deps, gate }, { ...DEFAULT_MCP_SETTINGS, ...deps.mcpSettings });
+  app.locals.mcp = mcp;
+  app.use('/api/v1/mcp', perIp, mcp.router());
+  app.use('/api/v1/proxy', perIp, proxyRoutes({ ...deps, gate }));
   app.use('/api/v1/tools', perIp, toolRoutes({ ...deps, gate }));
   const browserLimit = limiter(limits.callbackIpPerMinute, 'ip');
   app.use(START_PATH, browserLimit, startRoutes({ ...deps, consentCookies }));

@@ -53,16 +53,20 @@ export class Gate {
 
   /** Throws 403 unless both the agent and the user hold `scope`. */
   async authorize(req: Request, scope: string, context: { toolId?: string } = {}): Promise<void> {
-    const { rbac } = this.deps;
-    const caller = req.caller!;
-    if (!rbac) return;
-    const agentScopes = caller.agentScopes ?? (await this.deps.agents.get(caller.agentId))?.scopes ?? [];
-    let code: 'agent_not_permitted' | 'user_not_permitted' | null = null;
-    if (!hasScope(agentScopes, scope)) code = 'agent_not_permitted';
-    else if (!hasScope(rbac.scopesOf(caller.userId), scope)) code = 'user_not_permitted';
+    const code = await this.refusal(req.caller!, scope);
     if (!code) return;
     await this.deny(req, 'access.denied', code, { scope, ...context });
     throw new ApiError(code, code === 'agent_not_permitted' ? `this agent is not granted ${scope}` : `this user is not granted ${scope}`);
+  }
+
+  /** Why `caller` may not act under `scope` (the agent's grants and the user's roles must both hold it); null: it may. */
+  async refusal(caller: Caller, scope: string): Promise<'agent_not_permitted' | 'user_not_permitted' | null> {
+    const { rbac } = this.deps;
+    if (!rbac) return null;
+    const agentScopes = caller.agentScopes ?? (await this.deps.agents.get(caller.agentId))?.scopes ?? [];
+    if (!hasScope(agentScopes, scope)) return 'agent_not_permitted';
+    if (!hasScope(rbac.scopesOf(caller.userId), scope)) return 'user_not_permitted';
+    return null;
   }
 
   private async identify(req: Request): Promise<Caller> {

@@ -13,7 +13,14 @@ export const ERROR_CATALOG = {
   invalid_user_id: { status: 400, when: 'X-User-Id has characters or a length that is not allowed' },
   ids_too_long: { status: 400, when: 'the agent, user and tool ids together would exceed the workflow id limit' },
   https_required: { status: 400, when: 'a production request came over plain HTTP' },
-  not_an_mcp_tool: { status: 400, when: 'only MCP tools can be checked against their server' },
+  not_an_mcp_tool: { status: 400, when: 'only MCP tools can be checked against their server or reached through the MCP gateway' },
+  not_an_api_tool: { status: 400, when: 'only HTTP API tools (`tool_type: api`) can be reached through the proxy' },
+  invalid_proxy_path: {
+    status: 400,
+    when: "the proxied path could leave the tool's base URL (dot segments, encoded slashes, `@`, backslashes, absolute)",
+  },
+  mcp_session_required: { status: 400, when: 'an MCP request without a session id that is not `initialize`' },
+  mcp_session_not_found: { status: 404, when: 'the MCP session id is unknown, ended, or belongs to another caller' },
   payload_not_decodable: { status: 400, when: 'the codec could not process a payload with the configured keys' },
   payload_too_large: { status: 413, when: 'the body is larger than the endpoint accepts' },
   unsupported_encoding: { status: 415, when: 'the body encoding is not supported' },
@@ -50,6 +57,13 @@ export const ERROR_CATALOG = {
   scope_not_allowed: { status: 403, when: 'a step-up asked for a scope the tool does not allow' },
   rate_limited: { status: 429, when: 'too many requests from this address or agent' },
   too_many_waits: { status: 429, when: 'the agent already holds the most long polls allowed' },
+  too_many_sessions: { status: 429, when: 'the agent already holds the most MCP gateway sessions allowed in this process' },
+  authorization_required: { status: 403, when: 'proxy: the user has not authorized this tool yet; the body carries `authorization_url`' },
+  reauthorization_required: {
+    status: 403,
+    when: 'proxy: the tool refused even a refreshed token; the body carries a new `authorization_url`',
+  },
+  insufficient_scope: { status: 403, when: 'proxy: the tool needs wider scopes; the body carries the step-up `authorization_url`' },
   // The credential
   tool_not_found: { status: 404, when: 'no tool with this id is configured' },
   credential_not_found: { status: 404, when: 'no credential exists (or none is live) for this tool' },
@@ -66,6 +80,7 @@ export const ERROR_CATALOG = {
   invalid_grant: { status: 502, when: 'the provider refused the grant' },
   authorization_unavailable: { status: 502, when: 'the authorization could not start or complete' },
   mcp_unreachable: { status: 502, when: 'the MCP server did not answer with its tools' },
+  upstream_unreachable: { status: 502, when: 'the proxied API could not be reached' },
   // The broker's own parts
   credential_unavailable: { status: 503, when: 'the credential cannot be served this second (refresh late); see Retry-After' },
   workflow_busy: { status: 503, when: 'the credential is changing state' },

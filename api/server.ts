@@ -5,6 +5,7 @@ import { CredentialBroker, type BrokerSettings } from './broker.js';
 import type { ApiServices } from './services.js';
 import { createApp } from './app.js';
 import { CredentialWaits } from './waits.js';
+import { type McpGateway, type McpGatewaySettings } from './gateway/mcp.js';
 
 export interface RunningApi {
   server: Server;
@@ -12,6 +13,8 @@ export interface RunningApi {
   broker: CredentialBroker;
   /** This process's long polls. */
   waits: CredentialWaits;
+  /** This process's MCP gateway sessions. */
+  mcp: McpGateway;
   close(): Promise<void>;
 }
 
@@ -20,6 +23,7 @@ export interface ApiOptions {
   server?: Server;
   callbackWaitMs?: number;
   broker?: Partial<BrokerSettings>;
+  mcp?: Partial<McpGatewaySettings>;
 }
 
 export function createBroker(services: ApiServices, temporal: Client, overrides: Partial<BrokerSettings> = {}): CredentialBroker {
@@ -38,7 +42,8 @@ export function createBroker(services: ApiServices, temporal: Client, overrides:
 export async function startApi(services: ApiServices, temporal: Client, opts: ApiOptions = {}): Promise<RunningApi> {
   const broker = createBroker(services, temporal, opts.broker);
   const waits = new CredentialWaits();
-  const app = createApp({ ...services, broker, temporal, waits, callbackWaitMs: opts.callbackWaitMs });
+  const app = createApp({ ...services, broker, temporal, waits, callbackWaitMs: opts.callbackWaitMs, mcpSettings: opts.mcp });
+  const mcp = app.locals.mcp as McpGateway;
   let server = opts.server;
   if (server) {
     server.on('request', app);
@@ -71,8 +76,11 @@ export async function startApi(services: ApiServices, temporal: Client, opts: Ap
     port,
     broker,
     waits,
+    mcp,
     close: () =>
       new Promise<void>((resolve) => {
+        // Event streams never end on their own: end the MCP sessions first, or close would wait for them.
+        void mcp.close();
         s.close(() => resolve());
         s.closeIdleConnections();
       }),

@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { Session } from 'node:inspector/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +21,8 @@ import { AgentIdKey, CredentialStatusKey, SEARCH_ATTRIBUTE_KEYS, ToolIdKey, User
 import { planRefreshAt } from '../workflows/schedule.js';
 import { WORKFLOWS_PATH } from '../worker/worker.js';
 import { bareApp } from './bare-route.js';
+import { spawnServer } from './spawn.js';
+import { gatewayBench } from './gateway.js';
 import { mintRefreshTokens } from './seed.js';
 
 /**
@@ -61,6 +63,7 @@ try {
   if (selected('storm')) await refreshStorm();
   if (selected('scale')) await liveWorkflows();
   if (selected('history')) await historyBound();
+  if (selected('gateway')) results.gateway = await gatewayBench(runSettings, scale);
 } finally {
   await env.teardown();
 }
@@ -128,31 +131,6 @@ async function tokenFetch(): Promise<void> {
     await Promise.all(children.filter((c) => c.exitCode === null).map((c) => new Promise((r) => c.once('exit', r))));
     await h.close();
   }
-}
-
-/** Starts `node --import tsx <args>` on a free port and waits for its /healthz; returns its origin. */
-async function spawnServer(args: string[], env: Record<string, string>, children: ChildProcess[]): Promise<string> {
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
-  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const child = spawn(process.execPath, [...profile, '--import', 'tsx', ...args], {
-    env: { ...process.env, ...env, PORT: String(port) },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  children.push(child);
-  const origin = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`${args[0]} exited with ${child.exitCode}`);
-    const ok = await fetch(`${origin}/healthz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) return origin;
-    await sleep(100);
-  }
-  throw new Error(`${args[0]} did not become healthy`);
 }
 
 /** With BENCH_PROFILE=<dir>, a CPU profile of this process while `work` runs (open it in Chrome DevTools). */

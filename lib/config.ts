@@ -55,6 +55,8 @@ const envSchema = z.object({
   OUTBOUND_ALLOWLIST: z.string().optional(),
   /** When set, GET /metrics needs `Authorization: Bearer <this>`. */
   METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
+  /** false: the credentials API never returns access tokens (a tool's `expose_token` overrides); use the gateway. */
+  EXPOSE_TOKENS: bool.default(true),
 });
 
 export interface Config {
@@ -70,6 +72,8 @@ export interface Config {
   hotCacheMs: number;
   /** Audit rows kept in memory while the database is away; when full, no credential is issued. */
   auditBufferRows: number;
+  /** Whether the credentials API returns access tokens to agents (tools may override with `expose_token`). */
+  exposeTokens: boolean;
   redirectUri: string;
   /**
    * Our Client ID Metadata Document's URL, which is also our client_id at authorization servers that
@@ -132,6 +136,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     refreshSkewSeconds: e.REFRESH_SKEW_SECONDS,
     hotCacheMs: e.HOT_CACHE_MS,
     auditBufferRows: e.AUDIT_BUFFER_ROWS,
+    exposeTokens: e.EXPOSE_TOKENS,
     redirectUri,
     clientMetadataUrl,
     encryptionKey: e.CREDENTIALS_ENCRYPTION_KEY,

@@ -93,3 +93,31 @@ export function recordProviderCall(tool: string, failure?: { code: string; perma
   // A permanent answer (invalid_grant) still means the server is up.
   providerHealthy.set({ tool }, failure.permanent ? 1 : 0);
 }
+
+export const gatewayCalls = new Counter({
+  name: 'broker_gateway_calls_total',
+  help: 'Calls through the gateway by tool, kind (mcp tools/call, http) and outcome (ok, tool_error, denied, authorization_required, upstream_error)',
+  labelNames: ['tool', 'kind', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const gatewayDuration = new Histogram({
+  name: 'broker_gateway_upstream_duration_seconds',
+  help: 'Time from forwarding a call upstream to its answer (headers, for streamed HTTP answers)',
+  labelNames: ['tool', 'kind'] as const,
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+  registers: [registry],
+});
+
+export const gatewayUpstreamErrors = new Counter({
+  name: 'broker_gateway_upstream_errors_total',
+  help: 'Upstream failures by tool, kind and reason (unreachable, status_5xx, outbound_refused, protocol)',
+  labelNames: ['tool', 'kind', 'reason'] as const,
+  registers: [registry],
+});
+
+export const gatewaySessions = new Gauge({
+  name: 'broker_gateway_mcp_sessions',
+  help: 'Open MCP gateway sessions in this process',
+  registers: [registry],
+});

@@ -48,7 +48,21 @@ const toolSchema = z
     name: z.string().optional(),
     description: z.string().optional(),
     tool_type: z.enum(['mcp', 'api']),
-    connection_params: z.object({ type: z.enum(['sse', 'streamable-http', 'http']), url }).strict(),
+    connection_params: z
+      .object({
+        type: z.enum(['sse', 'streamable-http', 'http']),
+        url,
+        /** Fixed headers the gateway adds to every upstream request (an API version); never credentials. */
+        headers: z
+          .record(z.string().regex(/^[A-Za-z0-9-]{1,64}$/), z.string().max(500))
+          .refine((h) => !Object.keys(h).some((k) => /^(authorization|cookie|host|proxy-authorization)$/i.test(k)), {
+            message: 'may not set Authorization, Cookie, Host or Proxy-Authorization',
+          })
+          .optional(),
+      })
+      .strict(),
+    /** False: the credentials API never returns this tool's access token; agents use it through the gateway only. */
+    expose_token: z.boolean().optional(),
     auth: oauth2AuthSchema,
     manifest: z.array(manifestEntrySchema).default([]),
   })
@@ -92,6 +106,8 @@ export interface Tool {
   connection: ToolConfig['connection_params'];
   auth: OAuth2AuthConfig & { scopeList: string[] };
   manifest: ToolConfig['manifest'];
+  /** Undefined: the global default (EXPOSE_TOKENS). */
+  exposeToken?: boolean | undefined;
 }
 
 export class ToolRegistry {
@@ -176,6 +192,7 @@ export function toTool(t: ToolConfig): Tool {
     connection: t.connection_params,
     auth: { ...t.auth, scopeList },
     manifest: t.manifest,
+    exposeToken: t.expose_token,
   };
 }
 

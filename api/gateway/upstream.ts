@@ -72,7 +72,13 @@ export function userFetch(opts: UpstreamOptions): (input: string | URL | Request
     const replayable = init.body === undefined || init.body === null || typeof init.body === 'string' || init.body instanceof Uint8Array;
     let token = await currentToken(broker, owner);
     let res = await send(token);
-    if (res.status === 401 && replayable) {
+    if (res.status === 401 && !replayable) {
+      // The body is gone: refresh for the next attempt, and have the agent send it again.
+      await res.body?.cancel().catch(() => {});
+      await broker.shared(owner, 'refresh', REFRESH_WAIT_MS);
+      throw new UpstreamUnavailable('the token was refreshed; send the request again');
+    }
+    if (res.status === 401) {
       await res.body?.cancel().catch(() => {});
       // Another call may have refreshed already: only ask the workflow when the token sent is still the newest.
       let fresh = await currentToken(broker, owner);

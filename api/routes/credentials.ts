@@ -25,6 +25,8 @@ export interface CredentialRoutesDeps {
   waits: CredentialWaits;
   /** Rate limit per authenticated agent. */
   agentLimiter?: RequestHandler;
+  /** Whether access tokens are returned to agents (a tool's `expose_token` overrides). */
+  exposeTokens: boolean;
 }
 
 const SCOPE_TOKENS = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
@@ -201,13 +203,17 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
         retryAfterSeconds: 5,
         expectedKey: 'audit',
       });
-    await record(req, owner, 'credential.issued', 'success', { credentialId: hit.credentialId });
+    const exposed = deps.tools.get(owner.toolId)?.exposeToken ?? deps.exposeTokens;
+    await record(req, owner, 'credential.issued', 'success', { credentialId: hit.credentialId, ...(exposed ? {} : { token: 'withheld' }) });
     res.setHeader('Cache-Control', 'no-store');
-    res.status(200).json({
+    const expiresAt = hit.expiresAt?.toISOString() ?? null;
+    // Tokens stay home: the agent learns the credential is usable, and uses it through the gateway.
+    if (!exposed) return res.status(200).json({ status: 'active', expires_at: expiresAt, scope: hit.scope });
+    return res.status(200).json({
       status: 'active',
       access_token: hit.accessToken,
       token_type: hit.tokenType,
-      expires_at: hit.expiresAt?.toISOString() ?? null,
+      expires_at: expiresAt,
       scope: hit.scope,
     });
   }

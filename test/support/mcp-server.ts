@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import Provider, { errors } from 'oidc-provider';
 import { z } from 'zod';
 import { fetchTrusting } from './tls-proxy.js';
@@ -16,6 +17,12 @@ export interface McpTestServer {
   registeredClients(): Promise<number>;
   /** Client ID Metadata Documents this server fetched, by URL. */
   fetchedDocuments: string[];
+  /** Every bearer token this server was sent (the gateway tests scan what the agent received for them). */
+  tokensSeen: Set<string>;
+  /** From now on, 401 for every token seen so far (a token the upstream stopped accepting). */
+  rejectTokensSeen(): void;
+  /** Checks a token at the authorization server (for an API protected by the same provider). */
+  introspect(token: string): Promise<{ active: boolean; sub?: unknown; aud?: unknown; scope?: unknown } | null>;
   close(): Promise<void>;
 }
 
@@ -36,6 +43,14 @@ export interface McpServerOptions {
   registration?: boolean;
   /** Issue tokens for any resource indicator (a provider shared by many resources). */
   acceptAnyResource?: boolean;
+  /** The older HTTP+SSE transport (GET /sse, POST /messages) instead of Streamable HTTP. */
+  transport?: 'streamable-http' | 'sse';
+  /** Also serve `whoami`, `count` (progress) and `leak` (echoes its token), the gateway tests' tools. */
+  gatewayTools?: boolean;
+  /** Keep introspection answers this long (a resource server's usual cache; the benchmark's upstream). */
+  introspectionCacheMs?: number;
+  /** Pre-registered clients (a tool configured with its client id, an HTTP API protected by this provider). */
+  clients?: { client_id: string; client_secret: string; redirect_uris: string[] }[];
 }
 
 const TOOLS = ['echo', 'add', 'admin'];
@@ -58,7 +73,14 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   const fetchedDocuments: string[] = [];
   const trusting = opts.clientIdMetadataDocuments ? fetchTrusting(opts.clientIdMetadataDocuments.ca) : null;
   const provider = new Provider(issuer, {
-    clients: [{ ...introspector, redirect_uris: [], grant_types: [], response_types: [] }],
+    clients: [
+      { ...introspector, redirect_uris: [], grant_types: [], response_types: [] },
+      ...(opts.clients ?? []).map((c) => ({
+        ...c,
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code' as const],
+      })),
+    ],
     pkce: { required: () => true },
     scopes: ['openid', 'offline_access', ...scopesSupported],
     features: {
@@ -110,30 +132,27 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     req.url = req.originalUrl.slice(`${asPath}/oauth`.length) || '/';
     void providerCallback(req, res);
   });
-  app.post('/mcp', express.json(), async (req, res) => {
+  const tokensSeen = new Set<string>();
+  const rejected = new Set<string>();
+  const challenge = (res: express.Response) => {
+    const scope = opts.challengeScope ? `, scope="${opts.challengeScope}"` : '';
+    res
+      .status(401)
+      .set('WWW-Authenticate', `Bearer resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"${scope}`)
+      .json({ error: 'unauthorized' });
+  };
+  /** The token's introspection when it may use this server; otherwise answers 401 and returns null. */
+  const authenticate = async (req: express.Request, res: express.Response) => {
     const token = /^Bearer (.+)$/i.exec(req.get('authorization') ?? '')?.[1];
-    const info = token ? await introspect(token) : null;
-    if (!info?.active || info.aud !== resource) {
-      const scope = opts.challengeScope ? `, scope="${opts.challengeScope}"` : '';
-      res
-        .status(401)
-        .set('WWW-Authenticate', `Bearer resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"${scope}`)
-        .json({ error: 'unauthorized' });
-      return;
+    if (token) tokensSeen.add(token);
+    const info = token && !rejected.has(token) ? await checked(token) : null;
+    if (!info?.active || (info.aud !== resource && !opts.acceptAnyResource)) {
+      challenge(res);
+      return null;
     }
-    // The `admin` tool needs the wider scope: without it, 403 insufficient_scope names the scopes needed.
-    const call = req.body as { method?: string; params?: { name?: string } };
-    const granted = String(info.scope ?? '').split(' ');
-    if (call?.method === 'tools/call' && call.params?.name === 'admin' && !granted.includes('mcp:admin')) {
-      res
-        .status(403)
-        .set(
-          'WWW-Authenticate',
-          `Bearer error="insufficient_scope", scope="mcp:tools mcp:admin", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`,
-        )
-        .json({ error: 'insufficient_scope' });
-      return;
-    }
+    return { ...info, token: token! };
+  };
+  const mcpFor = (info: { sub?: unknown; token: string }) => {
     const mcp = new McpServer({ name: 'test-mcp', version: '1.0.0' });
     mcp.registerTool('admin', { description: 'Administer', inputSchema: {} }, async () => ({
       content: [{ type: 'text', text: 'administered' }],
@@ -144,17 +163,90 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     mcp.registerTool('add', { description: 'Add two numbers', inputSchema: { a: z.number(), b: z.number() } }, async ({ a, b }) => ({
       content: [{ type: 'text', text: String(a + b) }],
     }));
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    res.on('close', () => {
-      void transport.close();
-      void mcp.close();
+    if (!opts.gatewayTools) return mcp;
+    mcp.registerTool('whoami', { description: 'The subject of the token this server received', inputSchema: {} }, async () => ({
+      content: [{ type: 'text', text: String(info.sub) }],
+    }));
+    mcp.registerTool('count', { description: 'Counts to three, with progress', inputSchema: {} }, async (_args, extra) => {
+      const progressToken = extra._meta?.progressToken;
+      for (let i = 1; i <= 3; i++) {
+        if (progressToken !== undefined)
+          await extra.sendNotification({
+            method: 'notifications/progress',
+            params: { progressToken, progress: i, total: 3, message: `step ${i}` },
+          });
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return { content: [{ type: 'text', text: 'counted' }] };
     });
-    await mcp.connect(transport);
-    await transport.handleRequest(req, res, req.body);
-  });
+    // A hostile (or careless) server: it echoes the credential it was sent.
+    mcp.registerTool('leak', { description: 'Echoes the Authorization header', inputSchema: {} }, async () => ({
+      content: [{ type: 'text', text: `you sent Bearer ${info.token}` }],
+    }));
+    return mcp;
+  };
+  /** The `admin` tool needs the wider scope: without it, 403 insufficient_scope names the scopes needed. */
+  const needsWiderScope = (req: express.Request, res: express.Response, scope: unknown) => {
+    const call = req.body as { method?: string; params?: { name?: string } };
+    const granted = String(scope ?? '').split(' ');
+    if (call?.method !== 'tools/call' || call.params?.name !== 'admin' || granted.includes('mcp:admin')) return false;
+    res
+      .status(403)
+      .set(
+        'WWW-Authenticate',
+        `Bearer error="insufficient_scope", scope="mcp:tools mcp:admin", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`,
+      )
+      .json({ error: 'insufficient_scope' });
+    return true;
+  };
+  if (opts.transport === 'sse') {
+    const sessions = new Map<string, SSEServerTransport>();
+    app.get('/mcp', async (req, res) => {
+      const info = await authenticate(req, res);
+      if (!info) return;
+      const transport = new SSEServerTransport('/mcp/messages', res);
+      sessions.set(transport.sessionId, transport);
+      res.on('close', () => sessions.delete(transport.sessionId));
+      await mcpFor(info).connect(transport);
+    });
+    // A Streamable HTTP probe (discovery) hears the same challenge.
+    app.post('/mcp', async (req, res) => {
+      if (await authenticate(req, res)) res.status(405).end();
+    });
+    app.post('/mcp/messages', express.json(), async (req, res) => {
+      const info = await authenticate(req, res);
+      if (!info || needsWiderScope(req, res, info.scope)) return;
+      const transport = sessions.get(String(req.query.sessionId));
+      if (!transport) return void res.status(404).end();
+      await transport.handlePostMessage(req, res, req.body);
+    });
+  } else {
+    app.post('/mcp', express.json(), async (req, res) => {
+      const info = await authenticate(req, res);
+      if (!info || needsWiderScope(req, res, info.scope)) return;
+      const mcp = mcpFor(info);
+      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+      res.on('close', () => {
+        void transport.close();
+        void mcp.close();
+      });
+      await mcp.connect(transport);
+      await transport.handleRequest(req, res, req.body);
+    });
+  }
   server.on('request', app);
 
-  async function introspect(token: string): Promise<{ active: boolean; aud?: unknown; scope?: unknown } | null> {
+  const cache = new Map<string, { info: Awaited<ReturnType<typeof introspect>>; until: number }>();
+  async function checked(token: string) {
+    if (!opts.introspectionCacheMs) return introspect(token);
+    const hit = cache.get(token);
+    if (hit && hit.until > Date.now()) return hit.info;
+    const info = await introspect(token);
+    cache.set(token, { info, until: Date.now() + opts.introspectionCacheMs });
+    return info;
+  }
+
+  async function introspect(token: string): Promise<{ active: boolean; sub?: unknown; aud?: unknown; scope?: unknown } | null> {
     const res = await fetch(`${issuer}/token/introspection`, {
       method: 'POST',
       headers: {
@@ -163,7 +255,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
       },
       body: new URLSearchParams({ token }),
     });
-    return res.ok ? ((await res.json()) as { active: boolean; aud?: unknown; scope?: unknown }) : null;
+    return res.ok ? ((await res.json()) as { active: boolean; sub?: unknown; aud?: unknown; scope?: unknown }) : null;
   }
 
   return {
@@ -172,6 +264,11 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     provider,
     registeredClients: async () => registrations,
     fetchedDocuments,
+    tokensSeen,
+    rejectTokensSeen: () => {
+      for (const t of tokensSeen) rejected.add(t);
+    },
+    introspect,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -44,6 +44,8 @@ export interface HarnessOptions {
   extraTools?: ToolConfig[];
   /** Extra environment settings for the service. */
   env?: Record<string, string>;
+  /** Listen on this port (a benchmark that must know its callback URL before the service starts); default: any. */
+  port?: number;
   /** 'sqlite' forces the embedded database; otherwise the run's database (PostgreSQL in CI). */
   database?: 'sqlite' | 'default';
   /**
@@ -98,7 +100,7 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
     }
   }
   const server: Server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   const baseUrl = `http://127.0.0.1:${port}`;
   const prod = opts.production;

@@ -1,0 +1,296 @@
+import { createHash } from 'node:crypto';
+import type { Request, Response } from 'express';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import {
+  CallToolRequestSchema,
+  CallToolResultSchema,
+  CompleteRequestSchema,
+  CompleteResultSchema,
+  EmptyResultSchema,
+  GetPromptRequestSchema,
+  GetPromptResultSchema,
+  ListPromptsRequestSchema,
+  ListPromptsResultSchema,
+  ListResourcesRequestSchema,
+  ListResourcesResultSchema,
+  ListResourceTemplatesRequestSchema,
+  ListResourceTemplatesResultSchema,
+  ListToolsRequestSchema,
+  ListToolsResultSchema,
+  McpError,
+  ReadResourceRequestSchema,
+  ReadResourceResultSchema,
+  SetLevelRequestSchema,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
+  UrlElicitationRequiredError,
+  type ServerNotification,
+  type ServerRequest,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { z } from 'zod';
+import type { CredentialOwner } from '../../lib/domain.js';
+import type { Tool } from '../../lib/tools.js';
+import type { Caller } from '../auth.js';
+import { apiToMcp, callScope, findNeed, GATEWAY_RPC_ERRORS } from './mcp-errors.js';
+import { consentLinkFor, type ConsentLink } from './links.js';
+import { SeenTokens, UpstreamAuthRequired, userFetch, type AuthNeed } from './upstream.js';
+import type { GatewayDeps } from './deps.js';
+import { callOutcome, errorCode, recordCall } from './record.js';
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+/** A tool call may run this long upstream without sending progress (progress resets the clock). */
+const CALL_TIMEOUT_MS = 5 * 60_000;
+
+/**
+ * One agent's MCP session with one tool, for one user: the agent side is an MCP server (Streamable HTTP), the
+ * upstream side an MCP client holding the user's token (Streamable HTTP or HTTP+SSE), opened on first need.
+ * Requests are relayed with their progress and cancellation; results are checked for the tokens the upstream
+ * was sent. Before the user has authorized, `initialize` and `tools/list` (from the manifest) still work, and
+ * everything else answers -32042 with the authorization link.
+ */
+export class GatewaySession {
+  readonly server: Server;
+  readonly transport: StreamableHTTPServerTransport;
+  readonly seen = new SeenTokens();
+  lastSeen = Date.now();
+  /** Event streams (GET) the agent holds open on this session. */
+  openStreams = 0;
+  private upstream: Promise<Client> | null = null;
+  /** What the user must do, as the upstream fetch last found it (for transports that drop an error's cause). */
+  private lastNeed: AuthNeed | null = null;
+  /** Credentials whose consent this session waits for, to say `notifications/elicitation/complete`. */
+  private readonly watching = new Set<string>();
+  private readonly ended = new AbortController();
+
+  constructor(
+    readonly id: string,
+    public caller: Caller,
+    readonly owner: CredentialOwner,
+    readonly tool: Tool,
+    private readonly deps: GatewayDeps,
+    onClose: () => void,
+  ) {
+    this.server = new Server(
+      { name: `agent-credential-broker/${tool.id}`, version: '1.0.0' },
+      {
+        capabilities: {
+          tools: { listChanged: true },
+          resources: { subscribe: true, listChanged: true },
+          prompts: { listChanged: true },
+          logging: {},
+          completions: {},
+        },
+      },
+    );
+    this.transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
+    this.transport.onclose = () => {
+      this.ended.abort();
+      void this.upstream?.then((c) => c.close()).catch(() => {});
+      onClose();
+    };
+    this.registerHandlers();
+  }
+
+  belongsTo(owner: CredentialOwner): boolean {
+    return owner.agentId === this.owner.agentId && owner.userId === this.owner.userId && owner.toolId === this.owner.toolId;
+  }
+
+  async handle(req: Request, res: Response): Promise<void> {
+    this.lastSeen = Date.now();
+    if (req.method === 'GET') {
+      this.openStreams++;
+      res.on('close', () => {
+        this.openStreams--;
+        this.lastSeen = Date.now();
+      });
+    }
+    await this.transport.handleRequest(req, res, req.body);
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  private registerHandlers(): void {
+    const s = this.server;
+    s.setRequestHandler(ListToolsRequestSchema, (req, extra) => this.listTools(req.params, extra));
+    s.setRequestHandler(CallToolRequestSchema, (req, extra) => this.callTool(req.params, extra));
+    const relay = <T extends z.ZodType>(method: string, schema: T) => {
+      return (req: { params?: unknown }, extra: Extra) => this.forward(method, req.params, schema, extra);
+    };
+    s.setRequestHandler(ListResourcesRequestSchema, relay('resources/list', ListResourcesResultSchema));
+    s.setRequestHandler(ListResourceTemplatesRequestSchema, relay('resources/templates/list', ListResourceTemplatesResultSchema));
+    s.setRequestHandler(ReadResourceRequestSchema, relay('resources/read', ReadResourceResultSchema));
+    s.setRequestHandler(SubscribeRequestSchema, relay('resources/subscribe', EmptyResultSchema));
+    s.setRequestHandler(UnsubscribeRequestSchema, relay('resources/unsubscribe', EmptyResultSchema));
+    s.setRequestHandler(ListPromptsRequestSchema, relay('prompts/list', ListPromptsResultSchema));
+    s.setRequestHandler(GetPromptRequestSchema, relay('prompts/get', GetPromptResultSchema));
+    s.setRequestHandler(CompleteRequestSchema, relay('completion/complete', CompleteResultSchema));
+    s.setRequestHandler(SetLevelRequestSchema, relay('logging/setLevel', EmptyResultSchema));
+  }
+
+  /** The tools the caller may call: the upstream's list once the user has authorized, the manifest before. */
+  private async listTools(params: unknown, extra: Extra) {
+    let tools: { name: string }[] & object[];
+    let nextCursor: string | undefined;
+    const read = await this.deps.broker.read(this.owner);
+    if (read === null) {
+      tools = this.tool.manifest.map((m) => ({ name: m.name, description: m.description, inputSchema: m.inputSchema }));
+    } else {
+      try {
+        const listed = await this.forward('tools/list', params, ListToolsResultSchema, extra);
+        tools = listed.tools;
+        nextCursor = listed.nextCursor;
+      } catch (err) {
+        if (!(err instanceof UrlElicitationRequiredError)) throw err;
+        tools = this.tool.manifest.map((m) => ({ name: m.name, description: m.description, inputSchema: m.inputSchema }));
+      }
+    }
+    const allowed = [];
+    for (const t of tools) if (!(await this.deps.gate.refusal(this.caller, callScope(this.tool.id, t.name)))) allowed.push(t);
+    return { tools: allowed, ...(nextCursor ? { nextCursor } : {}) } as z.infer<typeof ListToolsResultSchema>;
+  }
+
+  private async callTool(params: { name: string }, extra: Extra) {
+    const started = performance.now();
+    const refusal = await this.deps.gate.refusal(this.caller, callScope(this.tool.id, params.name));
+    if (refusal) {
+      await recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, 'denied', { code: refusal });
+      throw new McpError(GATEWAY_RPC_ERRORS.forbidden, `not permitted to call ${params.name.slice(0, 100)}`, {
+        code: refusal,
+        scope: callScope(this.tool.id, params.name),
+      });
+    }
+    try {
+      const result = await this.forward('tools/call', params, CallToolResultSchema, extra);
+      const outcome = result.isError ? 'tool_error' : 'ok';
+      await recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, outcome, {
+        durationMs: Math.round(performance.now() - started),
+      });
+      return result;
+    } catch (err) {
+      await recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, callOutcome(err), {
+        code: errorCode(err),
+        durationMs: Math.round(performance.now() - started),
+      });
+      throw err;
+    }
+  }
+
+  /** Sends one request upstream on the user's behalf, relaying progress and cancellation; refusals become MCP errors. */
+  private async forward<T extends z.ZodType>(method: string, params: unknown, schema: T, extra: Extra): Promise<z.infer<T>> {
+    const { _meta, ...rest } = (params ?? {}) as { _meta?: { progressToken?: string | number } & Record<string, unknown> };
+    const progressToken = _meta?.progressToken;
+    const meta = _meta ? Object.fromEntries(Object.entries(_meta).filter(([k]) => k !== 'progressToken')) : undefined;
+    const upstreamParams = { ...rest, ...(meta && Object.keys(meta).length ? { _meta: meta } : {}) };
+    try {
+      const client = await this.connect();
+      const result = await client.request({ method, params: upstreamParams } as never, schema, {
+        signal: extra.signal,
+        timeout: CALL_TIMEOUT_MS,
+        resetTimeoutOnProgress: true,
+        ...(progressToken !== undefined
+          ? {
+              onprogress: (p) => {
+                void extra
+                  .sendNotification({ method: 'notifications/progress', params: this.seen.redactJson({ ...p, progressToken }) })
+                  .catch(() => {});
+              },
+            }
+          : {}),
+      });
+      return this.seen.redactJson(result) as z.infer<T>;
+    } catch (err) {
+      throw await this.translate(err);
+    }
+  }
+
+  /** The upstream MCP client, connected (initialize) with the user's token on first use. */
+  private connect(): Promise<Client> {
+    if (this.upstream) return this.upstream;
+    const attempt = (async () => {
+      const inner = userFetch({
+        broker: this.deps.broker,
+        outbound: this.deps.outbound,
+        owner: this.owner,
+        seen: this.seen,
+        ...(this.tool.connection.headers ? { headers: this.tool.connection.headers } : {}),
+      });
+      // The SSE transport reports a failed stream as an SseError without its cause: keep what the user must do.
+      const fetch: typeof inner = async (input, init) => {
+        try {
+          return await inner(input, init);
+        } catch (err) {
+          if (err instanceof UpstreamAuthRequired) this.lastNeed = err.need;
+          throw err;
+        }
+      };
+      const url = new URL(this.tool.connection.url);
+      const transport =
+        this.tool.connection.type === 'sse' ? new SSEClientTransport(url, { fetch }) : new StreamableHTTPClientTransport(url, { fetch });
+      const client = new Client({ name: 'agent-credential-broker', version: '1.0.0' }, { capabilities: {} });
+      // Notifications the upstream sends on its own (list changed, resource updated, log messages) reach the agent.
+      client.fallbackNotificationHandler = async (n) => {
+        await this.server.notification(this.seen.redactJson(n) as ServerNotification).catch(() => {});
+      };
+      client.onclose = () => {
+        if (this.upstream === attempt) this.upstream = null;
+      };
+      await client.connect(transport);
+      return client;
+    })();
+    this.upstream = attempt;
+    attempt.catch(() => {
+      if (this.upstream === attempt) this.upstream = null;
+    });
+    return attempt;
+  }
+
+  /** What the agent hears when a request could not go through. */
+  private async translate(err: unknown): Promise<McpError> {
+    const need = findNeed(err) ?? this.lastNeed;
+    this.lastNeed = null;
+    if (need) {
+      let link: ConsentLink | 'active';
+      try {
+        link = await consentLinkFor(this.deps, this.tool, this.owner, need);
+      } catch (linkErr) {
+        return apiToMcp(linkErr);
+      }
+      if (link === 'active') {
+        return new McpError(GATEWAY_RPC_ERRORS.unavailable, 'the credential was just authorized; try again', {
+          code: 'credential_unavailable',
+        });
+      }
+      const elicitationId = createHash('sha256').update(link.url).digest('hex').slice(0, 32);
+      if (link.reason !== 'insufficient_scope') this.announceWhenConsented(link.credentialId, elicitationId);
+      const message =
+        link.reason === 'insufficient_scope'
+          ? `${this.tool.name} needs more permissions: open the link to grant them`
+          : `Connect your ${this.tool.name} account: open the link to authorize`;
+      return new UrlElicitationRequiredError([{ mode: 'url', elicitationId, url: link.url, message }], message);
+    }
+    if (err instanceof McpError) return new McpError(err.code, this.seen.redact(err.message), this.seen.redactJson(err.data));
+    return apiToMcp(err);
+  }
+
+  /** Once the user has consented, an open event stream on this session hears `notifications/elicitation/complete`. */
+  private announceWhenConsented(credentialId: string, elicitationId: string): void {
+    if (this.watching.has(credentialId) || this.watching.size >= 8) return;
+    this.watching.add(credentialId);
+    void this.deps.broker.workflows
+      .awaitConsent(this.owner, credentialId, this.ended.signal)
+      .then(async () => {
+        if (!(await this.deps.broker.readActive(this.owner))) return;
+        await this.server.notification({ method: 'notifications/elicitation/complete', params: { elicitationId } });
+      })
+      .catch(() => {})
+      .finally(() => this.watching.delete(credentialId));
+  }
+}

@@ -1,0 +1,185 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { startMcpServer } from '../test/support/mcp-server.js';
+import { startProtectedApi } from '../test/support/protected-api.js';
+import { freshOwner, startStack, type RunSettings } from '../test/support/stack.js';
+import { freePort, spawnServer } from './spawn.js';
+
+const run = promisify(execFile);
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
+interface Load {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+/**
+ * The gateway against the same upstream called directly with the same token, in the same run: MCP `tools/call`
+ * (32 clients, each in its own session through the gateway) and HTTP GET through the proxy; then 1,000 MCP
+ * sessions with open event streams on one API process, and its memory. The API runs in its own process (the
+ * deployed shape), the load generator in another; the upstreams check tokens at a real authorization server,
+ * caching the answer for a minute as resource servers do.
+ */
+export async function gatewayBench(runSettings: RunSettings, scale: number): Promise<Record<string, unknown>> {
+  const port = await freePort();
+  const client = {
+    client_id: 'api-tool',
+    client_secret: 'api-tool-secret',
+    redirect_uris: [`http://127.0.0.1:${port}/api/v1/auth/tool/callback`],
+  };
+  const limits = { RATE_LIMIT_IP_PER_MINUTE: '100000000', RATE_LIMIT_AGENT_PER_MINUTE: '100000000', LOG_LEVEL: 'warn' };
+  const mcp = await startMcpServer({
+    gatewayTools: true,
+    challengeScope: 'mcp:tools',
+    introspectionCacheMs: 60_000,
+    acceptAnyResource: true,
+    clients: [client],
+  });
+  const apiTokenCache = new Map<string, Awaited<ReturnType<typeof mcp.introspect>>>();
+  const api = await startProtectedApi(async (token) => {
+    if (!apiTokenCache.has(token)) apiTokenCache.set(token, await mcp.introspect(token));
+    return apiTokenCache.get(token)!;
+  });
+  const h = await startStack(runSettings, {
+    port,
+    env: limits,
+    extraTools: [
+      {
+        id: 'remote',
+        tool_type: 'mcp',
+        connection_params: { type: 'streamable-http', url: mcp.url },
+        auth: { type: 'oauth2' },
+        manifest: [],
+      },
+      {
+        id: 'api',
+        tool_type: 'api',
+        connection_params: { type: 'http', url: `${api.origin}/v1` },
+        auth: {
+          type: 'oauth2',
+          issuer: mcp.issuer,
+          client_id: client.client_id,
+          client_secret: client.client_secret,
+          scopes: ['mcp:tools'],
+        },
+        manifest: [],
+      },
+    ],
+  });
+  h.services.log.level = 'warn';
+  const children: ChildProcess[] = [];
+  try {
+    const who = freshOwner('gateway-bench');
+    const owner = { agentId: who.agent, userId: who.user, toolId: 'remote' };
+    const first = await h.call('POST', '/api/v1/credentials/remote', who);
+    await h.consent(first.json.authorization_url, { login: who.user });
+    const token = (await h.api.broker.readActive(owner))!.accessToken;
+    const apiChild = await spawnServer(['api/main.ts'], { ...h.workerEnv, ...limits }, children);
+    const apiPid = children.at(-1)!.pid!;
+    const dev = { 'x-agent-id': who.agent, 'x-user-id': who.user };
+    const seconds = Math.max(3, Math.round(10 * scale));
+    const load = async (input: Record<string, unknown>): Promise<Load> => {
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/mcp-load.ts', JSON.stringify(input)], {
+        maxBuffer: 16 * 1024 * 1024,
+      });
+      return JSON.parse(stdout.trim().split('\n').at(-1)!) as Load;
+    };
+    const mcpCall = { mode: 'call', concurrency: 32 };
+    await load({ ...mcpCall, url: mcp.url, headers: { authorization: `Bearer ${token}` }, seconds: 2 });
+    const mcpDirect = await load({ ...mcpCall, url: mcp.url, headers: { authorization: `Bearer ${token}` }, seconds });
+    await load({ ...mcpCall, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true, seconds: 2 });
+    const mcpGateway = await load({ ...mcpCall, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true, seconds });
+
+    // The HTTP proxy, with autocannon as for the token fetch: the API tool uses the same user's token.
+    const cannon = async (url: string, headers: Record<string, string>): Promise<Load> => {
+      const flags = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}=${v}`]);
+      await run(process.execPath, ['node_modules/autocannon/autocannon.js', '-c', '32', '-d', '2', ...flags, url]);
+      const { stdout } = await run(
+        process.execPath,
+        ['node_modules/autocannon/autocannon.js', '--json', '-c', '32', '-d', String(seconds), ...flags, url],
+        { maxBuffer: 64 * 1024 * 1024 },
+      );
+      const r = JSON.parse(stdout);
+      return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
+    };
+    const apiWho = { ...who };
+    const apiFirst = await h.call('POST', '/api/v1/credentials/api', apiWho);
+    let http: Record<string, unknown> = { skipped: `the API tool could not be authorized (${apiFirst.status})` };
+    if (apiFirst.status === 202) {
+      await h.consent(apiFirst.json.authorization_url, { login: who.user });
+      const apiToken = (await h.api.broker.readActive({ ...owner, toolId: 'api' }))!.accessToken;
+      const httpDirect = await cannon(`${api.origin}/v1/me`, { authorization: `Bearer ${apiToken}` });
+      const httpGateway = await cannon(`${apiChild}/api/v1/proxy/api/me`, dev);
+      http = { direct: httpDirect, gateway: httpGateway, ...ratios(httpDirect, httpGateway) };
+    }
+
+    // 1,000 sessions with open event streams on the API process.
+    const rssBefore = rssOf(apiPid);
+    const sessions = Math.max(10, Math.round(1000 * scale));
+    const holder = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'bench/mcp-load.ts',
+        JSON.stringify({ mode: 'hold', url: `${apiChild}/api/v1/mcp/remote`, headers: dev, sessions }),
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    const held = await new Promise<{ opened: number; errors: number }>((resolve) =>
+      holder.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(String(d)) as { opened: number; errors: number })),
+    );
+    const rssHeld = rssOf(apiPid);
+    const metrics = await (await fetch(`${apiChild}/metrics`)).text();
+    const open = Number(/^broker_gateway_mcp_sessions (\d+)/m.exec(metrics)?.[1] ?? -1);
+    holder.stdin!.write('done\n');
+    await new Promise((r) => holder.once('exit', r));
+
+    const result = {
+      mcp: { direct: mcpDirect, gateway: mcpGateway, ...ratios(mcpDirect, mcpGateway) },
+      http,
+      sessions: {
+        requested: sessions,
+        ...held,
+        openOnServer: open,
+        rssBeforeMb: rssBefore,
+        rssHeldMb: rssHeld,
+        perSessionKb: round(((rssHeld - rssBefore) * 1024) / Math.max(1, held.opened)),
+      },
+    };
+    console.log(`\n[gateway] 32 clients, ${seconds} s each; API in its own process`);
+    line('MCP tools/call', result.mcp);
+    if ('direct' in http) line('HTTP GET via proxy', http as ReturnType<typeof ratios> & { direct: Load; gateway: Load });
+    else console.log(`  HTTP proxy: ${String(http.skipped)}`);
+    console.log(
+      `  ${held.opened}/${sessions} MCP sessions with open event streams (${held.errors} errors, ${open} open on the server): RSS ${rssBefore} MB → ${rssHeld} MB (${result.sessions.perSessionKb} KB per session)`,
+    );
+    return result;
+  } finally {
+    for (const child of children) child.kill('SIGTERM');
+    await Promise.all(children.filter((c) => c.exitCode === null).map((c) => new Promise((r) => c.once('exit', r))));
+    await h.close();
+    await mcp.close();
+    await api.close();
+  }
+}
+
+function ratios(direct: Load, gateway: Load) {
+  return { throughputRatio: round(gateway.rps / direct.rps), addedP50Ms: round(gateway.p50 - direct.p50) };
+}
+
+function line(label: string, m: { direct: Load; gateway: Load; throughputRatio: number; addedP50Ms: number }): void {
+  console.log(`  ${label}`);
+  console.log(`    direct  : ${m.direct.rps} req/s, p50 ${m.direct.p50} ms, p99 ${m.direct.p99} ms (errors ${m.direct.errors})`);
+  console.log(`    gateway : ${m.gateway.rps} req/s, p50 ${m.gateway.p50} ms, p99 ${m.gateway.p99} ms (errors ${m.gateway.errors})`);
+  console.log(`    ratio   : ${m.throughputRatio} of direct throughput (target ≥ 0.7), p50 +${m.addedP50Ms} ms (target ≤ 2 ms)`);
+}
+
+/** Resident memory of a process, in MB (Linux). */
+function rssOf(pid: number): number {
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  return Math.round(kb / 102.4) / 10;
+}

@@ -1,0 +1,62 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+
+export interface ProtectedApi {
+  origin: string;
+  /** Every request that reached the API: method and raw URL. */
+  requests: { method: string; url: string }[];
+  tokensSeen: Set<string>;
+  /** From now on, 401 for every token seen so far. */
+  rejectTokensSeen(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A real HTTP API under /v1 that accepts only bearer tokens its authorization server says are active (checked by
+ * introspection there, on every request). It answers with what it received, so tests can see what the proxy sent.
+ */
+export async function startProtectedApi(
+  introspect: (token: string) => Promise<{ active: boolean; sub?: unknown } | null>,
+): Promise<ProtectedApi> {
+  const requests: ProtectedApi['requests'] = [];
+  const tokensSeen = new Set<string>();
+  const rejected = new Set<string>();
+  const app = express();
+  app.use((req, _res, next) => {
+    requests.push({ method: req.method, url: req.originalUrl });
+    next();
+  });
+  app.use('/v1', express.json(), async (req, res, next) => {
+    const token = /^Bearer (.+)$/i.exec(req.get('authorization') ?? '')?.[1];
+    if (token) tokensSeen.add(token);
+    const info = token && !rejected.has(token) ? await introspect(token) : null;
+    if (!info?.active) return void res.status(401).set('WWW-Authenticate', 'Bearer error="invalid_token"').json({ error: 'invalid_token' });
+    res.locals.sub = info.sub;
+    next();
+  });
+  const echo = (req: express.Request, res: express.Response) => {
+    const headers = { ...req.headers };
+    delete headers.authorization;
+    res.json({ sub: res.locals.sub, url: req.originalUrl, method: req.method, headers, body: req.body });
+  };
+  app.get('/v1/slow-down', (_req, res) => {
+    res.status(429).set('Retry-After', '7').json({ error: 'rate_limited' });
+  });
+  app.all('/v1/{*rest}', echo);
+  const server: Server = createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    tokensSeen,
+    rejectTokensSeen: () => {
+      for (const t of tokensSeen) rejected.add(t);
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
