@@ -92,14 +92,18 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
     const mcpDirect = await load({ ...mcpCall, url: mcp.url, headers: { authorization: `Bearer ${token}` }, seconds });
     await load({ ...mcpCall, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true, seconds: 2 });
     const mcpGateway = await load({ ...mcpCall, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true, seconds });
+    // One client alone: the hop's own latency, without the machine's two cores shared by three busy processes.
+    const single = { mode: 'call', concurrency: 1, seconds: Math.max(2, Math.round(5 * scale)) };
+    const mcpDirect1 = await load({ ...single, url: mcp.url, headers: { authorization: `Bearer ${token}` } });
+    const mcpGateway1 = await load({ ...single, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true });
 
     // The HTTP proxy, with autocannon as for the token fetch: the API tool uses the same user's token.
-    const cannon = async (url: string, headers: Record<string, string>): Promise<Load> => {
+    const cannon = async (url: string, headers: Record<string, string>, connections = 32): Promise<Load> => {
       const flags = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}=${v}`]);
-      await run(process.execPath, ['node_modules/autocannon/autocannon.js', '-c', '32', '-d', '2', ...flags, url]);
+      await run(process.execPath, ['node_modules/autocannon/autocannon.js', '-c', String(connections), '-d', '2', ...flags, url]);
       const { stdout } = await run(
         process.execPath,
-        ['node_modules/autocannon/autocannon.js', '--json', '-c', '32', '-d', String(seconds), ...flags, url],
+        ['node_modules/autocannon/autocannon.js', '--json', '-c', String(connections), '-d', String(seconds), ...flags, url],
         { maxBuffer: 64 * 1024 * 1024 },
       );
       const r = JSON.parse(stdout);
@@ -113,7 +117,14 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
       const apiToken = (await h.api.broker.readActive({ ...owner, toolId: 'api' }))!.accessToken;
       const httpDirect = await cannon(`${api.origin}/v1/me`, { authorization: `Bearer ${apiToken}` });
       const httpGateway = await cannon(`${apiChild}/api/v1/proxy/api/me`, dev);
-      http = { direct: httpDirect, gateway: httpGateway, ...ratios(httpDirect, httpGateway) };
+      const httpDirect1 = await cannon(`${api.origin}/v1/me`, { authorization: `Bearer ${apiToken}` }, 1);
+      const httpGateway1 = await cannon(`${apiChild}/api/v1/proxy/api/me`, dev, 1);
+      http = {
+        direct: httpDirect,
+        gateway: httpGateway,
+        ...ratios(httpDirect, httpGateway),
+        oneClient: { direct: httpDirect1, gateway: httpGateway1, addedP50Ms: round(httpGateway1.p50 - httpDirect1.p50) },
+      };
     }
 
     // 1,000 sessions with open event streams on the API process.
@@ -139,7 +150,12 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
     await new Promise((r) => holder.once('exit', r));
 
     const result = {
-      mcp: { direct: mcpDirect, gateway: mcpGateway, ...ratios(mcpDirect, mcpGateway) },
+      mcp: {
+        direct: mcpDirect,
+        gateway: mcpGateway,
+        ...ratios(mcpDirect, mcpGateway),
+        oneClient: { direct: mcpDirect1, gateway: mcpGateway1, addedP50Ms: round(mcpGateway1.p50 - mcpDirect1.p50) },
+      },
       http,
       sessions: {
         requested: sessions,
@@ -171,11 +187,24 @@ function ratios(direct: Load, gateway: Load) {
   return { throughputRatio: round(gateway.rps / direct.rps), addedP50Ms: round(gateway.p50 - direct.p50) };
 }
 
-function line(label: string, m: { direct: Load; gateway: Load; throughputRatio: number; addedP50Ms: number }): void {
+function line(
+  label: string,
+  m: {
+    direct: Load;
+    gateway: Load;
+    throughputRatio: number;
+    addedP50Ms: number;
+    oneClient?: { direct: Load; gateway: Load; addedP50Ms: number };
+  },
+): void {
   console.log(`  ${label}`);
   console.log(`    direct  : ${m.direct.rps} req/s, p50 ${m.direct.p50} ms, p99 ${m.direct.p99} ms (errors ${m.direct.errors})`);
   console.log(`    gateway : ${m.gateway.rps} req/s, p50 ${m.gateway.p50} ms, p99 ${m.gateway.p99} ms (errors ${m.gateway.errors})`);
   console.log(`    ratio   : ${m.throughputRatio} of direct throughput (target ≥ 0.7), p50 +${m.addedP50Ms} ms (target ≤ 2 ms)`);
+  if (m.oneClient)
+    console.log(
+      `    1 client: direct p50 ${m.oneClient.direct.p50} ms, gateway p50 ${m.oneClient.gateway.p50} ms: +${m.oneClient.addedP50Ms} ms per call for the hop`,
+    );
 }
 
 /** Resident memory of a process, in MB (Linux). */

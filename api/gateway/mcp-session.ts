@@ -161,7 +161,7 @@ export class GatewaySession {
     const started = performance.now();
     const refusal = await this.deps.gate.refusal(this.caller, callScope(this.tool.id, params.name));
     if (refusal) {
-      await recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, 'denied', { code: refusal });
+      recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, 'denied', { code: refusal });
       throw new McpError(GATEWAY_RPC_ERRORS.forbidden, `not permitted to call ${params.name.slice(0, 100)}`, {
         code: refusal,
         scope: callScope(this.tool.id, params.name),
@@ -170,12 +170,12 @@ export class GatewaySession {
     try {
       const result = await this.forward('tools/call', params, CallToolResultSchema, extra);
       const outcome = result.isError ? 'tool_error' : 'ok';
-      await recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, outcome, {
+      recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, outcome, {
         durationMs: Math.round(performance.now() - started),
       });
       return result;
     } catch (err) {
-      await recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, callOutcome(err), {
+      recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, callOutcome(err), {
         code: errorCode(err),
         durationMs: Math.round(performance.now() - started),
       });

@@ -71,7 +71,7 @@ export function proxyRoutes(deps: GatewayDeps): Router {
     const what = { method: req.method, path: target.pathname.slice(0, 300) };
     const refusal = await deps.gate.refusal(req.caller!, `tool:${owner.toolId}:proxy:${req.method}`);
     if (refusal) {
-      await recordCall(deps, req.caller!, owner, 'http', what, 'denied', { code: refusal });
+      recordCall(deps, req.caller!, owner, 'http', what, 'denied', { code: refusal });
       throw new ApiError(refusal, `not permitted to ${req.method} through this tool`);
     }
     const streamed = Number(req.get('content-length') ?? 0) > REPLAYABLE_BYTES;
@@ -127,7 +127,7 @@ async function forward(
     } as RequestInit);
   } catch (err) {
     const code = errorCode(err);
-    await recordCall(deps, req.caller!, owner, 'http', what, callOutcome(err), {
+    recordCall(deps, req.caller!, owner, 'http', what, callOutcome(err), {
       code,
       durationMs: Math.round(performance.now() - started),
     });
@@ -137,7 +137,7 @@ async function forward(
       throw new ApiError('credential_unavailable', 'the credential is being refreshed; try again shortly', { retryAfterSeconds: 1 });
     throw new ApiError(code === 'outbound_refused' ? 'outbound_refused' : 'upstream_unreachable', 'the API could not be reached');
   }
-  await recordCall(deps, req.caller!, owner, 'http', what, upstream.status >= 500 ? 'upstream_error' : 'ok', {
+  recordCall(deps, req.caller!, owner, 'http', what, upstream.status >= 500 ? 'upstream_error' : 'ok', {
     status: upstream.status,
     durationMs: Math.round(performance.now() - started),
     ...(upstream.status >= 500 ? { code: `status_${upstream.status}` } : {}),
@@ -229,20 +229,22 @@ export function joinUnder(baseUrl: string, rest: string, query: string): URL {
 
 /**
  * Replaces any token the upstream was sent in a byte stream, including one split across chunks (the last
- * `longest − 1` bytes wait for the next chunk). Latin-1 maps bytes one to one, so any body passes unharmed.
+ * `longest − 1` bytes wait for the next chunk). Chunks without a token pass as they are.
  */
 function redacting(seen: SeenTokens): Transform {
-  let carry = '';
-  const keep = Math.max(0, ...seen.all.map((t) => t.length)) - 1;
+  const tokens = seen.all.map((t) => Buffer.from(t, 'latin1'));
+  const keep = Math.max(0, ...tokens.map((t) => t.length - 1));
+  let carry = Buffer.alloc(0);
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
-      const text = seen.redact(carry + chunk.toString('latin1'));
-      const cut = Math.max(0, text.length - keep);
-      carry = text.slice(cut);
-      done(null, cut > 0 ? Buffer.from(text.slice(0, cut), 'latin1') : undefined);
+      let buf = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+      if (tokens.some((t) => buf.includes(t))) buf = Buffer.from(seen.redact(buf.toString('latin1')), 'latin1');
+      const cut = Math.max(0, buf.length - keep);
+      carry = Buffer.from(buf.subarray(cut));
+      done(null, cut > 0 ? buf.subarray(0, cut) : undefined);
     },
     flush(done) {
-      done(null, carry ? Buffer.from(seen.redact(carry), 'latin1') : undefined);
+      done(null, carry.length ? carry : undefined);
     },
   });
 }

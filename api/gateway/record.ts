@@ -31,9 +31,11 @@ export function callOutcome(err: unknown): CallOutcome {
 
 /**
  * One call through the gateway, audited and counted: who, which tool, the MCP tool name or the HTTP method and
- * path, the outcome, the upstream status and duration. Never arguments, bodies or tokens.
+ * path, the outcome, the upstream status and duration. Never arguments, bodies or tokens. The row joins the
+ * audit trail's next group commit at once (in order, kept through a database outage); the answer does not wait
+ * for the insert, since the call it records has already happened.
  */
-export async function recordCall(
+export function recordCall(
   deps: Pick<GatewayDeps, 'audit'>,
   caller: Caller,
   owner: CredentialOwner,
@@ -41,20 +43,24 @@ export async function recordCall(
   what: { name: string } | { method: string; path: string },
   outcome: CallOutcome,
   detail: { code?: string; status?: number; durationMs?: number } = {},
-): Promise<void> {
+): void {
   gatewayCalls.inc({ tool: owner.toolId, kind, outcome });
   if (detail.durationMs !== undefined && outcome !== 'denied')
     gatewayDuration.observe({ tool: owner.toolId, kind }, detail.durationMs / 1000);
   if (outcome === 'upstream_error') gatewayUpstreamErrors.inc({ tool: owner.toolId, kind, reason: detail.code ?? 'upstream_error' });
-  await deps.audit.record(
-    null,
-    {
-      eventType: kind === 'mcp' ? 'gateway.tool_call' : 'gateway.proxy_request',
-      outcome,
-      actor: `agent:${caller.agentId}`,
-      ...owner,
-      detail: { ...what, ...detail },
-    },
-    { batched: true },
-  );
+  void deps.audit
+    .record(
+      null,
+      {
+        eventType: kind === 'mcp' ? 'gateway.tool_call' : 'gateway.proxy_request',
+        outcome,
+        actor: `agent:${caller.agentId}`,
+        ...owner,
+        detail: { ...what, ...detail },
+      },
+      { batched: true },
+    )
+    .catch(() => {
+      // The trail logs what it could not write; a call is never failed for its audit row after the fact.
+    });
 }

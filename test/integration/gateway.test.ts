@@ -43,6 +43,7 @@ beforeAll(async () => {
   // The challenge names only mcp:tools: mcp:admin is left for a step-up.
   remote = await startMcpServer({
     gatewayTools: true,
+    stateful: true,
     challengeScope: 'mcp:tools',
     clients: [{ client_id: 'api-tool', client_secret: 'api-tool-secret', redirect_uris: [CALLBACK] }],
   });
@@ -170,8 +171,9 @@ describe('MCP through the gateway', () => {
     // The open event stream hears that the elicitation is complete.
     await vi.waitFor(() => expect(agent.completed).toEqual([asked.elicitationId]), { timeout: 10_000 });
     expect(text(await agent.callTool({ name: 'whoami', arguments: {} }))).toBe(user);
+    expect(text(await agent.callTool({ name: 'echo', arguments: { message: 'argument-canary' } }))).toBe('argument-canary');
     // After consent, tools/list is the server's own list.
-    expect((await agent.listTools()).tools.map((t) => t.name).sort()).toEqual(['add', 'admin', 'count', 'echo', 'leak', 'whoami']);
+    expect((await agent.listTools()).tools.map((t) => t.name).sort()).toEqual(['add', 'admin', 'count', 'echo', 'leak', 'wait', 'whoami']);
     await agent.close();
   });
 
@@ -190,6 +192,20 @@ describe('MCP through the gateway', () => {
     const result = await agent.callTool({ name: 'count', arguments: {} }, undefined, { onprogress: (p) => progress.push(p.progress) });
     expect(text(result)).toBe('counted');
     expect(progress).toEqual([1, 2, 3]);
+    await agent.close();
+  });
+
+  it('relays cancellation, resources and ping', async () => {
+    const agent = await agentClient('assistant', 'alice@example.com');
+    const stop = new AbortController();
+    const call = agent.callTool({ name: 'wait', arguments: {} }, undefined, { signal: stop.signal });
+    setTimeout(() => stop.abort(), 300);
+    await expect(call).rejects.toThrow();
+    await vi.waitFor(() => expect(remote.cancellations).toBe(1), { timeout: 3_000 });
+    expect((await agent.listResources()).resources.map((r) => r.uri)).toEqual(['test://profile']);
+    const read = await agent.readResource({ uri: 'test://profile' });
+    expect((read.contents[0] as { text: string }).text).toBe('profile of alice@example.com');
+    await agent.ping();
     await agent.close();
   });
 
@@ -227,8 +243,11 @@ describe('MCP through the gateway', () => {
     expect(err).toBeInstanceOf(McpError);
     expect((err as McpError).code).toBe(-32003);
     expect((err as McpError & { data: { code: string } }).data.code).toBe('user_not_permitted');
-    const rows = await fork(h.services.orm).find(AuditEventSchema, { eventType: 'gateway.tool_call', userId: user, outcome: 'denied' });
-    expect(rows.map((r) => (r.detail as { name: string }).name)).toContain('echo');
+    // The row joins the next group commit (the answer does not wait for it).
+    await vi.waitFor(async () => {
+      const rows = await fork(h.services.orm).find(AuditEventSchema, { eventType: 'gateway.tool_call', userId: user, outcome: 'denied' });
+      expect(rows.map((r) => (r.detail as { name: string }).name)).toContain('echo');
+    });
     await agent.close();
   });
 
@@ -248,6 +267,26 @@ describe('MCP through the gateway', () => {
     });
     expect(replay.status).toBe(404);
     expect(((await replay.json()) as { error: { code: string } }).error.code).toBe('mcp_session_not_found');
+    await agent.close();
+  });
+
+  it('asks for a new authorization when the upstream refuses even the refreshed token', async () => {
+    const user = 'erin@example.com';
+    const agent = await agentClient('assistant', user);
+    await consentAt((await elicitation(agent.callTool({ name: 'whoami', arguments: {} }))).url, user);
+    expect(text(await agent.callTool({ name: 'whoami', arguments: {} }))).toBe(user);
+    remote.rejectEverything(true);
+    try {
+      const again = await elicitation(agent.callTool({ name: 'whoami', arguments: {} }));
+      expect(again.message).toMatch(/Connect your/);
+      const status = await h.call('GET', '/api/v1/credentials/remote', { headers: await headersOf('assistant', user) });
+      expect(status.json.status).toBe('awaiting_authorization');
+      remote.rejectEverything(false);
+      await consentAt(again.url, user);
+      expect(text(await agent.callTool({ name: 'whoami', arguments: {} }))).toBe(user);
+    } finally {
+      remote.rejectEverything(false);
+    }
     await agent.close();
   });
 
@@ -331,6 +370,22 @@ describe('HTTP proxy', () => {
 });
 
 describe('what the agents received', () => {
+  it('audits and counts every call', async () => {
+    const rows = await fork(h.services.orm).find(AuditEventSchema, {
+      eventType: 'gateway.tool_call',
+      outcome: 'ok',
+      userId: 'alice@example.com',
+    });
+    expect(rows.length).toBeGreaterThan(3);
+    expect(rows[0]!.detail).toMatchObject({ name: expect.any(String), durationMs: expect.any(Number) });
+    expect(JSON.stringify(rows.map((r) => r.detail))).not.toContain('argument-canary');
+    const proxied = await fork(h.services.orm).find(AuditEventSchema, { eventType: 'gateway.proxy_request', outcome: 'ok' });
+    expect(proxied[0]!.detail).toMatchObject({ method: expect.any(String), path: expect.stringMatching(/^\/v1\//), status: 200 });
+    const metrics = await fetch(`${h.baseUrl}/metrics`, { headers: { 'x-forwarded-proto': 'https' } }).then((r) => r.text());
+    expect(metrics).toMatch(/broker_gateway_calls_total\{tool="remote",kind="mcp",outcome="ok"\} \d+/);
+    expect(metrics).toMatch(/broker_gateway_calls_total\{tool="api",kind="http",outcome="ok"\} \d+/);
+  });
+
   it('holds none of the tokens the upstreams saw', () => {
     const tokens = [...remote.tokensSeen, ...legacy.tokensSeen, ...api.tokensSeen];
     expect(tokens.length).toBeGreaterThanOrEqual(4);

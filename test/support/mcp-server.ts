@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
@@ -21,6 +22,10 @@ export interface McpTestServer {
   tokensSeen: Set<string>;
   /** From now on, 401 for every token seen so far (a token the upstream stopped accepting). */
   rejectTokensSeen(): void;
+  /** While on, 401 for every token, even a freshly refreshed one (the user's grant no longer opens the server). */
+  rejectEverything(on: boolean): void;
+  /** Tool calls of `wait` that ended because the caller cancelled them. */
+  cancellations: number;
   /** Checks a token at the authorization server (for an API protected by the same provider). */
   introspect(token: string): Promise<{ active: boolean; sub?: unknown; aud?: unknown; scope?: unknown } | null>;
   close(): Promise<void>;
@@ -43,8 +48,10 @@ export interface McpServerOptions {
   registration?: boolean;
   /** Issue tokens for any resource indicator (a provider shared by many resources). */
   acceptAnyResource?: boolean;
-  /** The older HTTP+SSE transport (GET /sse, POST /messages) instead of Streamable HTTP. */
+  /** The older HTTP+SSE transport (GET /mcp, POST /mcp/messages) instead of Streamable HTTP. */
   transport?: 'streamable-http' | 'sse';
+  /** Streamable HTTP with sessions (Mcp-Session-Id; cancellation reaches the running call) instead of stateless. */
+  stateful?: boolean;
   /** Also serve `whoami`, `count` (progress) and `leak` (echoes its token), the gateway tests' tools. */
   gatewayTools?: boolean;
   /** Keep introspection answers this long (a resource server's usual cache; the benchmark's upstream). */
@@ -134,6 +141,8 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   });
   const tokensSeen = new Set<string>();
   const rejected = new Set<string>();
+  let rejectAll = false;
+  const counters = { cancellations: 0 };
   const challenge = (res: express.Response) => {
     const scope = opts.challengeScope ? `, scope="${opts.challengeScope}"` : '';
     res
@@ -145,7 +154,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   const authenticate = async (req: express.Request, res: express.Response) => {
     const token = /^Bearer (.+)$/i.exec(req.get('authorization') ?? '')?.[1];
     if (token) tokensSeen.add(token);
-    const info = token && !rejected.has(token) ? await checked(token) : null;
+    const info = token && !rejected.has(token) && !rejectAll ? await checked(token) : null;
     if (!info?.active || (info.aud !== resource && !opts.acceptAnyResource)) {
       challenge(res);
       return null;
@@ -179,6 +188,20 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
       }
       return { content: [{ type: 'text', text: 'counted' }] };
     });
+    mcp.registerTool('wait', { description: 'Waits five seconds, or until cancelled', inputSchema: {} }, async (_args, extra) => {
+      const cancelled = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 5_000);
+        extra.signal.addEventListener('abort', () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+      if (cancelled) counters.cancellations++;
+      return { content: [{ type: 'text', text: cancelled ? 'cancelled' : 'waited' }] };
+    });
+    mcp.registerResource('profile', 'test://profile', { mimeType: 'text/plain' }, async (uri) => ({
+      contents: [{ uri: uri.href, text: `profile of ${String(info.sub)}` }],
+    }));
     // A hostile (or careless) server: it echoes the credential it was sent.
     mcp.registerTool('leak', { description: 'Echoes the Authorization header', inputSchema: {} }, async () => ({
       content: [{ type: 'text', text: `you sent Bearer ${info.token}` }],
@@ -219,6 +242,25 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
       const transport = sessions.get(String(req.query.sessionId));
       if (!transport) return void res.status(404).end();
       await transport.handlePostMessage(req, res, req.body);
+    });
+  } else if (opts.stateful) {
+    const sessions = new Map<string, StreamableHTTPServerTransport>();
+    app.all('/mcp', express.json(), async (req, res) => {
+      const info = await authenticate(req, res);
+      if (!info || needsWiderScope(req, res, info.scope)) return;
+      const id = req.get('mcp-session-id');
+      let transport = id ? sessions.get(id) : undefined;
+      if (!transport) {
+        if (id) return void res.status(404).json({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } });
+        const created = new StreamableHTTPServerTransport({
+          sessionIdGenerator: () => randomUUID(),
+          onsessioninitialized: (sid) => void sessions.set(sid, created),
+        });
+        created.onclose = () => created.sessionId && sessions.delete(created.sessionId);
+        await mcpFor(info).connect(created);
+        transport = created;
+      }
+      await transport.handleRequest(req, res, req.body);
     });
   } else {
     app.post('/mcp', express.json(), async (req, res) => {
@@ -267,6 +309,12 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     tokensSeen,
     rejectTokensSeen: () => {
       for (const t of tokensSeen) rejected.add(t);
+    },
+    rejectEverything: (on) => {
+      rejectAll = on;
+    },
+    get cancellations() {
+      return counters.cancellations;
     },
     introspect,
     close: () =>
