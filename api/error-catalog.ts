@@ -70,6 +70,7 @@ export const ERROR_CATALOG = {
   credential_ended: { status: 409, when: 'the credential has already ended' },
   credential_not_active: { status: 409, when: 'there is no active credential to check' },
   step_up_limit_reached: { status: 409, when: 'the credential was widened the maximum number of times' },
+  scope_already_granted: { status: 409, when: 'a step-up asked for scopes the credential already holds: another consent would not help' },
   // The authorization server or the MCP server
   outbound_refused: { status: 502, when: "a URL the tool's servers named is refused by the outbound policy" },
   pkce_not_supported: { status: 502, when: 'the authorization server does not support PKCE S256' },

@@ -81,6 +81,33 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
     const apiPid = children.at(-1)!.pid!;
     const dev = { 'x-agent-id': who.agent, 'x-user-id': who.user };
     const seconds = Math.max(3, Math.round(10 * scale));
+    // 1,000 sessions with open event streams on the fresh API process (first, so its memory is not the load's).
+    const rssBefore = rssOf(apiPid);
+    const sessions = Math.max(10, Math.round(1000 * scale));
+    const holder = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'bench/mcp-load.ts',
+        JSON.stringify({
+          mode: 'hold',
+          url: `${apiChild}/api/v1/mcp/remote`,
+          headers: { ...dev, 'x-agent-id': 'session-holder' },
+          sessions,
+        }),
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    const held = await new Promise<{ opened: number; errors: number }>((resolve) =>
+      holder.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(String(d)) as { opened: number; errors: number })),
+    );
+    const rssHeld = rssOf(apiPid);
+    const metrics = await (await fetch(`${apiChild}/metrics`)).text();
+    const open = Number(/^broker_gateway_mcp_sessions (\d+)/m.exec(metrics)?.[1] ?? -1);
+    holder.stdin!.write('done\n');
+    await new Promise((r) => holder.once('exit', r));
+
     const load = async (input: Record<string, unknown>): Promise<Load> => {
       const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/mcp-load.ts', JSON.stringify(input)], {
         maxBuffer: 16 * 1024 * 1024,
@@ -91,7 +118,9 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
     await load({ ...mcpCall, url: mcp.url, headers: { authorization: `Bearer ${token}` }, seconds: 2 });
     const mcpDirect = await load({ ...mcpCall, url: mcp.url, headers: { authorization: `Bearer ${token}` }, seconds });
     await load({ ...mcpCall, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true, seconds: 2 });
+    const cpuMcp = cpuOf(apiPid);
     const mcpGateway = await load({ ...mcpCall, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true, seconds });
+    const mcpApiCpu = cpuOf(apiPid).since(cpuMcp);
     // One client alone: the hop's own latency, without the machine's two cores shared by three busy processes.
     const single = { mode: 'call', concurrency: 1, seconds: Math.max(2, Math.round(5 * scale)) };
     const mcpDirect1 = await load({ ...single, url: mcp.url, headers: { authorization: `Bearer ${token}` } });
@@ -116,44 +145,26 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
       await h.consent(apiFirst.json.authorization_url, { login: who.user });
       const apiToken = (await h.api.broker.readActive({ ...owner, toolId: 'api' }))!.accessToken;
       const httpDirect = await cannon(`${api.origin}/v1/me`, { authorization: `Bearer ${apiToken}` });
+      const cpuHttp = cpuOf(apiPid);
       const httpGateway = await cannon(`${apiChild}/api/v1/proxy/api/me`, dev);
+      const httpApiCpu = cpuOf(apiPid).since(cpuHttp);
       const httpDirect1 = await cannon(`${api.origin}/v1/me`, { authorization: `Bearer ${apiToken}` }, 1);
       const httpGateway1 = await cannon(`${apiChild}/api/v1/proxy/api/me`, dev, 1);
       http = {
         direct: httpDirect,
         gateway: httpGateway,
         ...ratios(httpDirect, httpGateway),
+        apiCpuOfOneCore: httpApiCpu,
         oneClient: { direct: httpDirect1, gateway: httpGateway1, addedP50Ms: round(httpGateway1.p50 - httpDirect1.p50) },
       };
     }
-
-    // 1,000 sessions with open event streams on the API process.
-    const rssBefore = rssOf(apiPid);
-    const sessions = Math.max(10, Math.round(1000 * scale));
-    const holder = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'bench/mcp-load.ts',
-        JSON.stringify({ mode: 'hold', url: `${apiChild}/api/v1/mcp/remote`, headers: dev, sessions }),
-      ],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    );
-    const held = await new Promise<{ opened: number; errors: number }>((resolve) =>
-      holder.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(String(d)) as { opened: number; errors: number })),
-    );
-    const rssHeld = rssOf(apiPid);
-    const metrics = await (await fetch(`${apiChild}/metrics`)).text();
-    const open = Number(/^broker_gateway_mcp_sessions (\d+)/m.exec(metrics)?.[1] ?? -1);
-    holder.stdin!.write('done\n');
-    await new Promise((r) => holder.once('exit', r));
 
     const result = {
       mcp: {
         direct: mcpDirect,
         gateway: mcpGateway,
         ...ratios(mcpDirect, mcpGateway),
+        apiCpuOfOneCore: mcpApiCpu,
         oneClient: { direct: mcpDirect1, gateway: mcpGateway1, addedP50Ms: round(mcpGateway1.p50 - mcpDirect1.p50) },
       },
       http,
@@ -194,6 +205,7 @@ function line(
     gateway: Load;
     throughputRatio: number;
     addedP50Ms: number;
+    apiCpuOfOneCore?: number;
     oneClient?: { direct: Load; gateway: Load; addedP50Ms: number };
   },
 ): void {
@@ -201,10 +213,20 @@ function line(
   console.log(`    direct  : ${m.direct.rps} req/s, p50 ${m.direct.p50} ms, p99 ${m.direct.p99} ms (errors ${m.direct.errors})`);
   console.log(`    gateway : ${m.gateway.rps} req/s, p50 ${m.gateway.p50} ms, p99 ${m.gateway.p99} ms (errors ${m.gateway.errors})`);
   console.log(`    ratio   : ${m.throughputRatio} of direct throughput (target ≥ 0.7), p50 +${m.addedP50Ms} ms (target ≤ 2 ms)`);
+  if (m.apiCpuOfOneCore !== undefined)
+    console.log(`    the API process used ${Math.round(m.apiCpuOfOneCore * 100)}% of one core meanwhile`);
   if (m.oneClient)
     console.log(
       `    1 client: direct p50 ${m.oneClient.direct.p50} ms, gateway p50 ${m.oneClient.gateway.p50} ms: +${m.oneClient.addedP50Ms} ms per call for the hop`,
     );
+}
+
+/** CPU time a process has used so far; `since` gives the share of one core used from an earlier reading. */
+function cpuOf(pid: number) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const at = performance.now();
+  return { ticks, at, since: (before: { ticks: number; at: number }) => round((ticks - before.ticks) / 100 / ((at - before.at) / 1000)) };
 }
 
 /** Resident memory of a process, in MB (Linux). */

@@ -63,6 +63,8 @@ if (input.mode === 'call') {
         if (res.status !== 200 || !text.includes('"result"')) errors++;
         latencies.push(performance.now() - t0);
       }
+      if (sessionId)
+        await fetch(input.url, { method: 'DELETE', headers: { ...base, 'mcp-session-id': sessionId }, dispatcher }).then((r) => r.text());
     }),
   );
   latencies.sort((a, b) => a - b);

@@ -2,6 +2,7 @@ import type { OAuthClients } from '../../lib/oauth/client.js';
 import type { Tool } from '../../lib/tools.js';
 import type { CredentialOwner } from '../../lib/domain.js';
 import type { CredentialBroker } from '../broker.js';
+import type { CredentialView } from '../../workflows/messages.js';
 import { ApiError, catalogCode } from '../errors.js';
 import type { AuthNeed } from './upstream.js';
 
@@ -59,6 +60,32 @@ export async function scopesNotAllowed(oauth: OAuthClients, tool: Tool, requeste
 }
 
 /**
+ * What a step-up for `requested` asks for: the scopes not yet held, and the union of held and requested (the new
+ * consent must not drop what the credential already has). No missing scope: the credential holds them all, and
+ * another consent would not change what the tool decides (a repeated challenge is not a reason to ask the user).
+ */
+export function planStepUp(held: string | null, requested: string[]): { missing: string[]; scopes: string[] } {
+  const have = new Set((held ?? '').split(' ').filter(Boolean));
+  const missing = [...new Set(requested)].filter((s) => !have.has(s));
+  return { missing, scopes: [...new Set([...have, ...requested])] };
+}
+
+/** Step-up with the checks both doors share: only scopes the tool allows, never for scopes already held. */
+export async function stepUpFor(
+  deps: { broker: CredentialBroker; oauth: OAuthClients },
+  tool: Tool,
+  owner: CredentialOwner,
+  requested: string[],
+): Promise<CredentialView | null> {
+  const plan = planStepUp((await deps.broker.readActive(owner))?.scope ?? null, requested);
+  if (!plan.missing.length)
+    throw new ApiError('scope_already_granted', 'the credential already holds these scopes; another consent would not change the answer');
+  const refused = await scopesNotAllowed(deps.oauth, tool, plan.missing);
+  if (refused.length) throw new ApiError('scope_not_allowed', `this tool does not allow the scope ${refused[0]!.slice(0, 100)}`);
+  return deps.broker.stepUp(owner, plan.scopes);
+}
+
+/**
  * The link the user must open before a call through the gateway can succeed: a first authorization, a new one
  * when the tool refused even a refreshed token, or a step-up for the scopes the tool asked for. `active`: a
  * usable credential exists after all (another request completed it); the caller may retry.
@@ -71,9 +98,7 @@ export async function consentLinkFor(
 ): Promise<ConsentLink | 'active'> {
   const { broker } = deps;
   if (need.kind === 'step_up') {
-    const refused = await scopesNotAllowed(deps.oauth, tool, need.scopes);
-    if (refused.length) throw new ApiError('scope_not_allowed', `this tool does not allow the scope ${refused[0]!.slice(0, 100)}`);
-    const stepped = await broker.stepUp(owner, need.scopes);
+    const stepped = await stepUpFor(deps, tool, owner, need.scopes);
     if (stepped?.phase === 'awaiting_authorization' && stepped.authorizationUrl)
       return link(stepped.authorizationUrl, stepped.authorizationExpiresAt, 'insufficient_scope', stepped.credentialId);
     throw unavailable(owner, 'the step-up could not start');

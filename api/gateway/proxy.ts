@@ -107,7 +107,10 @@ async function forward(
   const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
   const body = !hasBody ? undefined : streamed ? (Readable.toWeb(req) as ReadableStream) : Buffer.isBuffer(req.body) ? req.body : undefined;
   const gone = new AbortController();
-  res.on('close', () => gone.abort());
+  // Only a caller that hangs up early aborts the upstream request (an abort builds an exception: not on every answer).
+  res.on('close', () => {
+    if (!res.writableFinished) gone.abort();
+  });
   const started = performance.now();
   let upstream: Response;
   try {

@@ -10,7 +10,7 @@ import type { OAuthClients } from '../../lib/oauth/client.js';
 import type { ToolRegistry } from '../../lib/tools.js';
 import type { CredentialWaits } from '../waits.js';
 import { ApiError, parseOr400 } from '../errors.js';
-import { authorizationFailed, scopesNotAllowed, unavailable } from '../gateway/links.js';
+import { authorizationFailed, stepUpFor, unavailable } from '../gateway/links.js';
 import { credentialView } from '../views.js';
 import type { Gate } from '../auth.js';
 
@@ -55,13 +55,14 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     await gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
     const body = parseOr400(postBody, req.body ?? {}, 'body');
     if (body.insufficient_scope) {
-      const requested = body.insufficient_scope.split(' ');
-      const refused = await scopesNotAllowed(deps.oauth, deps.tools.get(owner.toolId)!, requested);
-      if (refused.length) {
-        await record(req, owner, 'credential.step_up', 'denied', { code: 'scope_not_allowed', scopes: body.insufficient_scope });
-        throw new ApiError('scope_not_allowed', `this tool does not allow the scope ${refused[0]!.slice(0, 100)}`);
+      let stepped;
+      try {
+        stepped = await stepUpFor(deps, deps.tools.get(owner.toolId)!, owner, body.insufficient_scope.split(' '));
+      } catch (err) {
+        if (err instanceof ApiError && (err.code === 'scope_not_allowed' || err.code === 'scope_already_granted'))
+          await record(req, owner, 'credential.step_up', 'denied', { code: err.code, scopes: body.insufficient_scope });
+        throw err;
       }
-      const stepped = await broker.stepUp(owner, requested);
       await record(req, owner, 'credential.step_up', stepped ? 'success' : 'failure', {
         credentialId: stepped?.credentialId ?? null,
         scopes: body.insufficient_scope,

@@ -22,6 +22,8 @@ export function brokerClientMetadata(redirectUri: string) {
     redirect_uris: [redirectUri],
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
+    // Required by the 2026-07-28 registration rules (and what the metadata document always said).
+    application_type: 'web' as const,
   };
 }
 
@@ -32,6 +34,5 @@ export function clientMetadataDocument(clientId: string, redirectUri: string, pu
     // Authorization servers accept only https web URIs in a metadata document.
     ...(publicOrigin.startsWith('https:') ? { client_uri: publicOrigin } : {}),
     token_endpoint_auth_method: 'none',
-    application_type: 'web',
   };
 }

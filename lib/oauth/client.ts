@@ -4,6 +4,7 @@ import type { Tool } from '../tools.js';
 import { brokerClientMetadata } from './client-metadata.js';
 import { DiscoveryError, discoverMcpAuthorization } from './mcp-discovery.js';
 import { quirkFetch } from './quirks.js';
+import { clientAuthFor } from './client-auth.js';
 import type { ClientRegistrations, RegisteredClient } from './registrations.js';
 
 /** Seconds an authorization server may take to answer one request. */
@@ -212,11 +213,6 @@ export class OAuthClients {
         typeof body.token_endpoint_auth_method === 'string' ? body.token_endpoint_auth_method : 'client_secret_basic',
     });
   }
-}
-
-function clientAuthFor(method: string | undefined, secret: string | undefined): oidc.ClientAuth {
-  if (!secret || method === 'none') return oidc.None();
-  return method === 'client_secret_post' ? oidc.ClientSecretPost(secret) : oidc.ClientSecretBasic(secret);
 }
 
 /** OAuth error codes that no retry can fix: the user must authorize again. */

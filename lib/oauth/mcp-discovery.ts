@@ -1,6 +1,8 @@
 /**
- * Client side of the MCP authorization specification (revision 2025-11-25): from nothing but an MCP server's
- * URL to its authorization server's metadata, the resource indicator and the scopes to ask for.
+ * Client side of the MCP authorization specification: from nothing but an MCP server's URL to its authorization
+ * server's metadata, the resource indicator and the scopes to ask for. Revisions 2025-06-18 and later through
+ * protected resource metadata (RFC 9728); servers on 2025-03-26 (none) through authorization server metadata at
+ * the MCP server's origin, then that revision's default endpoints.
  */
 
 import { OutboundError } from '../net/outbound.js';
@@ -17,14 +19,19 @@ export class DiscoveryError extends Error {
 }
 
 export interface BearerChallenge {
+  /** The probe's HTTP status (401: the server asked for authorization). */
+  status?: number;
   resourceMetadata?: string;
   scope?: string;
   error?: string;
 }
 
 export interface McpAuthorization {
-  /** The MCP server's canonical URI: the `resource` parameter (RFC 8707) of every request. */
-  resource: string;
+  /**
+   * The `resource` parameter (RFC 8707) of every request: what the protected resource metadata names (the MCP
+   * URL, or a prefix of it); none for a 2025-03-26 server, which knows no resource indicators.
+   */
+  resource: string | undefined;
   issuer: string;
   serverMetadata: Record<string, unknown> & { issuer: string };
   /** From the 401 challenge, else the resource's `scopes_supported`, else none. */
@@ -78,33 +85,106 @@ export function authorizationServerMetadataUrls(issuer: string): string[] {
   ];
 }
 
+/**
+ * The resource a protected resource metadata document names, when it covers the MCP URL: the URL itself, or a
+ * prefix of it at a path-segment boundary (RFC 9728 §3.3, as the official SDKs check it). Null otherwise.
+ */
+export function coveringResource(named: string, mcpUrl: string): string | null {
+  let n: URL;
+  try {
+    n = new URL(named);
+  } catch {
+    return null;
+  }
+  const m = new URL(mcpUrl);
+  if (n.origin !== m.origin || n.search || n.hash) return null;
+  const prefix = n.pathname.endsWith('/') ? n.pathname : `${n.pathname}/`;
+  return n.pathname === m.pathname || m.pathname.startsWith(prefix) ? canonicalResource(named) : null;
+}
+
 export async function discoverMcpAuthorization(mcpUrl: string, fetchImpl: typeof fetch = fetch): Promise<McpAuthorization> {
-  const resource = canonicalResource(mcpUrl);
   const challenge = await probe(mcpUrl, fetchImpl);
   const candidates = challenge.resourceMetadata ? [challenge.resourceMetadata] : protectedResourceMetadataUrls(mcpUrl);
   const prm = await firstJson(candidates, fetchImpl);
-  if (!prm) throw new DiscoveryError('resource_metadata_not_found', `no protected resource metadata for ${resource}`);
+  if (!prm) return legacyAuthorization(mcpUrl, challenge, fetchImpl);
   const servers = prm.json.authorization_servers;
   if (!Array.isArray(servers) || typeof servers[0] !== 'string') {
     throw new DiscoveryError('invalid_metadata', 'the protected resource metadata names no authorization server');
   }
-  if (typeof prm.json.resource === 'string' && canonicalResource(prm.json.resource) !== resource) {
-    throw new DiscoveryError('invalid_metadata', `the protected resource metadata is for ${prm.json.resource}, not ${resource}`);
+  let resource = canonicalResource(mcpUrl);
+  if (typeof prm.json.resource === 'string') {
+    const covering = coveringResource(prm.json.resource, mcpUrl);
+    if (!covering)
+      throw new DiscoveryError('invalid_metadata', `the protected resource metadata is for ${prm.json.resource}, not ${resource}`);
+    resource = covering;
   }
   const issuer = servers[0];
   const as = await firstJson(authorizationServerMetadataUrls(issuer), fetchImpl);
   if (!as) throw new DiscoveryError('authorization_server_not_found', `no authorization server metadata for ${issuer}`);
   if (as.json.issuer !== issuer)
     throw new DiscoveryError('invalid_metadata', `the authorization server metadata names issuer ${String(as.json.issuer)}, not ${issuer}`);
-  const methods = as.json.code_challenge_methods_supported;
-  if (!Array.isArray(methods) || !methods.includes('S256')) {
-    throw new DiscoveryError('pkce_not_supported', `the authorization server ${issuer} does not advertise PKCE S256; refusing to proceed`);
-  }
+  requirePkce(as.json, issuer);
   const supported = Array.isArray(prm.json.scopes_supported)
     ? (prm.json.scopes_supported as unknown[]).filter((s): s is string => typeof s === 'string')
     : [];
   const scopes = challenge.scope ? challenge.scope.split(' ').filter(Boolean) : supported;
   return { resource, issuer, serverMetadata: as.json as McpAuthorization['serverMetadata'], scopes, scopesSupported: supported };
+}
+
+/**
+ * A server on the 2025-03-26 revision publishes no protected resource metadata: its authorization server is at
+ * its own origin (the "authorization base URL"), with RFC 8414 metadata there, or else that revision's default
+ * endpoints (`/authorize`, `/token`, `/register`), for which PKCE S256 is required by the revision itself.
+ */
+async function legacyAuthorization(mcpUrl: string, challenge: BearerChallenge, fetchImpl: typeof fetch): Promise<McpAuthorization> {
+  const origin = new URL(mcpUrl).origin;
+  const scopes = challenge.scope ? challenge.scope.split(' ').filter(Boolean) : [];
+  const as = await firstJson([`${origin}/.well-known/oauth-authorization-server`], fetchImpl);
+  if (as) {
+    if (as.json.issuer !== origin && as.json.issuer !== `${origin}/`)
+      throw new DiscoveryError(
+        'invalid_metadata',
+        `the authorization server metadata names issuer ${String(as.json.issuer)}, not ${origin}`,
+      );
+    requirePkce(as.json, origin);
+    // No resource metadata to name scopes: the challenge's, else what the authorization server supports
+    // (without OpenID Connect's identity scopes, which an MCP server does not need).
+    const supported = Array.isArray(as.json.scopes_supported)
+      ? (as.json.scopes_supported as unknown[]).filter((s): s is string => typeof s === 'string' && !OIDC_SCOPES.has(s))
+      : [];
+    return {
+      resource: undefined,
+      issuer: String(as.json.issuer),
+      serverMetadata: as.json as McpAuthorization['serverMetadata'],
+      scopes: scopes.length ? scopes : supported,
+      scopesSupported: supported,
+    };
+  }
+  // No metadata anywhere: that revision's defaults, but only for a server that asked for authorization at all.
+  if (challenge.status !== 401)
+    throw new DiscoveryError('resource_metadata_not_found', `no protected resource or authorization server metadata for ${mcpUrl}`);
+  return {
+    resource: undefined,
+    issuer: origin,
+    serverMetadata: {
+      issuer: origin,
+      authorization_endpoint: `${origin}/authorize`,
+      token_endpoint: `${origin}/token`,
+      registration_endpoint: `${origin}/register`,
+      code_challenge_methods_supported: ['S256'],
+    },
+    scopes,
+    scopesSupported: [],
+  };
+}
+
+const OIDC_SCOPES = new Set(['openid', 'profile', 'email', 'address', 'phone']);
+
+function requirePkce(metadata: Record<string, unknown>, issuer: string): void {
+  const methods = metadata.code_challenge_methods_supported;
+  if (!Array.isArray(methods) || !methods.includes('S256')) {
+    throw new DiscoveryError('pkce_not_supported', `the authorization server ${issuer} does not advertise PKCE S256; refusing to proceed`);
+  }
 }
 
 /** An unauthenticated MCP request: a 401 names the resource metadata and, perhaps, the scopes. */
@@ -128,7 +208,7 @@ async function probe(mcpUrl: string, fetchImpl: typeof fetch): Promise<BearerCha
   }
   await res.body?.cancel();
   if (res.status >= 500) throw new DiscoveryError('resource_metadata_not_found', `the MCP server answered ${res.status}`, true);
-  return res.status === 401 ? parseBearerChallenge(res.headers.get('www-authenticate')) : {};
+  return res.status === 401 ? { status: 401, ...parseBearerChallenge(res.headers.get('www-authenticate')) } : { status: res.status };
 }
 
 async function firstJson(urls: string[], fetchImpl: typeof fetch): Promise<{ url: string; json: Record<string, unknown> } | null> {

@@ -166,6 +166,33 @@ function corpus(): Probe[] {
       path: CREDENTIAL_PATH,
       headers: { authorization: 'Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.' },
     },
+    // The gateway: MCP without a session, with a made-up one, with garbage; the proxy on the wrong kind of tool.
+    { label: 'mcp GET without session', method: 'GET', path: '/api/v1/mcp/sandbox', headers: dev },
+    {
+      label: 'mcp tools/call without session',
+      method: 'POST',
+      path: '/api/v1/mcp/sandbox',
+      headers: { ...dev, 'content-type': 'application/json' },
+      body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}',
+    },
+    {
+      label: 'mcp made-up session',
+      method: 'POST',
+      path: '/api/v1/mcp/sandbox',
+      headers: { ...dev, 'content-type': 'application/json', 'mcp-session-id': 'not-a-session' },
+      body: '{"jsonrpc":"2.0","id":1,"method":"ping"}',
+    },
+    {
+      label: 'mcp garbage',
+      method: 'POST',
+      path: '/api/v1/mcp/sandbox',
+      headers: { ...dev, 'content-type': 'application/json' },
+      body: '{]',
+    },
+    { label: 'mcp unknown tool', method: 'POST', path: '/api/v1/mcp/%00nope', headers: dev },
+    { label: 'proxy dot segments', method: 'GET', path: '/api/v1/proxy/sandbox/../../etc/passwd', headers: dev },
+    { label: 'proxy encoded slash', method: 'GET', path: '/api/v1/proxy/sandbox/a%2F..%2F..', headers: dev },
+    { label: 'proxy bad escape', method: 'GET', path: '/api/v1/proxy/sandbox/%zz', headers: dev },
     { label: 'replayed callback', method: 'GET', path: new URL(consumedCallback).pathname + new URL(consumedCallback).search },
     { label: 'callback without state', method: 'GET', path: '/api/v1/auth/tool/callback?code=abc' },
     {

@@ -72,7 +72,11 @@ let metadataUrl: string;
 beforeAll(async () => {
   tls = await startTlsProxy();
   metadataUrl = `${tls.origin}/oauth/client-metadata.json`;
-  withPath = await startMcpServer({ issuerPath: '/tenant1', challengeScope: 'mcp:tools' });
+  withPath = await startMcpServer({
+    issuerPath: '/tenant1',
+    challengeScope: 'mcp:tools',
+    scopesSupported: ['mcp:tools', 'mcp:admin', 'mcp:audit', 'mcp:reports'],
+  });
   noChallengeScope = await startMcpServer({ scopesSupported: ['mcp:tools'] });
   noPkce = await startMcpServer({ hidePkce: true });
   withDocuments = await startMcpServer({ clientIdMetadataDocuments: { ca: tls.ca } });
@@ -155,14 +159,21 @@ describe('a remote MCP server that publishes only its URL', () => {
     expect(wide).not.toBe(narrow);
     expect((await callAdmin(withPath.url, wide)).status).toBe(200);
 
+    // A repeated challenge for a scope the credential holds does not ask the user again.
+    const held = await h.call('POST', '/api/v1/credentials/mcp-path', who, { insufficient_scope: 'mcp:admin' });
+    expect(held.status).toBe(409);
+    expect(held.json.error.code).toBe('scope_already_granted');
+
     // Bounded: after two step-ups the broker says so instead of asking the user again and again.
-    const second = await h.call('POST', '/api/v1/credentials/mcp-path', who, { insufficient_scope: 'mcp:admin' });
+    const second = await h.call('POST', '/api/v1/credentials/mcp-path', who, { insufficient_scope: 'mcp:audit' });
     expect(second.status).toBe(202);
+    // The new consent asks for what is held and what is missing: nothing held is dropped.
+    expect((await providerUrlBehind(second.json.authorization_url)).searchParams.get('scope')).toBe('mcp:tools mcp:admin mcp:audit');
     // While a step-up waits for the user, asking again returns the same link.
-    const again = await h.call('POST', '/api/v1/credentials/mcp-path', who, { insufficient_scope: 'mcp:admin' });
+    const again = await h.call('POST', '/api/v1/credentials/mcp-path', who, { insufficient_scope: 'mcp:audit' });
     expect(again.json.authorization_url).toBe(second.json.authorization_url);
     expect((await h.consent(second.json.authorization_url, { login: who.user })).status).toBe(200);
-    const third = await h.call('POST', '/api/v1/credentials/mcp-path', who, { insufficient_scope: 'mcp:admin' });
+    const third = await h.call('POST', '/api/v1/credentials/mcp-path', who, { insufficient_scope: 'mcp:reports' });
     expect(third.status).toBe(409);
     expect(third.json.error.code).toBe('step_up_limit_reached');
   });

@@ -54,6 +54,13 @@ export interface McpServerOptions {
   stateful?: boolean;
   /** Also serve `whoami`, `count` (progress) and `leak` (echoes its token), the gateway tests' tools. */
   gatewayTools?: boolean;
+  /**
+   * Where the server's authorization metadata lives: `path` (RFC 9728, path-specific, the default); `root` (its
+   * protected resource metadata at the root location, naming the origin as the resource); `2025-03-26` (no
+   * resource metadata: the authorization server at the MCP server's origin with RFC 8414 metadata there);
+   * `2025-03-26-defaults` (the same, publishing no metadata at all: the revision's default endpoints).
+   */
+  metadata?: 'path' | 'root' | '2025-03-26' | '2025-03-26-defaults';
   /** Keep introspection answers this long (a resource server's usual cache; the benchmark's upstream). */
   introspectionCacheMs?: number;
   /** Pre-registered clients (a tool configured with its client id, an HTTP API protected by this provider). */
@@ -71,9 +78,14 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const layout = opts.metadata ?? 'path';
+  const legacy = layout.startsWith('2025-03-26');
   const asPath = opts.issuerPath ?? '';
-  const issuer = `${origin}${asPath}/oauth`;
-  const resource = `${origin}/mcp`;
+  // 2025-03-26: the authorization server is the MCP server's origin, with that revision's endpoint paths.
+  const issuer = legacy ? origin : `${origin}${asPath}/oauth`;
+  const resource = layout === 'root' ? origin : `${origin}/mcp`;
+  const metadataUrl =
+    layout === 'root' ? `${origin}/.well-known/oauth-protected-resource` : `${origin}/.well-known/oauth-protected-resource/mcp`;
   const scopesSupported = opts.scopesSupported ?? ['mcp:tools', 'mcp:admin'];
   const introspector = { client_id: 'mcp-resource-server', client_secret: 'resource-server-secret' };
 
@@ -109,6 +121,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
     cookies: { keys: ['mcp-test-cookie-key'] },
+    ...(legacy ? { routes: { authorization: '/authorize', token: '/token', registration: '/register' } } : {}),
     // The provider's own fetch refuses loopback addresses (SSRF protection); here our broker is on loopback.
     ...(opts.clientIdMetadataDocuments
       ? {
@@ -126,29 +139,35 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   const providerCallback = provider.callback();
 
   const app = express();
-  // Authorization server metadata, optionally without PKCE (to check that the broker refuses it).
-  app.get(`/.well-known/oauth-authorization-server${asPath}/oauth`, async (_req, res) => {
-    const metadata = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
-    if (opts.hidePkce) delete metadata.code_challenge_methods_supported;
-    res.json(metadata);
-  });
-  app.get('/.well-known/oauth-protected-resource/mcp', (_req, res) => {
-    res.json({ resource, authorization_servers: [issuer], scopes_supported: scopesSupported, bearer_methods_supported: ['header'] });
-  });
-  app.use(`${asPath}/oauth`, (req, res) => {
-    req.url = req.originalUrl.slice(`${asPath}/oauth`.length) || '/';
-    void providerCallback(req, res);
-  });
+  if (!legacy) {
+    // Authorization server metadata, optionally without PKCE (to check that the broker refuses it).
+    app.get(`/.well-known/oauth-authorization-server${asPath}/oauth`, async (_req, res) => {
+      const metadata = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+      if (opts.hidePkce) delete metadata.code_challenge_methods_supported;
+      res.json(metadata);
+    });
+    app.get(new URL(metadataUrl).pathname, (_req, res) => {
+      res.json({ resource, authorization_servers: [issuer], scopes_supported: scopesSupported, bearer_methods_supported: ['header'] });
+    });
+    app.use(`${asPath}/oauth`, (req, res) => {
+      req.url = req.originalUrl.slice(`${asPath}/oauth`.length) || '/';
+      void providerCallback(req, res);
+    });
+  } else if (layout === '2025-03-26') {
+    app.get('/.well-known/oauth-authorization-server', async (_req, res) => {
+      res.json(await (await fetch(`${issuer}/.well-known/openid-configuration`)).json());
+    });
+  } else {
+    app.use('/.well-known', (_req, res) => void res.status(404).end());
+  }
   const tokensSeen = new Set<string>();
   const rejected = new Set<string>();
   let rejectAll = false;
   const counters = { cancellations: 0 };
   const challenge = (res: express.Response) => {
     const scope = opts.challengeScope ? `, scope="${opts.challengeScope}"` : '';
-    res
-      .status(401)
-      .set('WWW-Authenticate', `Bearer resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"${scope}`)
-      .json({ error: 'unauthorized' });
+    const pointer = legacy ? 'realm="mcp"' : `resource_metadata="${metadataUrl}"`;
+    res.status(401).set('WWW-Authenticate', `Bearer ${pointer}${scope}`).json({ error: 'unauthorized' });
   };
   /** The token's introspection when it may use this server; otherwise answers 401 and returns null. */
   const authenticate = async (req: express.Request, res: express.Response) => {
@@ -215,10 +234,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     if (call?.method !== 'tools/call' || call.params?.name !== 'admin' || granted.includes('mcp:admin')) return false;
     res
       .status(403)
-      .set(
-        'WWW-Authenticate',
-        `Bearer error="insufficient_scope", scope="mcp:tools mcp:admin", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`,
-      )
+      .set('WWW-Authenticate', `Bearer error="insufficient_scope", scope="mcp:tools mcp:admin", resource_metadata="${metadataUrl}"`)
       .json({ error: 'insufficient_scope' });
     return true;
   };
@@ -276,6 +292,8 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
       await transport.handleRequest(req, res, req.body);
     });
   }
+  // 2025-03-26: the authorization server answers at the origin, after the MCP routes.
+  if (legacy) app.use((req, res) => void providerCallback(req, res));
   server.on('request', app);
 
   const cache = new Map<string, { info: Awaited<ReturnType<typeof introspect>>; until: number }>();
@@ -301,7 +319,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   }
 
   return {
-    url: resource,
+    url: `${origin}/mcp`,
     issuer,
     provider,
     registeredClients: async () => registrations,

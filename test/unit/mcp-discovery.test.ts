@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   authorizationServerMetadataUrls,
   canonicalResource,
+  coveringResource,
   parseBearerChallenge,
   protectedResourceMetadataUrls,
 } from '../../lib/oauth/mcp-discovery.js';
@@ -50,5 +51,22 @@ describe('MCP authorization discovery rules', () => {
     expect(canonicalResource('HTTPS://MCP.Example.com/mcp#frag')).toBe('https://mcp.example.com/mcp');
     expect(canonicalResource('https://mcp.example.com')).toBe('https://mcp.example.com');
     expect(canonicalResource('https://mcp.example.com:443/server/v1')).toBe('https://mcp.example.com/server/v1');
+  });
+
+  it('accepts a resource that is the MCP URL or a prefix of it at a path-segment boundary (RFC 9728)', () => {
+    const mcp = 'https://mcp.example.com/tenant/mcp';
+    expect(coveringResource('https://mcp.example.com/tenant/mcp', mcp)).toBe('https://mcp.example.com/tenant/mcp');
+    expect(coveringResource('https://mcp.example.com', mcp)).toBe('https://mcp.example.com');
+    expect(coveringResource('https://mcp.example.com/', mcp)).toBe('https://mcp.example.com/');
+    expect(coveringResource('https://mcp.example.com/tenant', mcp)).toBe('https://mcp.example.com/tenant');
+    expect(coveringResource('https://mcp.example.com/tenant/', mcp)).toBe('https://mcp.example.com/tenant/');
+    // Not at a segment boundary, another path, another origin, a query: refused.
+    expect(coveringResource('https://mcp.example.com/ten', mcp)).toBeNull();
+    expect(coveringResource('https://mcp.example.com/other/mcp', mcp)).toBeNull();
+    expect(coveringResource('https://mcp.example.com/tenant/mcp/more', mcp)).toBeNull();
+    expect(coveringResource('https://evil.example.com/tenant/mcp', mcp)).toBeNull();
+    expect(coveringResource('http://mcp.example.com/tenant/mcp', mcp)).toBeNull();
+    expect(coveringResource('https://mcp.example.com/tenant?x=1', mcp)).toBeNull();
+    expect(coveringResource('not a url', mcp)).toBeNull();
   });
 });

@@ -1,6 +1,8 @@
 import * as oidc from 'openid-client';
 import { describe, expect, it } from 'vitest';
 import { normalizeSlackTokenResponse, quirkFetch, scopeParams } from '../../lib/oauth/quirks.js';
+import { clientSecretBasic } from '../../lib/oauth/client-auth.js';
+import { planStepUp } from '../../api/gateway/links.js';
 import { loadProviderCatalog, parseProviderCatalog } from '../../lib/providers.js';
 import { parseTools } from '../../lib/tools.js';
 
@@ -153,5 +155,27 @@ describe('quirks that change how a response is read', () => {
     const tokens = await oidc.refreshTokenGrant(config, 'unused');
     expect(tokens.expires_in).toBeUndefined();
     expect(tokens.refresh_token).toBeUndefined();
+  });
+});
+
+describe('client_secret_basic', () => {
+  it('form-encodes id and secret as RFC 6749 §2.3.1 says, leaving letters, digits and *-._ as they are', async () => {
+    const headers = new Headers();
+    void clientSecretBasic('s3cr3t:with space&more')(
+      { issuer: 'https://as.example.com' },
+      { client_id: 'pre-registered-client.v2_x' },
+      new URLSearchParams(),
+      headers,
+    );
+    const decoded = Buffer.from(headers.get('authorization')!.replace(/^Basic /, ''), 'base64').toString();
+    expect(decoded).toBe('pre-registered-client.v2_x:s3cr3t%3Awith+space%26more');
+  });
+});
+
+describe('step-up planning', () => {
+  it('asks for what is held and what is missing, and for nothing when everything is held', () => {
+    expect(planStepUp('mcp:tools', ['mcp:tools', 'mcp:admin'])).toEqual({ missing: ['mcp:admin'], scopes: ['mcp:tools', 'mcp:admin'] });
+    expect(planStepUp('a b c', ['b'])).toEqual({ missing: [], scopes: ['a', 'b', 'c'] });
+    expect(planStepUp(null, ['x', 'x'])).toEqual({ missing: ['x'], scopes: ['x'] });
   });
 });

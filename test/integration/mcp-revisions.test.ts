@@ -1,0 +1,78 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ToolConfig } from '../../lib/tools.js';
+import { freshOwner, startHarness, type Harness } from '../support/harness.js';
+import { startMcpServer, type McpTestServer } from '../support/mcp-server.js';
+
+/**
+ * MCP servers as clients meet them across revisions of the authorization spec (issue: speak every authorization
+ * server's language, items 1 and 2): resource metadata at the root location naming the origin as the resource,
+ * and 2025-03-26 servers with no resource metadata (authorization server metadata at the origin, or nothing at all
+ * and that revision's default endpoints). Each is a real oidc-provider behind a real SDK server; the broker gets
+ * only the MCP URL, and the token it obtains must open the server.
+ */
+const servers: Record<string, McpTestServer> = {};
+let h: Harness;
+
+beforeAll(async () => {
+  servers.root = await startMcpServer({ metadata: 'root' });
+  servers.legacy = await startMcpServer({ metadata: '2025-03-26' });
+  // A 2025-03-26 server may name its scope in the challenge (there is no other place for it).
+  servers.defaults = await startMcpServer({ metadata: '2025-03-26-defaults', challengeScope: 'mcp:tools offline_access' });
+  const tools: ToolConfig[] = Object.entries(servers).map(([id, server]) => ({
+    id,
+    tool_type: 'mcp',
+    connection_params: { type: 'streamable-http', url: server.url },
+    auth: { type: 'oauth2' },
+    manifest: [],
+  }));
+  h = await startHarness({ extraTools: tools });
+});
+afterAll(async () => {
+  await h?.close();
+  for (const s of Object.values(servers)) await s.close();
+});
+
+async function listTools(url: string, token: string): Promise<string[]> {
+  const client = new Client({ name: 'agent', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+  try {
+    return (await client.listTools()).tools.map((t) => t.name).sort();
+  } finally {
+    await client.close();
+  }
+}
+
+async function providerUrlBehind(startLink: string): Promise<URL> {
+  const res = await fetch(startLink, { redirect: 'manual' });
+  return new URL(res.headers.get('location')!);
+}
+
+describe('authorization across MCP spec revisions', () => {
+  it.each([
+    ['root', 'resource metadata at the root location: the origin is the resource, and it is what the broker sends'],
+    ['legacy', '2025-03-26: authorization server metadata at the MCP server origin, no resource indicator'],
+    ['defaults', '2025-03-26 with no metadata at all: the default /authorize, /token and /register'],
+  ])('%s — %s', async (id) => {
+    const server = servers[id]!;
+    const who = freshOwner(`rev-${id}`);
+    const first = await h.call('POST', `/api/v1/credentials/${id}`, who);
+    expect(first.status, first.text).toBe(202);
+    const provider = await providerUrlBehind(first.json.authorization_url);
+    expect(provider.origin).toBe(new URL(server.url).origin);
+    if (id === 'root') expect(provider.searchParams.get('resource')).toBe(new URL(server.url).origin);
+    else expect(provider.searchParams.get('resource')).toBeNull();
+    if (id === 'defaults') expect(provider.pathname).toBe('/authorize');
+    const page = await h.consent(first.json.authorization_url, { login: who.user });
+    expect(page.status, page.html).toBe(200);
+    const active = await h.call('POST', `/api/v1/credentials/${id}`, who);
+    expect(active.status, active.text).toBe(200);
+    expect(await listTools(server.url, active.json.access_token)).toEqual(['add', 'admin', 'echo']);
+    // The refresh goes to the same token endpoint.
+    const refreshed = await h.call('POST', `/api/v1/credentials/${id}`, who, { force_refresh: true });
+    expect(refreshed.status, refreshed.text).toBe(200);
+    expect(refreshed.json.access_token).not.toBe(active.json.access_token);
+    expect(await listTools(server.url, refreshed.json.access_token)).toEqual(['add', 'admin', 'echo']);
+  });
+});
