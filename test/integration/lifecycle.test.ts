@@ -3,16 +3,11 @@ import { AuthorizationRequestSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
 import { credentialWorkflowId } from '../../lib/domain.js';
 import { consent } from '../support/browser.js';
-import { authorize, CREDENTIAL_PATH, latestRow } from '../support/flows.js';
+import { authorize, CREDENTIAL_PATH, latestRow, providerUrlBehind } from '../support/flows.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 
 let h: Harness;
 
-async function providerUrlBehind(startLink: string): Promise<URL> {
-  const res = await fetch(startLink, { redirect: 'manual' });
-  expect(res.status).toBe(302);
-  return new URL(res.headers.get('location')!);
-}
 beforeAll(async () => {
   h = await startHarness();
 });

@@ -1,8 +1,7 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ToolConfig } from '../../lib/tools.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
+import { providerUrlBehind, listMcpTools } from '../support/flows.js';
 import { startMcpServer, type McpTestServer } from '../support/mcp-server.js';
 
 /**
@@ -34,21 +33,6 @@ afterAll(async () => {
   for (const s of Object.values(servers)) await s.close();
 });
 
-async function listTools(url: string, token: string): Promise<string[]> {
-  const client = new Client({ name: 'agent', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
-  try {
-    return (await client.listTools()).tools.map((t) => t.name).sort();
-  } finally {
-    await client.close();
-  }
-}
-
-async function providerUrlBehind(startLink: string): Promise<URL> {
-  const res = await fetch(startLink, { redirect: 'manual' });
-  return new URL(res.headers.get('location')!);
-}
-
 describe('authorization across MCP spec revisions', () => {
   it.each([
     ['root', 'resource metadata at the root location: the origin is the resource, and it is what the broker sends'],
@@ -68,11 +52,11 @@ describe('authorization across MCP spec revisions', () => {
     expect(page.status, page.html).toBe(200);
     const active = await h.call('POST', `/api/v1/credentials/${id}`, who);
     expect(active.status, active.text).toBe(200);
-    expect(await listTools(server.url, active.json.access_token)).toEqual(['add', 'admin', 'echo']);
+    expect(await listMcpTools(server.url, active.json.access_token)).toEqual(['add', 'admin', 'echo']);
     // The refresh goes to the same token endpoint.
     const refreshed = await h.call('POST', `/api/v1/credentials/${id}`, who, { force_refresh: true });
     expect(refreshed.status, refreshed.text).toBe(200);
     expect(refreshed.json.access_token).not.toBe(active.json.access_token);
-    expect(await listTools(server.url, refreshed.json.access_token)).toEqual(['add', 'admin', 'echo']);
+    expect(await listMcpTools(server.url, refreshed.json.access_token)).toEqual(['add', 'admin', 'echo']);
   });
 });

@@ -1,5 +1,3 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientRegistrationSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
@@ -7,6 +5,7 @@ import { OAuthClients } from '../../lib/oauth/client.js';
 import { ClientRegistrations } from '../../lib/oauth/registrations.js';
 import { toTool, type ToolConfig } from '../../lib/tools.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
+import { providerUrlBehind, listMcpTools } from '../support/flows.js';
 import { MCP_TEST_TOOLS, startMcpServer, type McpTestServer } from '../support/mcp-server.js';
 import { fetchTrusting, startTlsProxy, type TlsProxy } from '../support/tls-proxy.js';
 
@@ -31,16 +30,6 @@ const MANIFEST: ToolConfig['manifest'] = [
   { name: 'search', description: 'Search', inputSchema: { type: 'object' } },
 ];
 
-async function listTools(url: string, token: string): Promise<string[]> {
-  const client = new Client({ name: 'agent', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
-  try {
-    return (await client.listTools()).tools.map((t) => t.name).sort();
-  } finally {
-    await client.close();
-  }
-}
-
 /** One raw JSON-RPC request with a token, as an agent would send it, so a 401/403 and its challenge are visible. */
 async function rpc(url: string, token: string, method: string, params?: unknown): Promise<{ status: number; challenge: string }> {
   const res = await fetch(url, {
@@ -54,11 +43,6 @@ async function rpc(url: string, token: string, method: string, params?: unknown)
 
 /** Calls the `admin` tool, which needs the wider scope. */
 const callAdmin = (url: string, token: string) => rpc(url, token, 'tools/call', { name: 'admin', arguments: {} });
-
-async function providerUrlBehind(startLink: string): Promise<URL> {
-  const res = await fetch(startLink, { redirect: 'manual' });
-  return new URL(res.headers.get('location')!);
-}
 
 let h: Harness;
 let withPath: McpTestServer;
@@ -116,7 +100,7 @@ describe('a remote MCP server that publishes only its URL', () => {
     expect(page.status, page.html).toBe(200);
     const active = await h.call('POST', '/api/v1/credentials/mcp-path', who);
     expect(active.status).toBe(200);
-    expect(await listTools(withPath.url, active.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+    expect(await listMcpTools(withPath.url, active.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
 
     // The broker checks the credential against the server with the official SDK and reports manifest drift.
     const check = await h.call('POST', '/api/v1/credentials/mcp-path/check', who);
@@ -134,7 +118,7 @@ describe('a remote MCP server that publishes only its URL', () => {
     const refreshed = await h.call('POST', '/api/v1/credentials/mcp-path', who, { force_refresh: true });
     expect(refreshed.status).toBe(200);
     expect(refreshed.json.access_token).not.toBe(active.json.access_token);
-    expect(await listTools(withPath.url, refreshed.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+    expect(await listMcpTools(withPath.url, refreshed.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
   });
 
   it('steps up on insufficient_scope: a new authorization for the wider scope, a bounded number of times', async () => {
@@ -197,7 +181,7 @@ describe('a remote MCP server that publishes only its URL', () => {
     const page = await h.consent(first.json.authorization_url, { login: who.user });
     expect(page.status).toBe(200);
     const active = await h.call('POST', '/api/v1/credentials/mcp-plain', who);
-    expect(await listTools(noChallengeScope.url, active.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+    expect(await listMcpTools(noChallengeScope.url, active.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
   });
 
   it('refuses an authorization server that does not advertise PKCE S256, with a clear error', async () => {
@@ -227,12 +211,12 @@ describe('a remote MCP server that publishes only its URL', () => {
 
     const active = await h.call('POST', '/api/v1/credentials/mcp-cimd', who);
     expect(active.status).toBe(200);
-    expect(await listTools(withDocuments.url, active.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+    expect(await listMcpTools(withDocuments.url, active.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
     // A public client: the refresh (rotated by the server) authenticates with nothing but PKCE's binding.
     const refreshed = await h.call('POST', '/api/v1/credentials/mcp-cimd', who, { force_refresh: true });
     expect(refreshed.status, refreshed.text).toBe(200);
     expect(refreshed.json.access_token).not.toBe(active.json.access_token);
-    expect(await listTools(withDocuments.url, refreshed.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
+    expect(await listMcpTools(withDocuments.url, refreshed.json.access_token)).toEqual([...MCP_TEST_TOOLS].sort());
     // Revocation at the provider works for the public client too.
     expect((await h.call('DELETE', '/api/v1/credentials/mcp-cimd', who)).status).toBe(200);
     expect((await rpc(withDocuments.url, refreshed.json.access_token, 'tools/list')).status).toBe(401);

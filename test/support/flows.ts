@@ -1,3 +1,5 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { expect, vi } from 'vitest';
 import { CredentialSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
@@ -37,4 +39,21 @@ export async function waitForStatus(h: Harness, who: Who, status: string, timeou
     },
     { timeout, interval: 250 },
   );
+}
+
+/** Where the broker's start page sends the browser: the provider's authorization URL. */
+export async function providerUrlBehind(startLink: string): Promise<URL> {
+  const res = await fetch(startLink, { redirect: 'manual' });
+  return new URL(res.headers.get('location')!);
+}
+
+/** The tools an MCP server lists to a client holding `token` (the official SDK client). */
+export async function listMcpTools(url: string, token: string): Promise<string[]> {
+  const client = new Client({ name: 'agent', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+  try {
+    return (await client.listTools()).tools.map((t) => t.name).sort();
+  } finally {
+    await client.close();
+  }
 }
