@@ -73,7 +73,8 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
           tokens = await oidc.clientCredentialsGrant(client.config, {
             ...(client.scopes.length ? { scope: client.scopes.join(tool.auth.scope_separator ?? ' ') } : {}),
             ...(tool.auth.audience ? { audience: tool.auth.audience } : {}),
-            ...(tool.auth.resource ? { resource: tool.auth.resource } : {}),
+            // The configured resource, else the MCP server's (RFC 8707), as the user flow sends it.
+            ...(tool.auth.resource ? { resource: tool.auth.resource } : resourceParams(client)),
           });
         } catch (err) {
           throw await oauthFailure(em, 'credential.machine_token', credential, err);

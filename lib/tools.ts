@@ -70,8 +70,13 @@ const toolSchema = z
   .superRefine((tool, ctx) => {
     const auth = tool.auth;
     if (auth.type === 'client_credentials') {
-      if (!auth.issuer && !auth.token_url)
-        ctx.addIssue({ code: 'custom', path: ['auth'], message: 'client_credentials needs issuer or token_url' });
+      // An MCP server known by its URL alone: its token endpoint is discovered (the MCP client-credentials extension).
+      if (!auth.issuer && !auth.token_url && tool.tool_type !== 'mcp')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['auth'],
+          message: 'client_credentials needs issuer or token_url (or an MCP server to discover them from)',
+        });
       if (!auth.client_id || !auth.client_secret)
         ctx.addIssue({ code: 'custom', path: ['auth'], message: 'client_credentials needs client_id and client_secret' });
       return;

@@ -63,7 +63,8 @@ export class OAuthClients {
 
   private async build(tool: Tool): Promise<ToolClient> {
     const { auth } = tool;
-    if (auth.type === 'oauth2' && tool.toolType === 'mcp' && !auth.issuer && !auth.authorization_url) return this.buildMcp(tool);
+    // An MCP server known by its URL alone, for users (authorization code) or for machines (client credentials).
+    if (tool.toolType === 'mcp' && !auth.issuer && !auth.authorization_url && !auth.token_url) return this.buildMcp(tool);
     const clientAuth = clientAuthFor(auth.token_endpoint_auth_method, auth.client_secret);
     const metadata: Partial<oidc.ClientMetadata> = auth.client_secret ? { client_secret: auth.client_secret } : {};
     const execute = this.opts.allowInsecure ? [oidc.allowInsecureRequests] : [];

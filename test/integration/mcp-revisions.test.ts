@@ -18,12 +18,18 @@ beforeAll(async () => {
   servers.root = await startMcpServer({ metadata: 'root' });
   servers.legacy = await startMcpServer({ metadata: '2025-03-26' });
   // A 2025-03-26 server may name its scope in the challenge (there is no other place for it).
+  // Machine access by discovery: a pre-registered client-credentials client at the MCP server's authorization server.
+  servers.machine = await startMcpServer({
+    challengeScope: 'mcp:tools',
+    clients: [{ client_id: 'mcp-machine', client_secret: 'mcp-machine-secret', redirect_uris: [], grant_types: ['client_credentials'] }],
+  });
   servers.defaults = await startMcpServer({ metadata: '2025-03-26-defaults', challengeScope: 'mcp:tools offline_access' });
   const tools: ToolConfig[] = Object.entries(servers).map(([id, server]) => ({
     id,
     tool_type: 'mcp',
     connection_params: { type: 'streamable-http', url: server.url },
-    auth: { type: 'oauth2' },
+    auth:
+      id === 'machine' ? { type: 'client_credentials', client_id: 'mcp-machine', client_secret: 'mcp-machine-secret' } : { type: 'oauth2' },
     manifest: [],
   }));
   h = await startHarness({ extraTools: tools });
@@ -58,5 +64,16 @@ describe('authorization across MCP spec revisions', () => {
     expect(refreshed.status, refreshed.text).toBe(200);
     expect(refreshed.json.access_token).not.toBe(active.json.access_token);
     expect(await listMcpTools(server.url, refreshed.json.access_token)).toEqual(['add', 'admin', 'echo']);
+  });
+
+  it('machine access with nothing but the MCP URL: the token endpoint is discovered and the resource sent', async () => {
+    const server = servers.machine!;
+    const who = freshOwner('rev-machine');
+    const res = await h.call('POST', '/api/v1/credentials/machine', who);
+    expect(res.status, res.text).toBe(200);
+    expect(res.json.status).toBe('active');
+    expect(await listMcpTools(server.url, res.json.access_token)).toEqual(['add', 'admin', 'echo']);
+    const introspection = await server.introspect(res.json.access_token);
+    expect(introspection).toMatchObject({ active: true, aud: server.url, client_id: 'mcp-machine' });
   });
 });

@@ -64,7 +64,7 @@ export interface McpServerOptions {
   /** Keep introspection answers this long (a resource server's usual cache; the benchmark's upstream). */
   introspectionCacheMs?: number;
   /** Pre-registered clients (a tool configured with its client id, an HTTP API protected by this provider). */
-  clients?: { client_id: string; client_secret: string; redirect_uris: string[] }[];
+  clients?: { client_id: string; client_secret: string; redirect_uris: string[]; grant_types?: string[] }[];
 }
 
 const TOOLS = ['echo', 'add', 'admin'];
@@ -94,16 +94,17 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   const provider = new Provider(issuer, {
     clients: [
       { ...introspector, redirect_uris: [], grant_types: [], response_types: [] },
-      ...(opts.clients ?? []).map((c) => ({
-        ...c,
-        grant_types: ['authorization_code', 'refresh_token'],
-        response_types: ['code' as const],
-      })),
+      ...(opts.clients ?? []).map((c) =>
+        c.grant_types?.includes('client_credentials')
+          ? { ...c, grant_types: c.grant_types, response_types: [] }
+          : { ...c, grant_types: ['authorization_code', 'refresh_token'], response_types: ['code' as const] },
+      ),
     ],
     pkce: { required: () => true },
     scopes: ['openid', 'offline_access', ...scopesSupported],
     features: {
       devInteractions: { enabled: true },
+      clientCredentials: { enabled: true },
       registration: { enabled: opts.registration !== false },
       ...(opts.clientIdMetadataDocuments ? { clientIdMetadataDocument: { enabled: true, ack: 'draft-02' } } : {}),
       revocation: { enabled: true },
