@@ -9,7 +9,8 @@ import { ownerOf, secretContext } from '../lib/credentials/records.js';
 import type { CredentialOwner } from '../lib/domain.js';
 import type { Logger } from '../lib/log.js';
 import { recordProviderCall, refreshes } from '../lib/metrics.js';
-import { classifyOAuthError, type OAuthClients, type ToolClient } from '../lib/oauth/client.js';
+import type { OAuthClients, ToolClient } from '../lib/oauth/client.js';
+import { classifyOAuthError } from '../lib/oauth/errors.js';
 import type { Tool, ToolRegistry } from '../lib/tools.js';
 import type { Vault } from '../lib/vault/crypto.js';
 

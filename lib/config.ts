@@ -55,6 +55,8 @@ const envSchema = z.object({
   OUTBOUND_ALLOWLIST: z.string().optional(),
   /** When set, GET /metrics needs `Authorization: Bearer <this>`. */
   METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
+  /** How long what was discovered from an MCP server's URL is reused before discovery runs again. */
+  DISCOVERY_TTL_SECONDS: positiveInt('DISCOVERY_TTL_SECONDS').default(600),
   /** false: the credentials API never returns access tokens (a tool's `expose_token` overrides); use the gateway. */
   EXPOSE_TOKENS: bool.default(true),
 });
@@ -80,6 +82,8 @@ export interface Config {
    * support such documents; null when the broker has no HTTPS URL to host it at.
    */
   clientMetadataUrl: string | null;
+  /** How long an MCP server's discovered authorization server is reused (then discovered again). */
+  discoveryTtlSeconds: number;
   encryptionKey: string | undefined;
   toolsConfigPath: string;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
@@ -139,6 +143,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     exposeTokens: e.EXPOSE_TOKENS,
     redirectUri,
     clientMetadataUrl,
+    discoveryTtlSeconds: e.DISCOVERY_TTL_SECONDS,
     encryptionKey: e.CREDENTIALS_ENCRYPTION_KEY,
     toolsConfigPath: e.TOOLS_CONFIG,
     logLevel: e.LOG_LEVEL,

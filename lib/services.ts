@@ -62,6 +62,7 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
       registrations: new ClientRegistrations(orm, vault),
       redirectUri: config.redirectUri,
       clientMetadataUrl: config.clientMetadataUrl,
+      discoveryTtlMs: config.discoveryTtlSeconds * 1000,
       ...(opts.fetch ? { fetch: opts.fetch } : {}),
     }),
     audit,

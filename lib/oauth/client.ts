@@ -1,5 +1,5 @@
 import * as oidc from 'openid-client';
-import { findOutboundError, type OutboundPolicy } from '../net/outbound.js';
+import type { OutboundPolicy } from '../net/outbound.js';
 import type { Tool } from '../tools.js';
 import { brokerClientMetadata } from './client-metadata.js';
 import { DiscoveryError, discoverMcpAuthorization } from './mcp-discovery.js';
@@ -22,7 +22,15 @@ export interface OAuthClientOptions {
   redirectUri?: string;
   /** Our Client ID Metadata Document's HTTPS URL (our client_id where servers support such documents). */
   clientMetadataUrl?: string | null;
+  /**
+   * How long what was discovered from an MCP server's URL is reused; then discovery runs again, so a server that
+   * names another authorization server is followed (and registered with) by the next authorization or refresh.
+   */
+  discoveryTtlMs?: number;
 }
+
+/** Default for OAuthClientOptions.discoveryTtlMs. */
+export const DISCOVERY_TTL_MS = 10 * 60_000;
 
 export interface ToolClient {
   config: oidc.Configuration;
@@ -41,7 +49,7 @@ export interface ToolClient {
 
 /** Builds (and caches per tool) the openid-client configuration for a tool's authorization server. */
 export class OAuthClients {
-  private readonly cache = new Map<string, Promise<ToolClient>>();
+  private readonly cache = new Map<string, { client: Promise<ToolClient>; until: number }>();
 
   constructor(private readonly opts: OAuthClientOptions) {}
 
@@ -51,20 +59,24 @@ export class OAuthClients {
   }
 
   forTool(tool: Tool): Promise<ToolClient> {
-    let pending = this.cache.get(tool.id);
-    if (!pending) {
-      pending = this.build(tool);
-      // A failed discovery is not cached: the next attempt tries again.
-      pending.catch(() => this.cache.delete(tool.id));
-      this.cache.set(tool.id, pending);
-    }
-    return pending;
+    const cached = this.cache.get(tool.id);
+    if (cached && cached.until > Date.now()) return cached.client;
+    const client = this.build(tool);
+    // Configured endpoints do not change under us; discovered ones are looked up again after a while.
+    const until = isDiscovered(tool) ? Date.now() + (this.opts.discoveryTtlMs ?? DISCOVERY_TTL_MS) : Infinity;
+    const entry = { client, until };
+    // A failed discovery is not cached: the next attempt tries again.
+    client.catch(() => {
+      if (this.cache.get(tool.id) === entry) this.cache.delete(tool.id);
+    });
+    this.cache.set(tool.id, entry);
+    return client;
   }
 
   private async build(tool: Tool): Promise<ToolClient> {
     const { auth } = tool;
     // An MCP server known by its URL alone, for users (authorization code) or for machines (client credentials).
-    if (tool.toolType === 'mcp' && !auth.issuer && !auth.authorization_url && !auth.token_url) return this.buildMcp(tool);
+    if (isDiscovered(tool)) return this.buildMcp(tool);
     const clientAuth = clientAuthFor(auth.token_endpoint_auth_method, auth.client_secret);
     const metadata: Partial<oidc.ClientMetadata> = auth.client_secret ? { client_secret: auth.client_secret } : {};
     const execute = this.opts.allowInsecure ? [oidc.allowInsecureRequests] : [];
@@ -216,70 +228,7 @@ export class OAuthClients {
   }
 }
 
-/** OAuth error codes that no retry can fix: the user must authorize again. */
-export const PERMANENT_OAUTH_ERRORS = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client', 'access_denied', 'invalid_scope']);
-
-export interface ClassifiedOAuthError {
-  /** A stable code: the OAuth error, or a transport class. */
-  code: string;
-  permanent: boolean;
-  /** Safe to log: never a token, secret or verifier. */
-  message: string;
-  /** The server's Retry-After (seconds, bounded) on a transient answer. */
-  retryAfterSeconds?: number;
-}
-
-/** Turns openid-client's errors into a stable code and a message with no secret in it. */
-export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
-  const refused = findOutboundError(err);
-  if (refused) return { code: refused.code, permanent: true, message: `outbound request refused (${refused.reason})` };
-  if (err instanceof DiscoveryError) return { code: err.code, permanent: !err.transient, message: err.message };
-  if (err instanceof oidc.ResponseBodyError) {
-    const code = /^[a-z_]{1,64}$/.test(err.error) ? err.error : 'oauth_error';
-    const transient = err.status >= 500 || code === 'temporarily_unavailable' || code === 'server_error' || err.status === 429;
-    const retryAfterSeconds = transient ? retryAfter(err.response) : undefined;
-    return {
-      code,
-      permanent: !transient,
-      message: `authorization server answered ${err.status} ${code}`,
-      ...(retryAfterSeconds ? { retryAfterSeconds } : {}),
-    };
-  }
-  if (err instanceof oidc.AuthorizationResponseError) {
-    const code = /^[a-z_]{1,64}$/.test(err.error) ? err.error : 'oauth_error';
-    return { code, permanent: true, message: `authorization response carried error ${code}` };
-  }
-  if (err instanceof oidc.WWWAuthenticateChallengeError) {
-    return { code: 'invalid_client', permanent: true, message: `authorization server rejected the client (${err.status})` };
-  }
-  if (err instanceof oidc.ClientError) {
-    const status = (err.cause as { status?: unknown } | undefined)?.status;
-    if (typeof status === 'number') {
-      const transient = status >= 500 || status === 429 || status === 408;
-      const retryAfterSeconds = transient ? retryAfter(err.cause as Response) : undefined;
-      return {
-        code: transient ? 'provider_unavailable' : 'provider_rejected',
-        permanent: !transient,
-        message: `authorization server answered ${status} (${safeCode(err.code)})`,
-        ...(retryAfterSeconds ? { retryAfterSeconds } : {}),
-      };
-    }
-    // Response validation failures (state, iss, PKCE) are not fixed by retrying.
-    return { code: 'invalid_response', permanent: true, message: `authorization response failed validation: ${safeCode(err.code)}` };
-  }
-  const name = err instanceof Error ? err.name : 'Error';
-  return { code: 'provider_unavailable', permanent: false, message: `authorization server unreachable or failing (${name})` };
-}
-
-/** RFC 9110 Retry-After, as seconds or an HTTP date, bounded to 5 minutes; undefined when absent or unusable. */
-export function retryAfter(response: Response | undefined): number | undefined {
-  const value = response?.headers?.get?.('retry-after')?.trim();
-  if (!value) return undefined;
-  const seconds = /^\d{1,6}$/.test(value) ? Number(value) : Math.ceil((Date.parse(value) - Date.now()) / 1000);
-  if (!Number.isFinite(seconds) || seconds <= 0) return undefined;
-  return Math.min(seconds, 300);
-}
-
-function safeCode(code: unknown): string {
-  return typeof code === 'string' && /^[A-Z_a-z]{1,64}$/.test(code) ? code : 'unknown';
+/** An MCP server known by its URL alone: its authorization server is discovered, not configured. */
+function isDiscovered(tool: Tool): boolean {
+  return tool.toolType === 'mcp' && !tool.auth.issuer && !tool.auth.authorization_url && !tool.auth.token_url;
 }

@@ -23,6 +23,9 @@ beforeAll(async () => {
     challengeScope: 'mcp:tools',
     clients: [{ client_id: 'mcp-machine', client_secret: 'mcp-machine-secret', redirect_uris: [], grant_types: ['client_credentials'] }],
   });
+  // A server that will name another authorization server (the one of `target`).
+  servers.moving = await startMcpServer({ challengeScope: 'mcp:tools' });
+  servers.target = await startMcpServer({ challengeScope: 'mcp:tools', acceptAnyResource: true });
   servers.defaults = await startMcpServer({ metadata: '2025-03-26-defaults', challengeScope: 'mcp:tools offline_access' });
   const tools: ToolConfig[] = Object.entries(servers).map(([id, server]) => ({
     id,
@@ -32,7 +35,7 @@ beforeAll(async () => {
       id === 'machine' ? { type: 'client_credentials', client_id: 'mcp-machine', client_secret: 'mcp-machine-secret' } : { type: 'oauth2' },
     manifest: [],
   }));
-  h = await startHarness({ extraTools: tools });
+  h = await startHarness({ extraTools: tools, env: { DISCOVERY_TTL_SECONDS: '1' } });
 });
 afterAll(async () => {
   await h?.close();
@@ -75,5 +78,16 @@ describe('authorization across MCP spec revisions', () => {
     expect(await listMcpTools(server.url, res.json.access_token)).toEqual(['add', 'admin', 'echo']);
     const introspection = await server.introspect(res.json.access_token);
     expect(introspection).toMatchObject({ active: true, aud: server.url, client_id: 'mcp-machine' });
+  });
+
+  it('follows a server that names another authorization server, registering there, once discovery is due again', async () => {
+    const first = await h.call('POST', '/api/v1/credentials/moving', freshOwner('rev-moving'));
+    expect((await providerUrlBehind(first.json.authorization_url)).href.startsWith(servers.moving!.issuer)).toBe(true);
+    servers.moving!.pointTo(servers.target!.issuer);
+    await new Promise((r) => setTimeout(r, 1_100));
+    const second = await h.call('POST', '/api/v1/credentials/moving', freshOwner('rev-moved'));
+    expect(second.status, second.text).toBe(202);
+    expect((await providerUrlBehind(second.json.authorization_url)).href.startsWith(servers.target!.issuer)).toBe(true);
+    expect(await servers.target!.registeredClients()).toBe(1);
   });
 });

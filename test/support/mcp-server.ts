@@ -26,6 +26,8 @@ export interface McpTestServer {
   rejectEverything(on: boolean): void;
   /** Tool calls of `wait` that ended because the caller cancelled them. */
   cancellations: number;
+  /** From now on, the protected resource metadata names this authorization server instead (a server that moved). */
+  pointTo(issuer: string): void;
   /** Checks a token at the authorization server (for an API protected by the same provider). */
   introspect(token: string): Promise<{ active: boolean; sub?: unknown; aud?: unknown; scope?: unknown } | null>;
   close(): Promise<void>;
@@ -79,11 +81,13 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const layout = opts.metadata ?? 'path';
+  const named = { issuer: '' };
   const legacy = layout.startsWith('2025-03-26');
   const asPath = opts.issuerPath ?? '';
   // 2025-03-26: the authorization server is the MCP server's origin, with that revision's endpoint paths.
   const issuer = legacy ? origin : `${origin}${asPath}/oauth`;
   const resource = layout === 'root' ? origin : `${origin}/mcp`;
+  named.issuer = issuer;
   const metadataUrl =
     layout === 'root' ? `${origin}/.well-known/oauth-protected-resource` : `${origin}/.well-known/oauth-protected-resource/mcp`;
   const scopesSupported = opts.scopesSupported ?? ['mcp:tools', 'mcp:admin'];
@@ -148,7 +152,12 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
       res.json(metadata);
     });
     app.get(new URL(metadataUrl).pathname, (_req, res) => {
-      res.json({ resource, authorization_servers: [issuer], scopes_supported: scopesSupported, bearer_methods_supported: ['header'] });
+      res.json({
+        resource,
+        authorization_servers: [named.issuer],
+        scopes_supported: scopesSupported,
+        bearer_methods_supported: ['header'],
+      });
     });
     app.use(`${asPath}/oauth`, (req, res) => {
       req.url = req.originalUrl.slice(`${asPath}/oauth`.length) || '/';
@@ -334,6 +343,9 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     },
     get cancellations() {
       return counters.cancellations;
+    },
+    pointTo: (other) => {
+      named.issuer = other;
     },
     introspect,
     close: () =>
