@@ -103,8 +103,9 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
         }
         const tool = requireTool(deps.tools, credential.toolId);
         const client = await forTool(deps.oauth, tool);
-        // Endpoints an MCP server pointed us to: only `iss` ties the response to the server we meant (mix-up).
-        if (client.discovered && !params.iss) {
+        // Endpoints an MCP server pointed us to, spread over origins or from a server that sends `iss`: only `iss`
+        // ties the response to the server we meant (mix-up).
+        if (client.requireIss && !params.iss) {
           await failAudit(em, 'authorization.completed', credential, 'iss_missing');
           throw ApplicationFailure.nonRetryable('the authorization response carried no iss (RFC 9207)', 'iss_missing');
         }

@@ -1,4 +1,5 @@
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { BrokerError } from '../credential-workflows.js';
 import { ApiError } from '../errors.js';
 import { errorCode } from './record.js';
 import { UpstreamAuthRequired, type AuthNeed } from './upstream.js';
@@ -26,6 +27,8 @@ export function apiToMcp(err: unknown): McpError {
       ...(err.opts.retryAfterSeconds ? { retryAfterSeconds: err.opts.retryAfterSeconds } : {}),
     });
   }
+  if (err instanceof BrokerError)
+    return new McpError(GATEWAY_RPC_ERRORS.unavailable, err.message, { code: err.code, retryAfterSeconds: 1 });
   const code = errorCode(err);
   return new McpError(
     code === 'credential_unavailable' ? GATEWAY_RPC_ERRORS.unavailable : GATEWAY_RPC_ERRORS.upstream,

@@ -43,8 +43,13 @@ export interface ToolClient {
   scopes: string[];
   /** What a step-up may ask for: the tool's allowed_scopes, else its scopes, else what the MCP server supports. */
   allowedScopes: string[];
-  /** Endpoints learned from an MCP server: every authorization response must carry `iss` (RFC 9207). */
+  /** Endpoints learned from an MCP server, not configured by the operator. */
   discovered: boolean;
+  /**
+   * Every authorization response must carry `iss` (RFC 9207): the server says it sends one, or its endpoints are
+   * spread over more than one origin (the shape of a mix-up, where only `iss` ties the response to the server meant).
+   */
+  requireIss: boolean;
 }
 
 /** Builds (and caches per tool) the openid-client configuration for a tool's authorization server. */
@@ -123,6 +128,7 @@ export class OAuthClients {
       scopes: auth.scopeList,
       allowedScopes: auth.allowed_scopes ?? auth.scopeList,
       discovered: false,
+      requireIss: false,
     };
   }
 
@@ -157,6 +163,7 @@ export class OAuthClients {
       scopes: tool.auth.scopeList.length ? tool.auth.scopeList : found.scopes,
       allowedScopes: tool.auth.allowed_scopes ?? [...new Set([...tool.auth.scopeList, ...found.scopes, ...found.scopesSupported])],
       discovered: true,
+      requireIss: requiresIss(found.serverMetadata),
     };
   }
 
@@ -226,6 +233,24 @@ export class OAuthClients {
         typeof body.token_endpoint_auth_method === 'string' ? body.token_endpoint_auth_method : 'client_secret_basic',
     });
   }
+}
+
+/**
+ * Whether a discovered authorization server's responses must carry `iss`: it advertises RFC 9207, or its
+ * authorization endpoint is on another origin than its issuer or its token endpoint (a server whose endpoints all
+ * live at the issuer's origin, and which does not send `iss`, is the common case of revision 2025-06-18 and before).
+ */
+export function requiresIss(server: Record<string, unknown>): boolean {
+  if (server.authorization_response_iss_parameter_supported === true) return true;
+  const origin = (url: unknown) => {
+    try {
+      return new URL(String(url)).origin;
+    } catch {
+      return null;
+    }
+  };
+  const at = origin(server.authorization_endpoint);
+  return at === null || at !== origin(server.issuer) || at !== origin(server.token_endpoint);
 }
 
 /** An MCP server known by its URL alone: its authorization server is discovered, not configured. */

@@ -141,10 +141,12 @@ async function legacyAuthorization(mcpUrl: string, challenge: BearerChallenge, f
   const scopes = challenge.scope ? challenge.scope.split(' ').filter(Boolean) : [];
   const as = await firstJson([`${origin}/.well-known/oauth-authorization-server`], fetchImpl);
   if (as) {
-    if (as.json.issuer !== origin && as.json.issuer !== `${origin}/`)
+    // That revision puts the metadata at the MCP server's origin whatever the issuer's path: the issuer must be on
+    // that origin (the server speaks for itself), not elsewhere.
+    if (!sameOrigin(as.json.issuer, origin))
       throw new DiscoveryError(
         'invalid_metadata',
-        `the authorization server metadata names issuer ${String(as.json.issuer)}, not ${origin}`,
+        `the authorization server metadata names issuer ${String(as.json.issuer)}, not one at ${origin}`,
       );
     requirePkce(as.json, origin);
     // No resource metadata to name scopes: the challenge's, else what the authorization server supports
@@ -176,6 +178,14 @@ async function legacyAuthorization(mcpUrl: string, challenge: BearerChallenge, f
     scopes,
     scopesSupported: [],
   };
+}
+
+function sameOrigin(url: unknown, origin: string): boolean {
+  try {
+    return new URL(String(url)).origin === origin;
+  } catch {
+    return false;
+  }
 }
 
 const OIDC_SCOPES = new Set(['openid', 'profile', 'email', 'address', 'phone']);

@@ -6,6 +6,7 @@ import {
   parseBearerChallenge,
   protectedResourceMetadataUrls,
 } from '../../lib/oauth/mcp-discovery.js';
+import { requiresIss } from '../../lib/oauth/client.js';
 
 describe('MCP authorization discovery rules', () => {
   it('parses the Bearer challenge parameters', () => {
@@ -68,5 +69,19 @@ describe('MCP authorization discovery rules', () => {
     expect(coveringResource('http://mcp.example.com/tenant/mcp', mcp)).toBeNull();
     expect(coveringResource('https://mcp.example.com/tenant?x=1', mcp)).toBeNull();
     expect(coveringResource('not a url', mcp)).toBeNull();
+  });
+
+  it('requires iss from a discovered server that advertises it, or whose endpoints are spread over origins (mix-up)', () => {
+    const one = {
+      issuer: 'https://as.example.com',
+      authorization_endpoint: 'https://as.example.com/authorize',
+      token_endpoint: 'https://as.example.com/token',
+    };
+    expect(requiresIss(one)).toBe(false);
+    expect(requiresIss({ ...one, authorization_response_iss_parameter_supported: true })).toBe(true);
+    // A genuine provider's authorization endpoint with an attacker's token endpoint: the mix-up shape.
+    expect(requiresIss({ ...one, authorization_endpoint: 'https://genuine.example.com/authorize' })).toBe(true);
+    expect(requiresIss({ ...one, token_endpoint: 'https://attacker.example.com/token' })).toBe(true);
+    expect(requiresIss({ ...one, authorization_endpoint: 'not a url' })).toBe(true);
   });
 });
