@@ -8,6 +8,7 @@ import { sha256Hex } from '../lib/vault/crypto.js';
 import {
   ACTOR,
   forTool,
+  issuerOf,
   metadata,
   requireTool,
   resourceParams,
@@ -135,6 +136,7 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
           acquiredAt: now,
           ttlExpiresAt: new Date(now.getTime() + input.ttlSeconds * 1000),
           status: 'active',
+          issuer: issuerOf(client),
         };
         await commit(
           credential,

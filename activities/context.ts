@@ -233,6 +233,26 @@ export async function forTool(oauth: OAuthClients, tool: Tool): Promise<ToolClie
   }
 }
 
+/** The issuer a tool's current client talks to. */
+export function issuerOf(client: ToolClient): string {
+  return client.config.serverMetadata().issuer;
+}
+
+/**
+ * The tool's client, but only if it still talks to the authorization server that issued this credential's tokens:
+ * an MCP server that now names another one must not receive them (a refresh token is never sent elsewhere).
+ */
+export async function sameIssuerClient(oauth: OAuthClients, tool: Tool, credential: Credential): Promise<ToolClient> {
+  const client = await forTool(oauth, tool);
+  if (credential.issuer && client.discovered && issuerOf(client) !== credential.issuer) {
+    throw ApplicationFailure.nonRetryable(
+      'the MCP server now names another authorization server; the user must authorize there',
+      'issuer_changed',
+    );
+  }
+  return client;
+}
+
 /** RFC 8707: the MCP server's canonical URI goes with every token request too. */
 export function resourceParams(client: ToolClient): Record<string, string> | undefined {
   return client.resource ? { resource: client.resource } : undefined;

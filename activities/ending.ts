@@ -1,7 +1,7 @@
 import * as oidc from 'openid-client';
 import { ownerOf, secretContext } from '../lib/credentials/records.js';
 import { authorizations, revocations } from '../lib/metrics.js';
-import { ACTOR, forTool, type ActivityDeps, type Toolkit } from './context.js';
+import { ACTOR, sameIssuerClient, type ActivityDeps, type Toolkit } from './context.js';
 
 /** Ending a credential: revocation at the provider, and the row marked ended with its secrets wiped. */
 export function endingActivities(deps: ActivityDeps, kit: Toolkit) {
@@ -15,7 +15,13 @@ export function endingActivities(deps: ActivityDeps, kit: Toolkit) {
       const owner = ownerOf(credential);
       const tool = deps.tools.get(credential.toolId);
       if (!tool || (!credential.accessToken && !credential.refreshToken)) return { revokedAtProvider: false };
-      const client = await forTool(deps.oauth, tool);
+      let client;
+      try {
+        client = await sameIssuerClient(deps.oauth, tool, credential);
+      } catch {
+        // The tokens' server is no longer the tool's: they are not sent anywhere else; the credential still ends.
+        return { revokedAtProvider: false };
+      }
       if (!client.revocationSupported) return { revokedAtProvider: false };
       try {
         // The refresh token first: at most providers revoking it ends the whole grant.

@@ -5,6 +5,7 @@ import type { CredentialOwner } from '../lib/domain.js';
 import { recordProviderCall, refreshes } from '../lib/metrics.js';
 import {
   forTool,
+  sameIssuerClient,
   metadata,
   requireTool,
   resourceParams,
@@ -30,7 +31,7 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
           throw ApplicationFailure.nonRetryable('credential has no refresh token', 'no_refresh_token');
         }
         const owner = ownerOf(credential);
-        const client = await forTool(deps.oauth, requireTool(deps.tools, credential.toolId));
+        const client = await sameIssuerClient(deps.oauth, requireTool(deps.tools, credential.toolId), credential);
         const refreshToken = vault.decrypt(credential.refreshToken, secretContext(owner, credential.id, 'refresh_token'));
         let tokens: oidc.TokenEndpointResponse;
         try {

@@ -1,10 +1,12 @@
 import { Migration20261126000000_initial } from './Migration20261126000000_initial.js';
 import { Migration20261126010000_agents } from './Migration20261126010000_agents.js';
 import { Migration20261126020000_client_registrations } from './Migration20261126020000_client_registrations.js';
+import { Migration20261128000000_credential_issuer } from './Migration20261128000000_credential_issuer.js';
 
 /** Listed explicitly so migrations run the same from TypeScript sources and from any bundle. */
 export const migrationsList = [
   { name: 'Migration20261126000000_initial', class: Migration20261126000000_initial },
   { name: 'Migration20261126010000_agents', class: Migration20261126010000_agents },
   { name: 'Migration20261126020000_client_registrations', class: Migration20261126020000_client_registrations },
+  { name: 'Migration20261128000000_credential_issuer', class: Migration20261128000000_credential_issuer },
 ];

@@ -81,7 +81,8 @@ export function registerHandlers(s: CredentialState, inbox: Inbox): void {
   );
   // No timer: the wait ends with the authorization (consent, failure, its own deadline, revocation).
   setHandler(awaitConsentUpdate, async () => {
-    await condition(() => !(s.phase === 'awaiting_authorization' && !s.stepUpPending));
+    // `starting` too: the row already says awaiting_authorization while the link is being made.
+    await condition(() => s.phase !== 'starting' && !(s.phase === 'awaiting_authorization' && !s.stepUpPending));
     return view(s);
   });
   setHandler(ensureAuthorizationUpdate, async () => {

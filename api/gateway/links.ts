@@ -4,7 +4,7 @@ import type { CredentialOwner } from '../../lib/domain.js';
 import type { CredentialBroker } from '../broker.js';
 import type { CredentialView } from '../../workflows/messages.js';
 import { ApiError, catalogCode } from '../errors.js';
-import type { AuthNeed } from './upstream.js';
+import { fingerprint, type AuthNeed } from './upstream.js';
 
 /** A link to show the user, and why. */
 export interface ConsentLink {
@@ -104,8 +104,11 @@ export async function consentLinkFor(
     throw unavailable(owner, 'the step-up could not start');
   }
   if (need.kind === 'reauthorize') {
-    // The provider's tokens no longer open the tool: this credential is over, and the user authorizes again.
-    await broker.revoke(owner, { actor: 'gateway', reason: 'the tool refused the refreshed token' });
+    // The provider's tokens no longer open the tool: this credential is over, and the user authorizes again — unless
+    // another request has already replaced the refused token (then its credential stands).
+    const current = await broker.readActive(owner);
+    if (current && fingerprint(current.accessToken) === need.refused)
+      await broker.revoke(owner, { actor: 'gateway', reason: 'the tool refused the refreshed token' });
   }
   const view = await broker.shared(owner, 'ensure', ACTION_WAIT_MS);
   if (view === 'pending' || view === null) throw unavailable(owner, 'the credential is changing state');

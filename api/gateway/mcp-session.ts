@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Request, Response } from 'express';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import {
   CallToolRequestSchema,
   CallToolResultSchema,
@@ -38,7 +37,8 @@ import type { Tool } from '../../lib/tools.js';
 import type { Caller } from '../auth.js';
 import { apiToMcp, callScope, findNeed, GATEWAY_RPC_ERRORS } from './mcp-errors.js';
 import { consentLinkFor, type ConsentLink } from './links.js';
-import { SeenTokens, UpstreamAuthRequired, userFetch, type AuthNeed } from './upstream.js';
+import { SeenTokens, type AuthNeed } from './upstream.js';
+import { openUpstream } from './mcp-upstream.js';
 import type { GatewayDeps } from './deps.js';
 import { callOutcome, errorCode, recordCall } from './record.js';
 
@@ -103,6 +103,9 @@ export class GatewaySession {
 
   async handle(req: Request, res: Response): Promise<void> {
     this.lastSeen = Date.now();
+    // The caller of this request travels with it (the SDK hands `req.auth` to the handlers as `extra.authInfo`):
+    // concurrent requests of one session are checked each as its own caller.
+    (req as Request & { auth?: AuthInfo }).auth = { token: '', clientId: req.caller!.agentId, scopes: [], extra: { caller: req.caller } };
     if (req.method === 'GET') {
       this.openStreams++;
       res.on('close', () => {
@@ -135,6 +138,11 @@ export class GatewaySession {
     s.setRequestHandler(SetLevelRequestSchema, relay('logging/setLevel', EmptyResultSchema));
   }
 
+  /** Who sent this request (see `handle`); the session's creator for requests that carry none. */
+  private callerOf(extra: Extra): Caller {
+    return (extra.authInfo?.extra?.caller as Caller | undefined) ?? this.caller;
+  }
+
   /** The tools the caller may call: the upstream's list once the user has authorized, the manifest before. */
   private async listTools(params: unknown, extra: Extra) {
     let tools: { name: string }[] & object[];
@@ -152,16 +160,18 @@ export class GatewaySession {
         tools = this.tool.manifest.map((m) => ({ name: m.name, description: m.description, inputSchema: m.inputSchema }));
       }
     }
+    const caller = this.callerOf(extra);
     const allowed = [];
-    for (const t of tools) if (!(await this.deps.gate.refusal(this.caller, callScope(this.tool.id, t.name)))) allowed.push(t);
+    for (const t of tools) if (!(await this.deps.gate.refusal(caller, callScope(this.tool.id, t.name)))) allowed.push(t);
     return { tools: allowed, ...(nextCursor ? { nextCursor } : {}) } as z.infer<typeof ListToolsResultSchema>;
   }
 
   private async callTool(params: { name: string }, extra: Extra) {
     const started = performance.now();
-    const refusal = await this.deps.gate.refusal(this.caller, callScope(this.tool.id, params.name));
+    const caller = this.callerOf(extra);
+    const refusal = await this.deps.gate.refusal(caller, callScope(this.tool.id, params.name));
     if (refusal) {
-      recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, 'denied', { code: refusal });
+      recordCall(this.deps, caller, this.owner, 'mcp', { name: params.name }, 'denied', { code: refusal });
       throw new McpError(GATEWAY_RPC_ERRORS.forbidden, `not permitted to call ${params.name.slice(0, 100)}`, {
         code: refusal,
         scope: callScope(this.tool.id, params.name),
@@ -170,12 +180,12 @@ export class GatewaySession {
     try {
       const result = await this.forward('tools/call', params, CallToolResultSchema, extra);
       const outcome = result.isError ? 'tool_error' : 'ok';
-      recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, outcome, {
+      recordCall(this.deps, caller, this.owner, 'mcp', { name: params.name }, outcome, {
         durationMs: Math.round(performance.now() - started),
       });
       return result;
     } catch (err) {
-      recordCall(this.deps, this.caller, this.owner, 'mcp', { name: params.name }, callOutcome(err), {
+      recordCall(this.deps, caller, this.owner, 'mcp', { name: params.name }, callOutcome(err), {
         code: errorCode(err),
         durationMs: Math.round(performance.now() - started),
       });
@@ -214,37 +224,19 @@ export class GatewaySession {
   /** The upstream MCP client, connected (initialize) with the user's token on first use. */
   private connect(): Promise<Client> {
     if (this.upstream) return this.upstream;
-    const attempt = (async () => {
-      const inner = userFetch({
-        broker: this.deps.broker,
-        outbound: this.deps.outbound,
-        owner: this.owner,
-        seen: this.seen,
-        ...(this.tool.connection.headers ? { headers: this.tool.connection.headers } : {}),
-      });
+    const attempt = openUpstream({
+      deps: this.deps,
+      owner: this.owner,
+      tool: this.tool,
+      seen: this.seen,
       // The SSE transport reports a failed stream as an SseError without its cause: keep what the user must do.
-      const fetch: typeof inner = async (input, init) => {
-        try {
-          return await inner(input, init);
-        } catch (err) {
-          if (err instanceof UpstreamAuthRequired) this.lastNeed = err.need;
-          throw err;
-        }
-      };
-      const url = new URL(this.tool.connection.url);
-      const transport =
-        this.tool.connection.type === 'sse' ? new SSEClientTransport(url, { fetch }) : new StreamableHTTPClientTransport(url, { fetch });
-      const client = new Client({ name: 'agent-credential-broker', version: '1.0.0' }, { capabilities: {} });
+      onNeed: (need) => (this.lastNeed = need),
       // Notifications the upstream sends on its own (list changed, resource updated, log messages) reach the agent.
-      client.fallbackNotificationHandler = async (n) => {
-        await this.server.notification(this.seen.redactJson(n) as ServerNotification).catch(() => {});
-      };
-      client.onclose = () => {
+      onNotification: (n) => this.server.notification(this.seen.redactJson(n) as ServerNotification).catch(() => {}),
+      onClose: () => {
         if (this.upstream === attempt) this.upstream = null;
-      };
-      await client.connect(transport);
-      return client;
-    })();
+      },
+    });
     this.upstream = attempt;
     attempt.catch(() => {
       if (this.upstream === attempt) this.upstream = null;

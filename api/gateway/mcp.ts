@@ -53,7 +53,6 @@ export class McpGateway {
           if (session) await this.refused(req, owner);
           throw new ApiError('mcp_session_not_found', 'no MCP session with this id exists for this caller; initialize a new one');
         }
-        session.caller = req.caller!;
         return session.handle(req, res);
       }
       if (req.method !== 'POST' || !isInitializeRequest(req.body)) {

@@ -61,7 +61,8 @@ const DROPPED_RESPONSE_HEADERS = new Set([
 export function proxyRoutes(deps: GatewayDeps): Router {
   const router = Router();
   router.use(deps.gate.authenticate());
-  const buffered = express.raw({ type: () => true, limit: REPLAYABLE_BYTES });
+  // Bodies pass as the agent sent them (no inflating: its Content-Encoding goes along unchanged).
+  const buffered = express.raw({ type: () => true, limit: REPLAYABLE_BYTES, inflate: false });
   router.all(['/:toolId', '/:toolId/{*path}'], async (req, res) => {
     const owner = resolveOwner(req, deps.tools);
     const tool = deps.tools.get(owner.toolId)!;

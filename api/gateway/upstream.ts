@@ -1,9 +1,19 @@
+import { createHash } from 'node:crypto';
+import { isTerminal } from '../../lib/domain.js';
 import type { CredentialOwner } from '../../lib/domain.js';
 import type { OutboundPolicy } from '../../lib/net/outbound.js';
 import type { CredentialBroker } from '../broker.js';
 
-/** What the user must do before the tool can be called for them. */
-export type AuthNeed = { kind: 'authorize' } | { kind: 'reauthorize' } | { kind: 'step_up'; scopes: string[] };
+/**
+ * What the user must do before the tool can be called for them. `refused`: a fingerprint of the token the tool
+ * refused, so only the credential that still holds it is ended (not one another request has already replaced).
+ */
+export type AuthNeed = { kind: 'authorize' } | { kind: 'reauthorize'; refused: string } | { kind: 'step_up'; scopes: string[] };
+
+/** A token's fingerprint (never the token itself) to compare tokens by. */
+export function fingerprint(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
+}
 
 /** Thrown by an upstream fetch when no token can make the call succeed until the user acts. */
 export class UpstreamAuthRequired extends Error {
@@ -72,28 +82,16 @@ export function userFetch(opts: UpstreamOptions): (input: string | URL | Request
     const replayable = init.body === undefined || init.body === null || typeof init.body === 'string' || init.body instanceof Uint8Array;
     let token = await currentToken(broker, owner);
     let res = await send(token);
-    if (res.status === 401 && !replayable) {
-      // The body is gone: refresh for the next attempt, and have the agent send it again.
-      await res.body?.cancel().catch(() => {});
-      await broker.shared(owner, 'refresh', REFRESH_WAIT_MS);
-      throw new UpstreamUnavailable('the token was refreshed; send the request again');
-    }
     if (res.status === 401) {
       await res.body?.cancel().catch(() => {});
-      // Another call may have refreshed already: only ask the workflow when the token sent is still the newest.
-      let fresh = await currentToken(broker, owner);
-      if (fresh === token) {
-        const refreshed = await broker.shared(owner, 'refresh', REFRESH_WAIT_MS);
-        if (refreshed === 'pending') throw new UpstreamUnavailable('the credential is being refreshed');
-        const read = refreshed ? await broker.readActive(owner) : null;
-        if (!read || read.accessToken === token) throw new UpstreamAuthRequired({ kind: 'reauthorize' });
-        fresh = read.accessToken;
-      }
+      const fresh = await newerToken(token);
+      if (!replayable) throw new UpstreamUnavailable('the token was refreshed; send the request again');
       token = fresh;
       res = await send(token);
       if (res.status === 401) {
         await res.body?.cancel().catch(() => {});
-        throw new UpstreamAuthRequired({ kind: 'reauthorize' });
+        // A token the workflow just issued, refused too: the grant no longer opens the tool.
+        throw new UpstreamAuthRequired({ kind: 'reauthorize', refused: fingerprint(token) });
       }
     }
     if (res.status === 403) {
@@ -104,6 +102,25 @@ export function userFetch(opts: UpstreamOptions): (input: string | URL | Request
       }
     }
     return res;
+
+    /**
+     * A newer token than `refused`: another call's refresh, else one refresh through the workflow. Only a workflow
+     * that has ended means the user must authorize again; a refresh that is late or failed for now is a retry later
+     * (the token the upstream refused is not revoked for a hiccup).
+     */
+    async function newerToken(refused: string): Promise<string> {
+      const current = await currentToken(broker, owner);
+      if (current !== refused) return current;
+      const refreshed = await broker.shared(owner, 'refresh', REFRESH_WAIT_MS);
+      if (refreshed === 'pending') throw new UpstreamUnavailable('the credential is being refreshed');
+      if (refreshed === null || isTerminal(refreshed.phase))
+        throw new UpstreamAuthRequired({ kind: 'reauthorize', refused: fingerprint(refused) });
+      // The refresh's own row, not a read cached while it ran.
+      broker.forget(owner);
+      const read = await broker.readActive(owner);
+      if (!read || read.accessToken === refused) throw new UpstreamUnavailable('the refresh has not produced a new token yet');
+      return read.accessToken;
+    }
 
     function send(bearer: string): Promise<Response> {
       seen.add(bearer);

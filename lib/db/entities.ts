@@ -26,6 +26,8 @@ export const CredentialSchema = defineEntity({
     /** Set when the credential ended; the row stays for audit. */
     deletedAt: p.datetime().nullable(),
     endReason: p.string().length(80).nullable(),
+    /** The authorization server that issued the tokens (refresh and revocation go only there); null before 2026-11-28. */
+    issuer: p.text().nullable(),
   }),
   indexes: [{ properties: ['agentId', 'userId', 'toolId', 'createdAt'] }],
 });
