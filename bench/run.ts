@@ -1,3 +1,4 @@
+import { startTemporalDevServer } from '../test/support/temporal.js';
 import { execFile, type ChildProcess } from 'node:child_process';
 import { Session } from 'node:inspector/promises';
 import { createServer } from 'node:http';
@@ -7,17 +8,15 @@ import { promisify } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { secretContext } from '../lib/credentials/records.js';
 import { CredentialSchema } from '../lib/db/entities.js';
 import { fork } from '../lib/db/orm.js';
 import { credentialWorkflowId } from '../lib/domain.js';
-import { ensureTemporalCli } from '../scripts/temporal-cli.js';
 import { consent } from '../test/support/browser.js';
 import { freshOwner, startStack, type Harness, type RunSettings } from '../test/support/stack.js';
 import type { CredentialState, CredentialWorkflowInput } from '../workflows/messages.js';
-import { AgentIdKey, CredentialStatusKey, SEARCH_ATTRIBUTE_KEYS, ToolIdKey, UserIdKey } from '../workflows/messages.js';
+import { AgentIdKey, CredentialStatusKey, ToolIdKey, UserIdKey } from '../workflows/messages.js';
 import { planRefreshAt } from '../workflows/schedule.js';
 import { WORKFLOWS_PATH } from '../worker/worker.js';
 import { bareApp } from './bare-route.js';
@@ -35,14 +34,7 @@ const run = promisify(execFile);
 const results: Record<string, unknown> = {};
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
-const env = await TestWorkflowEnvironment.createLocal({
-  server: {
-    executable: { type: 'existing-path', path: ensureTemporalCli() },
-    ip: '127.0.0.1',
-    searchAttributes: SEARCH_ATTRIBUTE_KEYS,
-    extraArgs: ['--log-level', 'error'],
-  },
-});
+const env = await startTemporalDevServer();
 const tmp = resolve(import.meta.dirname, '..', 'data', 'bench');
 mkdirSync(tmp, { recursive: true });
 const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet() });

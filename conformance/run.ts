@@ -1,10 +1,8 @@
+import { startTemporalDevServer } from '../test/support/temporal.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { ensureTemporalCli } from '../scripts/temporal-cli.js';
-import { SEARCH_ATTRIBUTE_KEYS } from '../workflows/messages.js';
 import { WORKFLOWS_PATH } from '../worker/worker.js';
 
 /**
@@ -41,14 +39,7 @@ if (!existsSync(suite) || !existsSync(node22)) {
   );
 }
 
-const env = await TestWorkflowEnvironment.createLocal({
-  server: {
-    executable: { type: 'existing-path', path: ensureTemporalCli() },
-    ip: '127.0.0.1',
-    searchAttributes: SEARCH_ATTRIBUTE_KEYS,
-    extraArgs: ['--log-level', 'error'],
-  },
-});
+const env = await startTemporalDevServer();
 let code: number;
 try {
   const bundle = await bundleWorkflowCode({

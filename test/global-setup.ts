@@ -1,11 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { TestProject } from 'vitest/node';
 import { migrate, openOrm } from '../lib/db/orm.js';
-import { ensureTemporalCli } from '../scripts/temporal-cli.js';
-import { SEARCH_ATTRIBUTE_KEYS } from '../workflows/messages.js';
+import { startTemporalDevServer } from './support/temporal.js';
 import { WORKFLOWS_PATH } from '../worker/worker.js';
 
 declare module 'vitest' {
@@ -19,15 +17,7 @@ declare module 'vitest' {
 
 /** One Temporal dev server, one workflow bundle and one fresh database for the whole run. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const cli = ensureTemporalCli();
-  const env = await TestWorkflowEnvironment.createLocal({
-    server: {
-      executable: { type: 'existing-path', path: cli },
-      ip: '127.0.0.1',
-      searchAttributes: SEARCH_ATTRIBUTE_KEYS,
-      extraArgs: ['--log-level', 'error'],
-    },
-  });
+  const env = await startTemporalDevServer();
   const tmp = resolve(import.meta.dirname, '.tmp');
   mkdirSync(tmp, { recursive: true });
   const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
