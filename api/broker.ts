@@ -27,6 +27,9 @@ export interface ActiveCredential {
  */
 const MIN_REMAINING_MS = 1_000;
 
+/** How long a read whose token ran out waits for the nudged refresh (see `usable`). */
+const STALE_WAIT_MS = 1_000;
+
 /**
  * The agent-facing operations. Reads go to the database (a row read and a decrypt); Temporal is asked only
  * when something must happen: start an authorization, refresh early, revoke.
@@ -59,6 +62,21 @@ export class CredentialBroker {
   async readActive(owner: CredentialOwner): Promise<ActiveCredential | null> {
     const read = await this.read(owner);
     return read === 'stale' ? null : read;
+  }
+
+  /**
+   * A token to use now. One that ran out before its refresh landed (the provider or a worker is away) nudges the
+   * workflow once — shared by every reader of the credential in this process — and is waited for at most
+   * `waitMs`: reads stay reads, answered within a second either way. Null: no credential, or its workflow has ended
+   * (authorize); `'late'`: its refresh is still running (try again shortly).
+   */
+  async usable(owner: CredentialOwner, waitMs = STALE_WAIT_MS): Promise<ActiveCredential | 'late' | null> {
+    const read = await this.read(owner);
+    if (read !== 'stale') return read;
+    const nudged = await this.shared(owner, 'refresh', waitMs);
+    const hit = nudged && nudged !== 'pending' ? await this.readActive(owner) : null;
+    if (hit) return hit;
+    return nudged === null ? null : 'late';
   }
 
   /**

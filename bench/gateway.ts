@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { startMcpServer } from '../test/support/mcp-server.js';
 import { startProtectedApi } from '../test/support/protected-api.js';
 import { freshOwner, startStack, type RunSettings } from '../test/support/stack.js';
-import { freePort, spawnServer } from './spawn.js';
+import { autocannon, freePort, spawnServer } from './spawn.js';
 
 const run = promisify(execFile);
 const round = (x: number) => Math.round(x * 1000) / 1000;
@@ -128,15 +128,8 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
 
     // The HTTP proxy, with autocannon as for the token fetch: the API tool uses the same user's token.
     const cannon = async (url: string, headers: Record<string, string>, connections = 32): Promise<Load> => {
-      const flags = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}=${v}`]);
-      await run(process.execPath, ['node_modules/autocannon/autocannon.js', '-c', String(connections), '-d', '2', ...flags, url]);
-      const { stdout } = await run(
-        process.execPath,
-        ['node_modules/autocannon/autocannon.js', '--json', '-c', String(connections), '-d', String(seconds), ...flags, url],
-        { maxBuffer: 64 * 1024 * 1024 },
-      );
-      const r = JSON.parse(stdout);
-      return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx };
+      const r = await autocannon(url, { seconds, headers, connections });
+      return { rps: r.rps, p50: r.p50, p99: r.p99, errors: r.errors + r.non2xx };
     };
     const apiWho = { ...who };
     const apiFirst = await h.call('POST', '/api/v1/credentials/api', apiWho);

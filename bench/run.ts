@@ -1,10 +1,9 @@
 import { startTemporalDevServer } from '../test/support/temporal.js';
-import { execFile, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Session } from 'node:inspector/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -20,7 +19,7 @@ import { AgentIdKey, CredentialStatusKey, ToolIdKey, UserIdKey } from '../workfl
 import { planRefreshAt } from '../workflows/schedule.js';
 import { WORKFLOWS_PATH } from '../worker/worker.js';
 import { bareApp } from './bare-route.js';
-import { spawnServer } from './spawn.js';
+import { autocannon, spawnServer } from './spawn.js';
 import { gatewayBench } from './gateway.js';
 import { mintRefreshTokens } from './seed.js';
 
@@ -30,7 +29,6 @@ import { mintRefreshTokens } from './seed.js';
  */
 const scale = Number(process.env.BENCH_SCALE ?? 1);
 const n = (x: number) => Math.max(1, Math.round(x * scale));
-const run = promisify(execFile);
 const results: Record<string, unknown> = {};
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -78,20 +76,11 @@ async function tokenFetch(): Promise<void> {
     const bareServer = createServer(bareApp());
     await new Promise<void>((r) => bareServer.listen(0, '127.0.0.1', r));
     const barePort = (bareServer.address() as AddressInfo).port;
-    const headers = ['-H', `x-agent-id=${who.agent}`, '-H', `x-user-id=${who.user}`];
-    const duration = String(Math.max(3, Math.round(10 * scale)));
-    const cannon = async (url: string, extra: string[]) => {
-      await run(process.execPath, ['node_modules/autocannon/autocannon.js', '-c', '32', '-d', '2', '-m', 'POST', ...extra, url]);
-      const { stdout } = await run(
-        process.execPath,
-        ['node_modules/autocannon/autocannon.js', '--json', '-c', '32', '-d', duration, '-m', 'POST', ...extra, url],
-        { maxBuffer: 64 * 1024 * 1024 },
-      );
-      const r = JSON.parse(stdout);
-      return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
-    };
+    const headers = { 'x-agent-id': who.agent, 'x-user-id': who.user };
+    const seconds = Math.max(3, Math.round(10 * scale));
+    const cannon = (url: string, extra: Record<string, string>) => autocannon(url, { seconds, method: 'POST', headers: extra });
     const inProcess = {
-      baseline: await profiled('bare-route', () => cannon(`http://127.0.0.1:${barePort}/bare`, [])),
+      baseline: await profiled('bare-route', () => cannon(`http://127.0.0.1:${barePort}/bare`, {})),
       broker: await profiled('token-fetch', () => cannon(`${h.baseUrl}/api/v1/credentials/sandbox`, headers)),
     };
     bareServer.close();
@@ -99,14 +88,14 @@ async function tokenFetch(): Promise<void> {
     const bareChild = await spawnServer(['bench/bare-route.ts'], {}, children);
     const apiChild = await spawnServer(['api/main.ts'], { ...h.workerEnv, ...limits }, children);
     const separate = {
-      baseline: await cannon(`${bareChild}/bare`, []),
+      baseline: await cannon(`${bareChild}/bare`, {}),
       broker: await cannon(`${apiChild}/api/v1/credentials/sandbox`, headers),
     };
     results.tokenFetch = {
       inProcess: { ...inProcess, throughputRatio: round(inProcess.broker.rps / inProcess.baseline.rps) },
       separateProcesses: { ...separate, throughputRatio: round(separate.broker.rps / separate.baseline.rps) },
     };
-    console.log(`\n[token fetch] 32 connections, ${duration} s each`);
+    console.log(`\n[token fetch] 32 connections, ${seconds} s each`);
     for (const [label, m] of [
       ['API in its own process (deployed shape)', separate],
       ['API beside worker and sandbox (npm start)', inProcess],

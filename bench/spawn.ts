@@ -1,7 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+const run = promisify(execFile);
 
 /** Starts `node --import tsx <args>` on a free port and waits for its /healthz; returns its origin. */
 export async function spawnServer(args: string[], env: Record<string, string>, children: ChildProcess[]): Promise<string> {
@@ -32,4 +35,33 @@ export async function freePort(): Promise<number> {
   const port = (probe.address() as AddressInfo).port;
   await new Promise<void>((r) => probe.close(() => r()));
   return port;
+}
+
+export interface Cannonade {
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+/**
+ * autocannon in a process of its own against `url`: a 2-second warm-up, then `seconds` measured with `connections`
+ * connections (so the load generator never shares the measured process's event loop).
+ */
+export async function autocannon(
+  url: string,
+  opts: { seconds: number; method?: string; headers?: Record<string, string>; connections?: number },
+): Promise<Cannonade> {
+  const args = [
+    'node_modules/autocannon/autocannon.js',
+    '-c',
+    String(opts.connections ?? 32),
+    ...(opts.method ? ['-m', opts.method] : []),
+    ...Object.entries(opts.headers ?? {}).flatMap(([k, v]) => ['-H', `${k}=${v}`]),
+  ];
+  await run(process.execPath, [...args, '-d', '2', url]);
+  const { stdout } = await run(process.execPath, [...args, '--json', '-d', String(opts.seconds), url], { maxBuffer: 64 * 1024 * 1024 });
+  const r = JSON.parse(stdout);
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
 }

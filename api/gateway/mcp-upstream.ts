@@ -25,13 +25,7 @@ export interface UpstreamHooks {
  */
 export async function openUpstream(hooks: UpstreamHooks): Promise<Client> {
   const { deps, owner, tool, seen } = hooks;
-  const inner = userFetch({
-    broker: deps.broker,
-    outbound: deps.outbound,
-    owner,
-    seen,
-    ...(tool.connection.headers ? { headers: tool.connection.headers } : {}),
-  });
+  const inner = userFetch({ broker: deps.broker, outbound: deps.outbound, owner, tool, seen });
   const fetch: typeof inner = async (input, init) => {
     try {
       return await inner(input, init);

@@ -115,13 +115,7 @@ async function forward(
   const started = performance.now();
   let upstream: Response;
   try {
-    const fetch = userFetch({
-      broker: deps.broker,
-      outbound: deps.outbound,
-      owner,
-      seen,
-      ...(tool.connection.headers ? { headers: tool.connection.headers } : {}),
-    });
+    const fetch = userFetch({ broker: deps.broker, outbound: deps.outbound, owner, tool, seen });
     upstream = await fetch(target, {
       method: req.method,
       headers,

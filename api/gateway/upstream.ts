@@ -3,6 +3,7 @@ import { isTerminal } from '../../lib/domain.js';
 import type { CredentialOwner } from '../../lib/domain.js';
 import type { OutboundPolicy } from '../../lib/net/outbound.js';
 import type { CredentialBroker } from '../broker.js';
+import type { Tool } from '../../lib/tools.js';
 
 /**
  * What the user must do before the tool can be called for them. `refused`: a fingerprint of the token the tool
@@ -65,8 +66,8 @@ export interface UpstreamOptions {
   outbound: OutboundPolicy;
   owner: CredentialOwner;
   seen: SeenTokens;
-  /** Fixed headers a tool or its provider needs on every request (an API version). */
-  headers?: Record<string, string>;
+  /** The tool called: its fixed `connection_params.headers` (an API version) go with every request. */
+  tool: Tool;
 }
 
 /**
@@ -125,7 +126,7 @@ export function userFetch(opts: UpstreamOptions): (input: string | URL | Request
     function send(bearer: string): Promise<Response> {
       seen.add(bearer);
       const headers = new Headers(init.headers);
-      for (const [k, v] of Object.entries(opts.headers ?? {})) headers.set(k, v);
+      for (const [k, v] of Object.entries(opts.tool.connection.headers ?? {})) headers.set(k, v);
       headers.set('authorization', `Bearer ${bearer}`);
       return opts.outbound.streamingFetch(input, { ...init, headers });
     }
@@ -134,14 +135,10 @@ export function userFetch(opts: UpstreamOptions): (input: string | URL | Request
 
 /** The owner's usable access token; a late refresh is nudged once and waited for briefly. */
 async function currentToken(broker: CredentialBroker, owner: CredentialOwner): Promise<string> {
-  const read = await broker.read(owner);
-  if (read && read !== 'stale') return read.accessToken;
-  if (read === null) throw new UpstreamAuthRequired({ kind: 'authorize' });
-  const nudged = await broker.shared(owner, 'refresh', 1_000);
-  const hit = nudged && nudged !== 'pending' ? await broker.readActive(owner) : null;
-  if (hit) return hit.accessToken;
-  if (nudged === null) throw new UpstreamAuthRequired({ kind: 'authorize' });
-  throw new UpstreamUnavailable('the credential is being refreshed');
+  const hit = await broker.usable(owner);
+  if (hit === null) throw new UpstreamAuthRequired({ kind: 'authorize' });
+  if (hit === 'late') throw new UpstreamUnavailable('the credential is being refreshed');
+  return hit.accessToken;
 }
 
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]{1,200}$/;

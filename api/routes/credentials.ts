@@ -38,8 +38,6 @@ const postBody = z
   })
   .strict();
 const MAX_WAIT_SECONDS = 60;
-/** How long a read whose token ran out waits for the nudged refresh before it answers 503 with Retry-After. */
-const STALE_WAIT_MS = 1_000;
 /** How long a request that needs the workflow (authorize, force refresh) waits for it. */
 const ACTION_WAIT_MS = 10_000;
 
@@ -84,17 +82,9 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       const hit = refreshed ? await broker.readActive(owner) : null;
       if (hit) return sendActive(req, res, owner, hit);
     } else {
-      const read = await broker.read(owner);
-      if (read && read !== 'stale') return sendActive(req, res, owner, read);
-      if (read === 'stale') {
-        // The token ran out before its refresh landed (the provider or a worker is away). Reads stay reads: one
-        // nudge to the workflow per credential in this process, and an answer within a second either way.
-        const nudged = await broker.shared(owner, 'refresh', STALE_WAIT_MS);
-        const hit = nudged && nudged !== 'pending' ? await broker.readActive(owner) : null;
-        if (hit) return sendActive(req, res, owner, hit);
-        // null: the workflow has ended; anything else: it is still trying.
-        if (nudged !== null) throw unavailable(owner, 'the credential is being refreshed');
-      }
+      const hit = await broker.usable(owner);
+      if (hit === 'late') throw unavailable(owner, 'the credential is being refreshed');
+      if (hit) return sendActive(req, res, owner, hit);
     }
     const view = await broker.shared(owner, 'ensure', ACTION_WAIT_MS);
     if (view === 'pending' || view === null) throw unavailable(owner, 'the credential is changing state');

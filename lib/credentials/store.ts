@@ -3,6 +3,9 @@ import { AuthorizationRequestSchema, CredentialSchema, type AuthorizationRequest
 import { fork, type Em, type Orm } from '../db/orm.js';
 import type { CredentialOwner } from '../domain.js';
 
+/** An authorization request's one-time secrets, wiped once its code is spent or its credential ended. */
+const WIPED_REQUEST = { codeVerifier: null, callbackParams: null, providerUrl: null };
+
 /** The columns a provider's answer changes; `tokenGeneration` is the next one (the write's guard). */
 export type TokenChanges = Partial<Credential> & { tokenGeneration: number };
 
@@ -44,7 +47,7 @@ export class CredentialStore {
 
   /** The request's one-time secrets (verifier, callback, provider URL) are of no further use once its code is spent. */
   wipeRequest(tx: Em, requestId: string): Promise<number> {
-    return tx.nativeUpdate(AuthorizationRequestSchema, { id: requestId }, { codeVerifier: null, callbackParams: null, providerUrl: null });
+    return tx.nativeUpdate(AuthorizationRequestSchema, { id: requestId }, WIPED_REQUEST);
   }
 
   /**
@@ -66,11 +69,7 @@ export class CredentialStore {
         refreshToken: null,
       });
     }
-    await em.nativeUpdate(
-      AuthorizationRequestSchema,
-      { credentialId: credential.id, codeVerifier: { $ne: null } },
-      { codeVerifier: null, callbackParams: null, providerUrl: null },
-    );
+    await em.nativeUpdate(AuthorizationRequestSchema, { credentialId: credential.id, codeVerifier: { $ne: null } }, WIPED_REQUEST);
     await em.flush();
     return { credential, em };
   }

@@ -2,7 +2,7 @@ import * as oidc from 'openid-client';
 import type { OutboundPolicy } from '../net/outbound.js';
 import type { Tool } from '../tools.js';
 import { brokerClientMetadata } from './client-metadata.js';
-import { DiscoveryError, discoverMcpAuthorization } from './mcp-discovery.js';
+import { DiscoveryError, discoverMcpAuthorization, originOf } from './mcp-discovery.js';
 import { quirkFetch } from './quirks.js';
 import { clientAuthFor } from './client-auth.js';
 import type { ClientRegistrations, RegisteredClient } from './registrations.js';
@@ -242,15 +242,8 @@ export class OAuthClients {
  */
 export function requiresIss(server: Record<string, unknown>): boolean {
   if (server.authorization_response_iss_parameter_supported === true) return true;
-  const origin = (url: unknown) => {
-    try {
-      return new URL(String(url)).origin;
-    } catch {
-      return null;
-    }
-  };
-  const at = origin(server.authorization_endpoint);
-  return at === null || at !== origin(server.issuer) || at !== origin(server.token_endpoint);
+  const at = originOf(server.authorization_endpoint);
+  return at === null || at !== originOf(server.issuer) || at !== originOf(server.token_endpoint);
 }
 
 /** An MCP server known by its URL alone: its authorization server is discovered, not configured. */

@@ -143,7 +143,7 @@ async function legacyAuthorization(mcpUrl: string, challenge: BearerChallenge, f
   if (as) {
     // That revision puts the metadata at the MCP server's origin whatever the issuer's path: the issuer must be on
     // that origin (the server speaks for itself), not elsewhere.
-    if (!sameOrigin(as.json.issuer, origin))
+    if (originOf(as.json.issuer) !== origin)
       throw new DiscoveryError(
         'invalid_metadata',
         `the authorization server metadata names issuer ${String(as.json.issuer)}, not one at ${origin}`,
@@ -180,11 +180,12 @@ async function legacyAuthorization(mcpUrl: string, challenge: BearerChallenge, f
   };
 }
 
-function sameOrigin(url: unknown, origin: string): boolean {
+/** The origin of a URL a server gave us, or null when it is not one. */
+export function originOf(url: unknown): string | null {
   try {
-    return new URL(String(url)).origin === origin;
+    return new URL(String(url)).origin;
   } catch {
-    return false;
+    return null;
   }
 }
 
