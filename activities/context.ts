@@ -6,13 +6,14 @@ import type { Em, Orm } from '../lib/db/orm.js';
 import { CredentialStore, type TokenChanges } from '../lib/credentials/store.js';
 import { persistThroughOutage } from '../lib/db/outage.js';
 import { ownerOf, secretContext } from '../lib/credentials/records.js';
-import type { CredentialOwner } from '../lib/domain.js';
+import type { CredentialOwner, WebhookRetry } from '../lib/domain.js';
 import type { Logger } from '../lib/log.js';
 import { recordProviderCall, refreshes } from '../lib/metrics.js';
 import type { OAuthClients, ToolClient } from '../lib/oauth/client.js';
 import { classifyOAuthError } from '../lib/oauth/errors.js';
 import type { Tool, ToolRegistry } from '../lib/tools.js';
 import type { Vault } from '../lib/vault/crypto.js';
+import type { OutboundPolicy } from '../lib/net/outbound.js';
 
 export interface ActivityDeps {
   orm: Orm;
@@ -24,6 +25,9 @@ export interface ActivityDeps {
   redirectUri: string;
   /** The broker's public origin: users are sent to its start page, which checks who they are. */
   publicOrigin: string;
+  /** Webhook receivers are reached through the same outbound policy as every remote party. */
+  outbound: OutboundPolicy;
+  webhooks: WebhookRetry;
 }
 
 /** What activities return about tokens: timestamps and flags, never the tokens. */

@@ -29,6 +29,8 @@ import { callbackRoutes } from './routes/callback.js';
 import { credentialRoutes } from './routes/credentials.js';
 import { startRoutes } from './routes/start.js';
 import { toolRoutes } from './routes/tools.js';
+import { webhookRoutes } from './routes/webhooks.js';
+import { WebhookStore } from '../lib/webhooks/store.js';
 import { CredentialWaits } from './waits.js';
 import { DEFAULT_MCP_SETTINGS, McpGateway, type McpGatewaySettings } from './gateway/mcp.js';
 import { proxyRoutes } from './gateway/proxy.js';
@@ -132,6 +134,7 @@ export function createApp(deps: AppDeps): Express {
   app.use('/api/v1/mcp', perIp, mcp.router());
   app.use('/api/v1/proxy', perIp, proxyRoutes({ ...deps, gate }));
   app.use('/api/v1/tools', perIp, toolRoutes({ ...deps, gate }));
+  app.use('/api/v1/webhooks', perIp, json, webhookRoutes({ ...deps, gate, webhooks: new WebhookStore(deps.orm, deps.vault) }));
   const browserLimit = limiter(limits.callbackIpPerMinute, 'ip');
   app.use(START_PATH, browserLimit, startRoutes({ ...deps, consentCookies }));
   app.use('/codec', perIp, codecRoutes({ ...deps, developmentMode: config.developmentMode, allowedOrigins: config.security.codecOrigins }));

@@ -19,6 +19,10 @@ export const ERROR_CATALOG = {
     status: 400,
     when: "the proxied path could leave the tool's base URL (dot segments, encoded slashes, `@`, backslashes, absolute)",
   },
+  invalid_webhook_url: {
+    status: 400,
+    when: 'the webhook URL is not absolute, has a fragment, or is refused by the outbound policy (scheme, private address)',
+  },
   mcp_session_required: { status: 400, when: 'an MCP request without a session id that is not `initialize`' },
   mcp_session_not_found: { status: 404, when: 'the MCP session id is unknown, ended, or belongs to another caller' },
   payload_not_decodable: { status: 400, when: 'the codec could not process a payload with the configured keys' },
@@ -64,9 +68,12 @@ export const ERROR_CATALOG = {
     when: 'proxy: the tool refused even a refreshed token; the body carries a new `authorization_url`',
   },
   insufficient_scope: { status: 403, when: 'proxy: the tool needs wider scopes; the body carries the step-up `authorization_url`' },
+  too_many_webhooks: { status: 409, when: 'the agent already holds the most webhook subscriptions allowed' },
   // The credential
   tool_not_found: { status: 404, when: 'no tool with this id is configured' },
   credential_not_found: { status: 404, when: 'no credential exists (or none is live) for this tool' },
+  webhook_not_found: { status: 404, when: 'no webhook subscription with this id (for this agent, or for all agents)' },
+  delivery_not_found: { status: 404, when: 'no webhook delivery with this id for this subscription' },
   credential_ended: { status: 409, when: 'the credential has already ended' },
   credential_not_active: { status: 409, when: 'there is no active credential to check' },
   step_up_limit_reached: { status: 409, when: 'the credential was widened the maximum number of times' },

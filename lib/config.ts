@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseAllowlist, type OutboundSettings } from './net/outbound.js';
+import type { WebhookRetry } from './domain.js';
 
 /** The longest a credential may live, whatever the operator asks (DESIGN: never above 30 days). */
 export const MAX_SECRETS_TTL_SECONDS = 2_592_000;
@@ -59,6 +60,11 @@ const envSchema = z.object({
   DISCOVERY_TTL_SECONDS: positiveInt('DISCOVERY_TTL_SECONDS').default(600),
   /** false: the credentials API never returns access tokens (a tool's `expose_token` overrides); use the gateway. */
   EXPOSE_TOKENS: bool.default(true),
+  /** Webhook deliveries: first retry after this, doubling up to the maximum, for this many hours, each attempt bounded. */
+  WEBHOOK_RETRY_INITIAL_SECONDS: positiveInt('WEBHOOK_RETRY_INITIAL_SECONDS').default(5),
+  WEBHOOK_RETRY_MAX_INTERVAL_SECONDS: positiveInt('WEBHOOK_RETRY_MAX_INTERVAL_SECONDS').default(3600),
+  WEBHOOK_RETRY_HOURS: positiveInt('WEBHOOK_RETRY_HOURS').default(26),
+  WEBHOOK_TIMEOUT_SECONDS: positiveInt('WEBHOOK_TIMEOUT_SECONDS').max(60).default(10),
 });
 
 export interface Config {
@@ -84,6 +90,8 @@ export interface Config {
   clientMetadataUrl: string | null;
   /** How long an MCP server's discovered authorization server is reused (then discovered again). */
   discoveryTtlSeconds: number;
+  /** How webhook deliveries are retried (at least a day by default). */
+  webhooks: WebhookRetry;
   encryptionKey: string | undefined;
   toolsConfigPath: string;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
@@ -144,6 +152,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redirectUri,
     clientMetadataUrl,
     discoveryTtlSeconds: e.DISCOVERY_TTL_SECONDS,
+    webhooks: {
+      initialIntervalMs: e.WEBHOOK_RETRY_INITIAL_SECONDS * 1000,
+      maximumIntervalMs: e.WEBHOOK_RETRY_MAX_INTERVAL_SECONDS * 1000,
+      retryForMs: e.WEBHOOK_RETRY_HOURS * 3600 * 1000,
+      attemptTimeoutMs: e.WEBHOOK_TIMEOUT_SECONDS * 1000,
+    },
     encryptionKey: e.CREDENTIALS_ENCRYPTION_KEY,
     toolsConfigPath: e.TOOLS_CONFIG,
     logLevel: e.LOG_LEVEL,

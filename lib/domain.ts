@@ -57,3 +57,44 @@ export function workflowIdFits(owner: CredentialOwner): boolean {
   const id = owner.userId === MACHINE_USER ? machineWorkflowId(owner.agentId, owner.toolId) : credentialWorkflowId(owner);
   return id.length <= MAX_WORKFLOW_ID_LENGTH;
 }
+
+/**
+ * What a credential's workflow tells agents (webhooks), and when. Payloads carry ids, times and reasons, never a
+ * secret; the README's event table is checked against this list.
+ */
+export const LIFECYCLE_EVENTS = {
+  'credential.active': 'the user authorized (or re-authorized, or widened by a step-up) and the credential can be used',
+  'credential.refresh_failing': 'a refresh failed for a transient reason after its retries; the current token is still served',
+  'credential.recovered': 'a refresh succeeded after `credential.refresh_failing`',
+  'credential.expiring': 'the credential ends soon: its time to live, or the refresh token the provider said will die',
+  'credential.expired': 'the credential reached its time to live and ended',
+  'credential.reauthorization_required': 'the provider refused the grant (or gave no refresh token): the user must authorize again',
+  'credential.revoked': 'the credential was revoked (by the agent, an admin, or the user) and ended',
+  'authorization.failed': 'the authorization could not start or the code exchange failed (the user declined, say)',
+  'authorization.timed_out': 'the user did not complete the authorization in time',
+} as const;
+export type LifecycleEventType = keyof typeof LIFECYCLE_EVENTS;
+export const LIFECYCLE_EVENT_TYPES = Object.keys(LIFECYCLE_EVENTS) as LifecycleEventType[];
+
+/** One event, as the workflow records it: never a secret. */
+export interface LifecycleEvent {
+  /** The event's id: the `webhook-id` of every delivery of it, retries included. */
+  id: string;
+  type: LifecycleEventType;
+  /** Epoch ms (workflow time). */
+  at: number;
+  owner: CredentialOwner;
+  credentialId: string;
+  /** Type-specific fields: status, reason, times (ISO), scope, counts. */
+  data: Record<string, string | number | boolean | null>;
+}
+
+/** How webhook deliveries are retried (the worker's configuration, handed to the delivery workflow). */
+export interface WebhookRetry {
+  initialIntervalMs: number;
+  maximumIntervalMs: number;
+  /** How long a delivery keeps being retried before it is marked failed. */
+  retryForMs: number;
+  /** One attempt's bound (the HTTP request). */
+  attemptTimeoutMs: number;
+}

@@ -121,3 +121,10 @@ export const gatewaySessions = new Gauge({
   help: 'Open MCP gateway sessions in this process',
   registers: [registry],
 });
+
+export const webhookDeliveries = new Counter({
+  name: 'broker_webhook_deliveries_total',
+  help: 'Webhook delivery attempts by event type and outcome (delivered, refused, unreachable, failed)',
+  labelNames: ['event', 'outcome'] as const,
+  registers: [registry],
+});

@@ -30,6 +30,8 @@ export async function createWorker(p: WorkerParams): Promise<Worker> {
       log: services.log,
       redirectUri: services.config.redirectUri,
       publicOrigin: services.config.publicOrigin,
+      outbound: services.outbound,
+      webhooks: services.config.webhooks,
     }),
     ...(p.workflowBundle ? { workflowBundle: p.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
   });

@@ -15,6 +15,8 @@ import { emptyInbox, registerHandlers } from './handlers.js';
 import { failureCode, isPermanent, retryAfterMs } from './failures.js';
 import { HOLDS_TOKENS } from './options.js';
 import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
+import { announce } from './events.js';
+import type { LifecycleEvent, LifecycleEventType } from '../lib/domain.js';
 import {
   afterFailedRefresh,
   decide,
@@ -120,7 +122,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       case 'revoke_and_end':
         return revoke(step.request);
       case 'end':
-        return end(step.status, step.reason);
+        return end(step.status, step.reason, step.status === 'revoked' && inbox.revoke ? revokedData(inbox.revoke) : {});
       case 'exchange_code':
         return completeAuthorization();
       case 'drop_step_up':
@@ -174,6 +176,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
   }
 
   async function completeAuthorization(): Promise<void> {
+    const steppingUp = s.stepUpPending === true;
     try {
       const meta = await authorization.exchangeCode({
         credentialId: s.credentialId,
@@ -185,6 +188,12 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       inbox.callback = null;
       inbox.lastExchangeConnected = true;
       backToActive();
+      await tell('credential.active', {
+        scope: s.scope,
+        expires_at: iso(s.accessExpiresAt),
+        ttl_expires_at: iso(s.ttlExpiresAt),
+        step_up: steppingUp,
+      });
     } catch (err) {
       inbox.callback = null;
       inbox.lastExchangeConnected = false;
@@ -204,11 +213,13 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       return;
     }
     setPhase(s, 'refreshing');
+    const wasFailing = s.failedRefreshes >= REFRESH_FAILING_AFTER;
     try {
       applyTokens(await refreshing.refreshCredential({ credentialId: s.credentialId, expectedGeneration: s.generation }));
       if (s.retryNotBefore) s.retryNotBefore = null;
       s.cyclesThisRun++;
       setPhase(s, resumePhase());
+      if (wasFailing) await tell('credential.recovered', { expires_at: iso(s.accessExpiresAt) });
     } catch (err) {
       const code = failureCode(err);
       if (isPermanent(err)) {
@@ -219,6 +230,9 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       Object.assign(s, afterFailedRefresh(s, { now: Date.now(), retryAfterMs: retryAfterMs(err) }));
       log.warn('refresh failed, will retry', { code, failedRefreshes: s.failedRefreshes });
       setPhase(s, resumePhase());
+      if (s.failedRefreshes === REFRESH_FAILING_AFTER) {
+        await tell('credential.refresh_failing', { code, failed_refreshes: s.failedRefreshes, expires_at: iso(s.accessExpiresAt) });
+      }
     }
   }
 
@@ -234,14 +248,39 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       // Revocation at the provider failed for good: the credential still ends here, and the audit says so.
       log.warn('revocation at provider failed', { code: failureCode(err) });
     }
-    await end('revoked', revokedBy(request));
+    await end('revoked', revokedBy(request), revokedData(request));
   }
 
-  async function end(phase: Phase, reason: string): Promise<void> {
+  async function end(phase: Phase, reason: string, data: LifecycleEvent['data'] = {}): Promise<void> {
     await bookkeeping.endCredential({ credentialId: s.credentialId, status: phase, reason });
     s.endReason = reason;
     s.refreshAt = null;
     s.authorizationUrl = null;
     setPhase(s, phase);
+    const type = ENDED_EVENTS[phase];
+    if (type) await tell(type, { status: phase, reason, ...data });
   }
+
+  function tell(type: LifecycleEventType, data: LifecycleEvent['data']): Promise<void> {
+    return announce(owner, s.credentialId, type, data);
+  }
+}
+
+/** A transient refresh failure that outlasted its retries this many times in a row is worth telling the agent. */
+const REFRESH_FAILING_AFTER = 1;
+
+const ENDED_EVENTS: Partial<Record<Phase, LifecycleEventType>> = {
+  expired: 'credential.expired',
+  revoked: 'credential.revoked',
+  reauthorization_required: 'credential.reauthorization_required',
+  authorization_timed_out: 'authorization.timed_out',
+  authorization_failed: 'authorization.failed',
+};
+
+function revokedData(request: RevokeRequest): LifecycleEvent['data'] {
+  return { revoked_by: request.actor, reason: request.reason };
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
 }

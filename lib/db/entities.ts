@@ -140,6 +140,68 @@ export const ClientRegistrationSchema = defineEntity({
 });
 export type ClientRegistration = InferEntity<typeof ClientRegistrationSchema>;
 
+/** An HTTPS endpoint that receives an agent's lifecycle events (all agents' when agentId is null); secret encrypted. */
+export const WebhookSubscriptionSchema = defineEntity({
+  name: 'WebhookSubscription',
+  tableName: 'webhook_subscriptions',
+  properties: (p) => ({
+    id: p.uuid().primary(),
+    /** Null: the operator's subscription to every agent's events. */
+    agentId: p.string().length(200).nullable(),
+    url: p.text(),
+    /** Event types; empty means all. */
+    events: p.json<string[]>(),
+    description: p.string().length(200).nullable(),
+    /** The Standard Webhooks signing secret (`whsec_…`), encrypted; shown once when made or rotated. */
+    secret: p.text(),
+    createdBy: p.string().length(200),
+    createdAt: p.datetime(),
+    deletedAt: p.datetime().nullable(),
+  }),
+  indexes: [{ properties: ['agentId'] }],
+});
+export type WebhookSubscription = InferEntity<typeof WebhookSubscriptionSchema>;
+
+/** One lifecycle event, as its workflow recorded it (the payload every delivery of it sends). */
+export const WebhookEventSchema = defineEntity({
+  name: 'WebhookEvent',
+  tableName: 'webhook_events',
+  properties: (p) => ({
+    id: p.uuid().primary(),
+    type: p.string().length(80),
+    agentId: p.string().length(200),
+    userId: p.string().length(200),
+    toolId: p.string().length(200),
+    credentialId: p.uuid(),
+    /** The JSON body sent, exactly: retries send the same bytes. */
+    payload: p.text(),
+    at: p.datetime(),
+  }),
+});
+export type WebhookEvent = InferEntity<typeof WebhookEventSchema>;
+
+/** One event to one subscription: its attempts and how they went. */
+export const WebhookDeliverySchema = defineEntity({
+  name: 'WebhookDelivery',
+  tableName: 'webhook_deliveries',
+  properties: (p) => ({
+    id: p.uuid().primary(),
+    eventId: p.uuid(),
+    subscriptionId: p.uuid(),
+    /** pending | delivered | failed */
+    status: p.string().length(20),
+    attempts: p.integer().default(0),
+    lastStatusCode: p.integer().nullable(),
+    lastError: p.string().length(200).nullable(),
+    lastAttemptAt: p.datetime().nullable(),
+    deliveredAt: p.datetime().nullable(),
+    createdAt: p.datetime(),
+  }),
+  uniques: [{ properties: ['eventId', 'subscriptionId'] }],
+  indexes: [{ properties: ['subscriptionId', 'createdAt'] }],
+});
+export type WebhookDelivery = InferEntity<typeof WebhookDeliverySchema>;
+
 export const entities = [
   CredentialSchema,
   AuthorizationRequestSchema,
@@ -148,4 +210,7 @@ export const entities = [
   AgentKeySchema,
   UsedAssertionSchema,
   ClientRegistrationSchema,
+  WebhookSubscriptionSchema,
+  WebhookEventSchema,
+  WebhookDeliverySchema,
 ];

@@ -136,6 +136,7 @@ describe('a retried refresh', () => {
       ...h.services,
       redirectUri: h.services.config.redirectUri,
       publicOrigin: h.services.config.publicOrigin,
+      webhooks: h.services.config.webhooks,
     });
     const before = proxy.forwarded.length;
     const first = await activities.refreshCredential({ credentialId: row!.id, expectedGeneration: 1 });

@@ -187,6 +187,8 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
     WORKFLOW_BUNDLE_PATH: run.workflowBundlePath,
     WORKER_METRICS_PORT: '0',
     LOG_LEVEL: 'warn',
+    // Webhook retry settings reach spawned workers too.
+    ...Object.fromEntries(Object.entries(opts.env ?? {}).filter(([k]) => k.startsWith('WEBHOOK_'))),
   };
   const connection = await Connection.connect({ address: config.temporal.address! });
   const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter: { payloadCodecs: [services.codec] } });

@@ -67,6 +67,14 @@ describe('layout', () => {
     expect(touching).toEqual([]);
   });
 
+  it('the webhook tables have one owner: lib/webhooks', () => {
+    const touching = files
+      .filter((f) => /\bWebhook(Subscription|Event|Delivery)Schema\b/.test(f.text))
+      .map((f) => f.path)
+      .filter((p) => !p.startsWith('lib/webhooks/') && p !== 'lib/db/entities.ts');
+    expect(touching).toEqual([]);
+  });
+
   it('no source file over 300 lines', () => {
     const long = files.map((f) => ({ path: f.path, lines: f.text.split('\n').length })).filter((f) => f.lines > 300);
     expect(long).toEqual([]);
