@@ -39,6 +39,8 @@ export interface TokenMetadata {
   ttlExpiresAt: number | null;
   hasRefreshToken: boolean;
   scope: string | null;
+  /** When the refresh token dies, where known (older activities did not say). */
+  refreshExpiresAt?: number | null;
 }
 
 export interface BeginAuthorizationInput {
@@ -90,6 +92,7 @@ export function createToolkit(deps: ActivityDeps) {
       tokenType: (tokens.token_type ?? 'bearer').slice(0, 40),
       scope: tokens.scope ?? credential.scope ?? null,
       accessExpiresAt: typeof tokens.expires_in === 'number' ? new Date(now.getTime() + tokens.expires_in * 1000) : null,
+      refreshExpiresAt: refreshExpiry(credential, tokens, now, deps.tools.get(credential.toolId)?.auth.refresh_token_lifetime_seconds),
       tokenGeneration: credential.tokenGeneration + 1,
       updatedAt: now,
     };
@@ -215,7 +218,26 @@ export function metadata(c: Credential): TokenMetadata {
     ttlExpiresAt: c.ttlExpiresAt?.getTime() ?? null,
     hasRefreshToken: Boolean(c.refreshToken),
     scope: c.scope ?? null,
+    refreshExpiresAt: c.refreshExpiresAt?.getTime() ?? null,
   };
+}
+
+/**
+ * When the refresh token dies: what the provider said (`refresh_token_expires_in`, Keycloak's `refresh_expires_in`),
+ * else the tool's known lifetime counted from the consent; a kept refresh token keeps its expiry; else unknown.
+ */
+export function refreshExpiry(
+  credential: Credential,
+  tokens: oidc.TokenEndpointResponse,
+  now: Date,
+  lifetimeSeconds?: number,
+): Date | null {
+  const said = [tokens.refresh_token_expires_in, tokens.refresh_expires_in].find((v): v is number => typeof v === 'number' && v > 0);
+  if (said) return new Date(now.getTime() + said * 1000);
+  const known = credential.refreshExpiresAt ?? null;
+  if (!tokens.refresh_token) return known;
+  if (lifetimeSeconds) return credential.refreshToken && known ? known : new Date(now.getTime() + lifetimeSeconds * 1000);
+  return null;
 }
 
 export function requireTool(tools: ToolRegistry, toolId: string): Tool {

@@ -1,5 +1,6 @@
 import * as oidc from 'openid-client';
 import { ownerOf, secretContext } from '../lib/credentials/records.js';
+import type { RevocationOutcome } from '../lib/domain.js';
 import { authorizations, revocations } from '../lib/metrics.js';
 import { ACTOR, sameIssuerClient, type ActivityDeps, type Toolkit } from './context.js';
 
@@ -8,21 +9,33 @@ export function endingActivities(deps: ActivityDeps, kit: Toolkit) {
   const { vault, audit } = deps;
   const { store, oauthFailure } = kit;
   return {
-    async revokeAtProvider(input: { credentialId: string }): Promise<{ revokedAtProvider: boolean }> {
+    async revokeAtProvider(input: { credentialId: string }): Promise<{ revokedAtProvider: boolean; outcome: RevocationOutcome }> {
       const unit = store.unit();
       const { em } = unit;
       const credential = await unit.get(input.credentialId);
       const owner = ownerOf(credential);
       const tool = deps.tools.get(credential.toolId);
-      if (!tool || (!credential.accessToken && !credential.refreshToken)) return { revokedAtProvider: false };
+      if (!credential.accessToken && !credential.refreshToken) return { revokedAtProvider: false, outcome: 'nothing_to_revoke' };
+      const none = async () => {
+        await audit.record(em, {
+          eventType: 'credential.revoked_at_provider',
+          outcome: 'skipped',
+          actor: ACTOR,
+          ...owner,
+          credentialId: credential.id,
+          detail: { revocation: 'provider_has_no_revocation' },
+        });
+        return { revokedAtProvider: false, outcome: 'provider_has_no_revocation' as const };
+      };
+      if (!tool) return none();
       let client;
       try {
         client = await sameIssuerClient(deps.oauth, tool, credential);
       } catch {
         // The tokens' server is no longer the tool's: they are not sent anywhere else; the credential still ends.
-        return { revokedAtProvider: false };
+        return none();
       }
-      if (!client.revocationSupported) return { revokedAtProvider: false };
+      if (!client.revocationSupported) return none();
       try {
         // The refresh token first: at most providers revoking it ends the whole grant.
         if (credential.refreshToken) {
@@ -42,8 +55,9 @@ export function endingActivities(deps: ActivityDeps, kit: Toolkit) {
         actor: ACTOR,
         ...owner,
         credentialId: credential.id,
+        detail: { revocation: 'revoked_at_provider' },
       });
-      return { revokedAtProvider: true };
+      return { revokedAtProvider: true, outcome: 'revoked_at_provider' };
     },
 
     async endCredential(input: { credentialId: string; status: string; reason: string }): Promise<void> {

@@ -35,6 +35,7 @@ export interface WorkflowSettings {
   secretsTtlSeconds: number;
   authorizationTimeoutSeconds: number;
   refreshSkewSeconds: number;
+  expiringLeadSeconds?: number;
   maxCyclesPerRun?: number;
 }
 
@@ -73,6 +74,7 @@ export class CredentialWorkflows {
           ttlSeconds: this.settings.secretsTtlSeconds,
           authorizationTimeoutSeconds: this.settings.authorizationTimeoutSeconds,
           refreshSkewSeconds: this.settings.refreshSkewSeconds,
+          ...(this.settings.expiringLeadSeconds ? { expiringLeadSeconds: this.settings.expiringLeadSeconds } : {}),
           ...cycles,
         };
     for (let attempt = 0; attempt < 5; attempt++) {

@@ -33,6 +33,7 @@ export function createBroker(services: ApiServices, temporal: Client, overrides:
     secretsTtlSeconds: c.secretsTtlSeconds,
     authorizationTimeoutSeconds: c.authorizationTimeoutSeconds,
     refreshSkewSeconds: c.refreshSkewSeconds,
+    expiringLeadSeconds: c.expiringWarningSeconds,
     hotCacheMs: c.hotCacheMs,
     ...overrides,
   });

@@ -33,6 +33,8 @@ const envSchema = z.object({
     .default(MAX_SECRETS_TTL_SECONDS),
   AUTHORIZATION_TIMEOUT_SECONDS: positiveInt('AUTHORIZATION_TIMEOUT_SECONDS').default(600),
   REFRESH_SKEW_SECONDS: positiveInt('REFRESH_SKEW_SECONDS').default(300),
+  /** `credential.expiring` this long before a credential's TTL (or its refresh token) ends; at most half the life. */
+  EXPIRING_WARNING_SECONDS: positiveInt('EXPIRING_WARNING_SECONDS').default(86_400),
   HOT_CACHE_MS: z.coerce.number().int().min(0).max(10_000).default(1000),
   AUDIT_BUFFER_ROWS: positiveInt('AUDIT_BUFFER_ROWS').max(1_000_000).default(10_000),
   OAUTH_TOOL_REDIRECT_URI: z.string().optional(),
@@ -76,6 +78,7 @@ export interface Config {
   secretsTtlSeconds: number;
   authorizationTimeoutSeconds: number;
   refreshSkewSeconds: number;
+  expiringWarningSeconds: number;
   /** How long an API process may reuse a hot-path read (see CredentialBroker). */
   hotCacheMs: number;
   /** Audit rows kept in memory while the database is away; when full, no credential is issued. */
@@ -146,6 +149,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     secretsTtlSeconds: e.SECRETS_TTL_SECONDS,
     authorizationTimeoutSeconds: e.AUTHORIZATION_TIMEOUT_SECONDS,
     refreshSkewSeconds: e.REFRESH_SKEW_SECONDS,
+    expiringWarningSeconds: e.EXPIRING_WARNING_SECONDS,
     hotCacheMs: e.HOT_CACHE_MS,
     auditBufferRows: e.AUDIT_BUFFER_ROWS,
     exposeTokens: e.EXPOSE_TOKENS,

@@ -89,6 +89,14 @@ export interface LifecycleEvent {
   data: Record<string, string | number | boolean | null>;
 }
 
+/** What revoking a credential did at its provider: the offboarding receipt. */
+export type RevocationOutcome = 'revoked_at_provider' | 'provider_has_no_revocation' | 'provider_failed' | 'nothing_to_revoke';
+export interface Revocation {
+  outcome: RevocationOutcome;
+  /** The provider's error code, when it failed. */
+  code?: string;
+}
+
 /** How webhook deliveries are retried (the worker's configuration, handed to the delivery workflow). */
 export interface WebhookRetry {
   initialIntervalMs: number;

@@ -16,6 +16,11 @@ export const quirksSchema = z.object({
   scope_param: z.enum(['scope', 'user_scope']).optional(),
   /** How the token response is shaped (Slack: the user's token nested under `authed_user`). */
   token_response: z.enum(['standard', 'slack_authed_user']).optional(),
+  /**
+   * How long a refresh token lives from the consent when the provider does not say so in its answer (Google: 7 days
+   * for apps in testing), so the credential's workflow can warn before it dies.
+   */
+  refresh_token_lifetime_seconds: z.number().int().positive().optional(),
 });
 
 export type Quirks = z.infer<typeof quirksSchema>;

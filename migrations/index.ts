@@ -3,6 +3,7 @@ import { Migration20261126010000_agents } from './Migration20261126010000_agents
 import { Migration20261126020000_client_registrations } from './Migration20261126020000_client_registrations.js';
 import { Migration20261128000000_credential_issuer } from './Migration20261128000000_credential_issuer.js';
 import { Migration20261128100000_webhooks } from './Migration20261128100000_webhooks.js';
+import { Migration20261128110000_refresh_expiry } from './Migration20261128110000_refresh_expiry.js';
 
 /** Listed explicitly so migrations run the same from TypeScript sources and from any bundle. */
 export const migrationsList = [
@@ -11,4 +12,5 @@ export const migrationsList = [
   { name: 'Migration20261126020000_client_registrations', class: Migration20261126020000_client_registrations },
   { name: 'Migration20261128000000_credential_issuer', class: Migration20261128000000_credential_issuer },
   { name: 'Migration20261128100000_webhooks', class: Migration20261128100000_webhooks },
+  { name: 'Migration20261128110000_refresh_expiry', class: Migration20261128110000_refresh_expiry },
 ];

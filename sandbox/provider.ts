@@ -12,6 +12,8 @@ export interface SandboxOptions {
   redirectUris: string[];
   /** Short access tokens make refresh visible within minutes (seconds in tests). */
   accessTokenTtlSeconds?: number;
+  /** How long a refresh token lives (default 30 days); the token answer says it (`refresh_token_expires_in`). */
+  refreshTokenTtlSeconds?: number;
 }
 
 export interface Sandbox {
@@ -62,7 +64,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       AccessToken: opts.accessTokenTtlSeconds ?? 3600,
       ClientCredentials: opts.accessTokenTtlSeconds ?? 3600,
       AuthorizationCode: 60,
-      RefreshToken: 30 * 24 * 3600,
+      RefreshToken: opts.refreshTokenTtlSeconds ?? 30 * 24 * 3600,
       Grant: 30 * 24 * 3600,
       Interaction: 3600,
       Session: 24 * 3600,
@@ -71,6 +73,14 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
     cookies: { keys: ['sandbox-cookie-signing-key-not-secret'] },
+  });
+  // The token answer says when the refresh token dies (as GitHub, Microsoft and Keycloak do), read from the token itself.
+  provider.use(async (ctx, next) => {
+    await next();
+    const body = ctx.body as { refresh_token?: unknown } | undefined;
+    if (ctx.path !== '/token' || ctx.status !== 200 || typeof body?.refresh_token !== 'string') return;
+    const token = await provider.RefreshToken.find(body.refresh_token);
+    if (token?.exp) Object.assign(body, { refresh_token_expires_in: Math.max(0, token.exp - Math.floor(Date.now() / 1000)) });
   });
   server.on('request', provider.callback());
   return {

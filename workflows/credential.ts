@@ -15,7 +15,7 @@ import { emptyInbox, registerHandlers } from './handlers.js';
 import { failureCode, isPermanent, retryAfterMs } from './failures.js';
 import { HOLDS_TOKENS } from './options.js';
 import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
-import { announce } from './events.js';
+import { announce, ENDED_EVENTS, iso, revokedData } from './events.js';
 import type { LifecycleEvent, LifecycleEventType } from '../lib/domain.js';
 import {
   afterFailedRefresh,
@@ -83,7 +83,13 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
     // While a step-up waits for the user, the current credential is still served: keep refreshing it and keep its
     // time to live (histories from before this change waited for the user only).
     const waitingForUser = s.phase === 'awaiting_authorization';
-    const opts = { tendWhileSteppingUp: waitingForUser && s.stepUpPending === true && patched('refresh-during-step-up') };
+    const opts = {
+      tendWhileSteppingUp: waitingForUser && s.stepUpPending === true && patched('refresh-during-step-up'),
+      warnExpiring:
+        s.phase !== 'starting' && patched('expiring-warnings')
+          ? { leadMs: (input.expiringLeadSeconds ?? DEFAULT_EXPIRING_LEAD_SECONDS) * 1000, ttlMs: input.ttlSeconds * 1000 }
+          : null,
+    };
     if (
       !waitingForUser &&
       shouldContinueAsNew(s, {
@@ -122,6 +128,8 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       case 'revoke_and_end':
         return revoke(step.request);
       case 'end':
+        // Revoked while waiting for the user: there were no tokens to revoke.
+        if (step.status === 'revoked') s.revocation = { outcome: 'nothing_to_revoke' };
         return end(step.status, step.reason, step.status === 'revoked' && inbox.revoke ? revokedData(inbox.revoke) : {});
       case 'exchange_code':
         return completeAuthorization();
@@ -134,6 +142,9 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
         await refresh();
         inbox.refreshAttempts++;
         return;
+      case 'warn_expiring':
+        s.warned = [...(s.warned ?? []), step.warning.reason];
+        return tell('credential.expiring', { reason: step.warning.reason, expires_at: iso(step.warning.expiresAt) });
       case 'wait':
         return;
     }
@@ -243,22 +254,27 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
 
   async function revoke(request: RevokeRequest): Promise<void> {
     try {
-      await bookkeeping.revokeAtProvider({ credentialId: s.credentialId });
+      const done = await bookkeeping.revokeAtProvider({ credentialId: s.credentialId });
+      // Histories from before receipts carry only the flag.
+      s.revocation = { outcome: done.outcome ?? (done.revokedAtProvider ? 'revoked_at_provider' : 'provider_has_no_revocation') };
     } catch (err) {
       // Revocation at the provider failed for good: the credential still ends here, and the audit says so.
-      log.warn('revocation at provider failed', { code: failureCode(err) });
+      s.revocation = { outcome: 'provider_failed', code: failureCode(err) };
+      log.warn('revocation at provider failed', { code: s.revocation.code });
     }
     await end('revoked', revokedBy(request), revokedData(request));
   }
 
   async function end(phase: Phase, reason: string, data: LifecycleEvent['data'] = {}): Promise<void> {
     await bookkeeping.endCredential({ credentialId: s.credentialId, status: phase, reason });
+    // Told before the phase turns: whoever waits on the end (a revoke) sees the workflow complete with it.
+    const type = ENDED_EVENTS[phase];
+    const receipt: LifecycleEvent['data'] = s.revocation ? { revocation: s.revocation.outcome } : {};
+    if (type) await tell(type, { status: phase, reason, ...data, ...receipt });
     s.endReason = reason;
     s.refreshAt = null;
     s.authorizationUrl = null;
     setPhase(s, phase);
-    const type = ENDED_EVENTS[phase];
-    if (type) await tell(type, { status: phase, reason, ...data });
   }
 
   function tell(type: LifecycleEventType, data: LifecycleEvent['data']): Promise<void> {
@@ -266,21 +282,8 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
   }
 }
 
+/** `credential.expiring` this long before the end, unless the workflow was told otherwise (at most half the life). */
+const DEFAULT_EXPIRING_LEAD_SECONDS = 24 * 3600;
+
 /** A transient refresh failure that outlasted its retries this many times in a row is worth telling the agent. */
 const REFRESH_FAILING_AFTER = 1;
-
-const ENDED_EVENTS: Partial<Record<Phase, LifecycleEventType>> = {
-  expired: 'credential.expired',
-  revoked: 'credential.revoked',
-  reauthorization_required: 'credential.reauthorization_required',
-  authorization_timed_out: 'authorization.timed_out',
-  authorization_failed: 'authorization.failed',
-};
-
-function revokedData(request: RevokeRequest): LifecycleEvent['data'] {
-  return { revoked_by: request.actor, reason: request.reason };
-}
-
-function iso(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
-}

@@ -2,7 +2,7 @@ import { ParentClosePolicy, patched, proxyActivities, startChild, uuid4, workflo
 import type { createActivities } from '../activities/index.js';
 import type { CredentialOwner, LifecycleEvent, LifecycleEventType } from '../lib/domain.js';
 import { failureCode } from './failures.js';
-import { AgentIdKey, ToolIdKey, UserIdKey } from './messages.js';
+import { AgentIdKey, ToolIdKey, UserIdKey, type Phase, type RevokeRequest } from './messages.js';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -65,4 +65,21 @@ export async function deliveryWorkflow(input: DeliveryRunInput): Promise<{ deliv
     await bookkeeping.failDelivery({ deliveryId: deliveryIds[i]!, error: failureCode(result.reason) });
   }
   return { delivered: deliveryIds.length - failed, failed };
+}
+
+/** The event that tells each way a credential can end. */
+export const ENDED_EVENTS: Partial<Record<Phase, LifecycleEventType>> = {
+  expired: 'credential.expired',
+  revoked: 'credential.revoked',
+  reauthorization_required: 'credential.reauthorization_required',
+  authorization_timed_out: 'authorization.timed_out',
+  authorization_failed: 'authorization.failed',
+};
+
+export function revokedData(request: RevokeRequest): LifecycleEvent['data'] {
+  return { revoked_by: request.actor, reason: request.reason };
+}
+
+export function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
 }

@@ -56,7 +56,15 @@ export type Step =
   | { do: 'drop_step_up' }
   | { do: 'begin_step_up'; scopes: string[] }
   | { do: 'refresh' }
+  | { do: 'warn_expiring'; warning: ExpiringWarning }
   | { do: 'wait' };
+
+/** A `credential.expiring` warning: what ends, when, and when to say so. */
+export interface ExpiringWarning {
+  reason: 'ttl' | 'refresh_token';
+  expiresAt: number;
+  at: number;
+}
 
 export interface LifecycleOptions {
   /**
@@ -64,6 +72,11 @@ export interface LifecycleOptions {
    * before that behaviour (the `refresh-during-step-up` patch) wait for the user only.
    */
   tendWhileSteppingUp: boolean;
+  /**
+   * Warn before the credential ends (`credential.expiring`): the lead time and the TTL it is measured against.
+   * Null for histories from before warnings (the `expiring-warnings` patch).
+   */
+  warnExpiring?: { leadMs: number; ttlMs: number } | null;
 }
 
 const waitingForUser = (stage: Stage): stage is Extract<Stage, { expiresAt: number }> =>
@@ -89,17 +102,42 @@ export function wakeAt(s: CredentialState, wake: Wake, opts: LifecycleOptions): 
   const stage = stageOf(s);
   if (waitingForUser(stage)) {
     const tend = stage.kind === 'stepping_up' && opts.tendWhileSteppingUp;
-    return tend ? Math.min(stage.expiresAt, nextWake(s.refreshAt, s.ttlExpiresAt!)) : stage.expiresAt;
+    return tend ? Math.min(stage.expiresAt, nextWake(s.refreshAt, s.ttlExpiresAt!), warningAt(s, opts)) : stage.expiresAt;
   }
   // A refresh the agent asked for while the provider said "not yet" happens the moment it allows.
   const deferredUntil = wake.refreshRequested && s.retryNotBefore ? s.retryNotBefore : Infinity;
-  return Math.min(nextWake(s.refreshAt, s.ttlExpiresAt!), deferredUntil);
+  return Math.min(nextWake(s.refreshAt, s.ttlExpiresAt!), deferredUntil, warningAt(s, opts));
 }
 
-/** The current credential's own clock: its TTL ends it, a due or requested refresh renews it. */
-function tendCurrent(s: CredentialState, wake: Wake): Step | null {
+/**
+ * The next `credential.expiring` warning not yet sent: before the TTL, and before the refresh token dies where
+ * that comes first. The lead is at most half the life it warns about (a one-hour credential is not warned at birth).
+ */
+export function nextWarning(s: CredentialState, opts: LifecycleOptions): ExpiringWarning | null {
+  const w = opts.warnExpiring;
+  if (!w || s.ttlExpiresAt === null) return null;
+  const warned = new Set(s.warned ?? []);
+  const candidates: ExpiringWarning[] = [];
+  if (!warned.has('ttl'))
+    candidates.push({ reason: 'ttl', expiresAt: s.ttlExpiresAt, at: s.ttlExpiresAt - Math.min(w.leadMs, w.ttlMs / 2) });
+  const dies = s.refreshExpiresAt ?? null;
+  if (dies !== null && s.hasRefreshToken && dies < s.ttlExpiresAt && !warned.has('refresh_token')) {
+    const life = Math.max(0, dies - (s.acquiredAt ?? dies));
+    candidates.push({ reason: 'refresh_token', expiresAt: dies, at: dies - Math.min(w.leadMs, life / 2) });
+  }
+  return candidates.sort((a, b) => a.at - b.at)[0] ?? null;
+}
+
+function warningAt(s: CredentialState, opts: LifecycleOptions): number {
+  return nextWarning(s, opts)?.at ?? Infinity;
+}
+
+/** The current credential's own clock: its TTL ends it, a due or requested refresh renews it, an end ahead is told. */
+function tendCurrent(s: CredentialState, wake: Wake, opts: LifecycleOptions): Step | null {
   if (wake.now >= s.ttlExpiresAt!) return { do: 'end', status: 'expired', reason: 'the credential reached its time to live' };
   if (requestedRefreshNow(s, wake) || (s.refreshAt !== null && wake.now >= s.refreshAt)) return { do: 'refresh' };
+  const warning = nextWarning(s, opts);
+  if (warning && wake.now >= warning.at) return { do: 'warn_expiring', warning };
   return null;
 }
 
@@ -120,11 +158,11 @@ export function decide(s: CredentialState, wake: Wake, opts: LifecycleOptions): 
         ? { do: 'drop_step_up' }
         : { do: 'end', status: 'authorization_timed_out', reason: 'the user did not complete the authorization in time' };
     }
-    return tendCurrent(s, wake) ?? (wake.now >= stage.expiresAt ? { do: 'drop_step_up' } : { do: 'wait' });
+    return tendCurrent(s, wake, opts) ?? (wake.now >= stage.expiresAt ? { do: 'drop_step_up' } : { do: 'wait' });
   }
   if (wake.revoke) return { do: 'revoke_and_end', request: wake.revoke };
   if (wake.stepUp) return { do: 'begin_step_up', scopes: wake.stepUp };
-  return tendCurrent(s, wake) ?? { do: 'wait' };
+  return tendCurrent(s, wake, opts) ?? { do: 'wait' };
 }
 
 export function revokedBy(request: RevokeRequest): string {
@@ -150,6 +188,7 @@ export function withTokens(meta: TokenMetadata, opts: { now: number; skewMs: num
     ttlExpiresAt: meta.ttlExpiresAt,
     hasRefreshToken: meta.hasRefreshToken,
     scope: meta.scope,
+    refreshExpiresAt: meta.refreshExpiresAt ?? null,
     failedRefreshes: 0,
     refreshAt: meta.hasRefreshToken
       ? planRefreshAt({ acquiredAt: opts.now, accessExpiresAt: meta.accessExpiresAt, skewMs: opts.skewMs, random: opts.random() })

@@ -1,6 +1,6 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import type { CredentialOwner, CredentialStatus } from '../lib/domain.js';
+import type { CredentialOwner, CredentialStatus, Revocation } from '../lib/domain.js';
 
 /** Typed search attributes, registered on the server, so operators filter by them in the Web UI. */
 export const AgentIdKey = defineSearchAttributeKey('AgentId', SearchAttributeType.KEYWORD);
@@ -37,6 +37,12 @@ export interface CredentialState {
   stepUpPending?: boolean;
   /** The provider asked not to be called before this (Retry-After on a failed refresh); epoch ms. */
   retryNotBefore?: number | null;
+  /** When the refresh token dies, where known; epoch ms. */
+  refreshExpiresAt?: number | null;
+  /** What revoking did at the provider (set when the credential was revoked). */
+  revocation?: Revocation;
+  /** The `credential.expiring` warnings already sent (`ttl`, `refresh_token`): each at most once. */
+  warned?: string[];
 }
 
 export interface CredentialWorkflowInput {
@@ -46,6 +52,8 @@ export interface CredentialWorkflowInput {
   refreshSkewSeconds: number;
   /** Continue-as-new after this many refreshes in one run (also when the server suggests it). */
   maxCyclesPerRun?: number;
+  /** `credential.expiring` this long before the TTL or the refresh token ends (default a day; at most half the life). */
+  expiringLeadSeconds?: number;
   state?: CredentialState;
 }
 
@@ -67,6 +75,8 @@ export interface CredentialView {
   refreshAt: number | null;
   generation: number;
   endReason: string | null;
+  /** Set once revoked: what happened at the provider (revoked there, it has no revocation, or it failed). */
+  revocation?: Revocation | null;
 }
 
 export interface CallbackReceived {

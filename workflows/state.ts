@@ -44,5 +44,6 @@ export function view(s: CredentialState): CredentialView {
     refreshAt: s.refreshAt,
     generation: s.generation,
     endReason: s.endReason,
+    revocation: s.revocation ?? null,
   };
 }

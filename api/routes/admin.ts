@@ -48,6 +48,8 @@ const auditQuery = z
     ...page,
   })
   .strict();
+/** Credentials revoked at once while offboarding a user. */
+const OFFBOARD_CONCURRENCY = 8;
 const revokeBody = z.object({ reason: z.string().min(1).max(200).optional() }).strict();
 
 /** The admin API (scope `credential:admin` for both agent and user): list, revoke, offboard, audit. */
@@ -91,11 +93,23 @@ export function adminRoutes(deps: AdminDeps): Router {
     const body = parseOr400(revokeBody, req.body ?? {}, 'body');
     const live = await deps.records.liveOf(userId);
     const owners = new Map(live.map((r) => [credentialWorkflowId(r), { agentId: r.agentId, userId: r.userId, toolId: r.toolId }]));
-    const results = [];
-    for (const owner of owners.values()) {
-      const view = await revokeAs(req, owner, body.reason ?? 'user offboarded');
-      results.push({ agent_id: owner.agentId, tool_id: owner.toolId, status: view?.phase ?? 'not_running' });
-    }
+    // A few at a time: one slow provider does not hold up the user's other credentials.
+    const results: Record<string, unknown>[] = [];
+    const queue = [...owners.values()];
+    const revokeNext = async (): Promise<void> => {
+      for (let owner = queue.shift(); owner; owner = queue.shift()) {
+        const view = await revokeAs(req, owner, body.reason ?? 'user offboarded');
+        results.push({
+          agent_id: owner.agentId,
+          tool_id: owner.toolId,
+          status: view?.phase ?? 'not_running',
+          // The receipt: revoked at the provider, the provider has no revocation, or it failed (and its code).
+          revocation: view?.revocation?.outcome ?? null,
+          ...(view?.revocation?.code ? { provider_error: view.revocation.code } : {}),
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: OFFBOARD_CONCURRENCY }, revokeNext));
     await deps.audit.record(null, {
       eventType: 'admin.offboard',
       outcome: 'success',
@@ -103,7 +117,7 @@ export function adminRoutes(deps: AdminDeps): Router {
       userId,
       requestId: req.id,
       ip: req.ip ?? null,
-      detail: { revoked: results.length },
+      detail: { revoked: results.length, receipts: results },
     });
     res.json({ user_id: userId, revoked: results });
   });
@@ -139,7 +153,10 @@ export function adminRoutes(deps: AdminDeps): Router {
       credentialId: view?.credentialId ?? null,
       requestId: req.id,
       ip: req.ip ?? null,
-      detail: { reason },
+      detail: {
+        reason,
+        ...(view?.revocation ? { revocation: view.revocation.outcome, provider_error: view.revocation.code ?? null } : {}),
+      },
     });
     return view;
   }

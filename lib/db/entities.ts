@@ -28,6 +28,8 @@ export const CredentialSchema = defineEntity({
     endReason: p.string().length(80).nullable(),
     /** The authorization server that issued the tokens (refresh and revocation go only there); null before 2026-11-28. */
     issuer: p.text().nullable(),
+    /** When the refresh token dies, where the provider said (or the catalog knows); null when unknown. */
+    refreshExpiresAt: p.datetime().nullable(),
   }),
   indexes: [{ properties: ['agentId', 'userId', 'toolId', 'createdAt'] }],
 });

@@ -5,6 +5,8 @@ import { harnessBehindProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 import { killHard, spawnWorker } from '../support/processes.js';
 import { WebhookReceiver, type Received } from '../support/webhook-receiver.js';
+import { toTool, type ToolConfig } from '../../lib/tools.js';
+import { SANDBOX_SCOPES } from '../../sandbox/provider.js';
 
 const FAST_RETRIES = { WEBHOOK_RETRY_INITIAL_SECONDS: '1', WEBHOOK_RETRY_MAX_INTERVAL_SECONDS: '2', WEBHOOK_TIMEOUT_SECONDS: '2' };
 
@@ -176,6 +178,53 @@ describe('webhooks', () => {
     expect(rx.received.filter((r) => r.path === '/rotate' && r.event.type === 'credential.revoked')).toEqual([]);
   });
 
+  it('offboards with receipts: revoked at the provider, the provider failing (with its code), nothing to revoke', async () => {
+    const user = `leaver-${Date.now()}`;
+    const agent = freshOwner('wh-offboard').agent;
+    // The same provider, but its revocation endpoint refuses (the receiver answers 401 to anything unsigned).
+    h.services.tools.add(
+      toTool({
+        id: 'sandbox-badrevoke',
+        tool_type: 'api',
+        connection_params: { type: 'http', url: h.sandbox.issuer },
+        auth: {
+          type: 'oauth2',
+          issuer: h.sandbox.issuer,
+          client_id: h.sandbox.clientId,
+          client_secret: h.sandbox.clientSecret,
+          scopes: SANDBOX_SCOPES,
+          revocation_url: `${rx.url}/revocation`,
+        },
+        manifest: [],
+      } as ToolConfig),
+    );
+    const who = { agent, user };
+    await subscribe(h, rx, who, '/offboard');
+    const { accessToken } = await authorize(h, who);
+    const failing = await h.call('POST', '/api/v1/credentials/sandbox-badrevoke', who);
+    await h.consent(failing.json.authorization_url, { login: user });
+    expect((await h.call('GET', '/api/v1/credentials/sandbox-badrevoke', who)).json.status).toBe('active');
+    const pending = { agent: `${agent}-2`, user };
+    expect((await h.call('POST', CREDENTIAL_PATH, pending)).status).toBe(202);
+
+    const offboard = await h.call('POST', `/api/v1/admin/users/${user}/revoke-all`, who, {});
+    expect(offboard.status, offboard.text).toBe(200);
+    const receipts = Object.fromEntries(offboard.json.revoked.map((r: Record<string, string>) => [`${r.agent_id}/${r.tool_id}`, r]));
+    expect(receipts[`${agent}/sandbox`]).toMatchObject({ status: 'revoked', revocation: 'revoked_at_provider' });
+    expect(receipts[`${agent}/sandbox-badrevoke`]).toMatchObject({
+      status: 'revoked',
+      revocation: 'provider_failed',
+      provider_error: expect.any(String),
+    });
+    expect(receipts[`${pending.agent}/sandbox`]).toMatchObject({ status: 'revoked', revocation: 'nothing_to_revoke' });
+    expect((await h.introspect(accessToken)).active).toBe(false);
+
+    const audit = await h.call('GET', `/api/v1/admin/audit?user_id=${user}&event_type=admin.offboard`, who);
+    expect(audit.json.items[0].detail.receipts).toEqual(offboard.json.revoked);
+    const revoked = await eventOf(rx, '/offboard', 'credential.revoked', who);
+    expect(['revoked_at_provider', 'provider_failed']).toContain(revoked.event.data.revocation);
+  });
+
   it('refuses targets the outbound policy refuses, other agents\u2019 subscriptions, and malformed requests with 4xx', async () => {
     const who = freshOwner('wh-bad');
     for (const url of [
@@ -214,18 +263,34 @@ describe('webhooks: time to live', () => {
   let rx: WebhookReceiver;
   beforeAll(async () => {
     rx = await WebhookReceiver.start();
-    h = await startHarness({ secretsTtlSeconds: 4, env: FAST_RETRIES });
+    h = await startHarness({ secretsTtlSeconds: 6, refreshTokenTtlSeconds: 4, env: { ...FAST_RETRIES, EXPIRING_WARNING_SECONDS: '2' } });
   });
   afterAll(async () => {
     await h?.close();
     await rx?.close();
   });
 
-  it('tells credential.expired when the TTL ends it', async () => {
+  it('warns before the refresh token dies and before the TTL, then tells credential.expired', async () => {
     const who = freshOwner('wh-ttl');
     await subscribe(h, rx, who, '/ttl');
     await authorize(h, who);
-    expect((await eventOf(rx, '/ttl', 'credential.expired', who)).event.data.status).toBe('expired');
+    const status = (await h.call('GET', CREDENTIAL_PATH, who)).json;
+    const refreshDies = Date.parse(status.refresh_token_expires_at);
+    const ttlEnds = Date.parse(status.credential_expires_at);
+    // The provider said when its refresh token dies (refresh_token_expires_in); the status answer shows both ends.
+    expect(refreshDies).toBeGreaterThan(Date.now());
+    expect(refreshDies).toBeLessThan(ttlEnds);
+
+    const first = await eventOf(rx, '/ttl', 'credential.expiring', who);
+    expect(first.event.data).toMatchObject({ reason: 'refresh_token', expires_at: status.refresh_token_expires_at });
+    // Two seconds ahead (the lead), not at once.
+    expect(Date.parse(first.event.timestamp)).toBeGreaterThanOrEqual(refreshDies - 2_000 - 200);
+    const expired = await eventOf(rx, '/ttl', 'credential.expired', who);
+    expect(expired.event.data.status).toBe('expired');
+    const warnings = rx.at('/ttl').filter((r) => r.event.type === 'credential.expiring');
+    expect(warnings.map((w) => w.event.data.reason)).toEqual(['refresh_token', 'ttl']);
+    expect(warnings[1]!.event.data.expires_at).toBe(status.credential_expires_at);
+    expect(Date.parse(warnings[1]!.event.timestamp)).toBeLessThan(Date.parse(expired.event.timestamp));
   });
 });
 

@@ -31,6 +31,7 @@ export interface RunSettings {
 export interface HarnessOptions {
   secretsTtlSeconds?: number;
   accessTokenTtlSeconds?: number;
+  refreshTokenTtlSeconds?: number;
   authorizationTimeoutSeconds?: number;
   refreshSkewSeconds?: number;
   maxCyclesPerRun?: number;
@@ -106,7 +107,11 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
   const prod = opts.production;
   const publicOrigin = prod ? PRODUCTION_ORIGIN : baseUrl;
   const redirectUri = `${publicOrigin}${CALLBACK_PATH}`;
-  const sandbox = await startSandbox({ redirectUris: [redirectUri], accessTokenTtlSeconds: opts.accessTokenTtlSeconds ?? 3600 });
+  const sandbox = await startSandbox({
+    redirectUris: [redirectUri],
+    accessTokenTtlSeconds: opts.accessTokenTtlSeconds ?? 3600,
+    ...(opts.refreshTokenTtlSeconds ? { refreshTokenTtlSeconds: opts.refreshTokenTtlSeconds } : {}),
+  });
 
   const databaseUrl = opts.database === 'sqlite' ? '' : run.databaseUrl;
   const taskQueue = `broker-test-${randomUUID()}`;

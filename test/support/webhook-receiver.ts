@@ -54,7 +54,8 @@ export class WebhookReceiver {
     const timestamp = Number(req.headers['webhook-timestamp']);
     const secret = this.secrets.get(path);
     const verified = secret !== undefined && verify(secret, id, timestamp, body, String(req.headers['webhook-signature'] ?? ''));
-    const r: Received = { id, timestamp, verified, body, event: JSON.parse(body), path };
+    // Anything unsigned (a form POST, say) is answered 401 and kept with an empty event.
+    const r: Received = { id, timestamp, verified, body, event: verified ? JSON.parse(body) : { type: '', timestamp: '', data: {} }, path };
     this.received.push(r);
     const answer = verified ? this.answer(r) : 401;
     if (answer === 'hold') {

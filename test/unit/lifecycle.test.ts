@@ -4,6 +4,7 @@ import {
   decide,
   interrupts,
   mayContinueAsNew,
+  nextWarning,
   shouldContinueAsNew,
   stageOf,
   wakeAt,
@@ -183,5 +184,41 @@ describe('the credential lifecycle', () => {
       refreshAt: T + 30_000,
       retryNotBefore: T + 30_000,
     });
+  });
+});
+
+describe('credential.expiring warnings', () => {
+  const warn = { tendWhileSteppingUp: true, warnExpiring: { leadMs: 600_000, ttlMs: 3_660_000 } };
+  const ttlWarning = { reason: 'ttl', expiresAt: T + 3_600_000, at: T + 3_000_000 } as const;
+
+  it('warns the lead time before the TTL, once, and wakes for it', () => {
+    expect(nextWarning(base, warn)).toEqual(ttlWarning);
+    const afterRefresh = { ...base, refreshAt: T + 3_500_000 };
+    expect(wakeAt(afterRefresh, quiet, warn)).toBe(T + 3_000_000);
+    expect(decide(afterRefresh, { ...quiet, now: T + 3_000_000 }, warn)).toEqual({ do: 'warn_expiring', warning: ttlWarning });
+    expect(decide({ ...afterRefresh, warned: ['ttl'] }, { ...quiet, now: T + 3_000_000 }, warn)).toEqual(wait);
+    expect(wakeAt({ ...afterRefresh, warned: ['ttl'] }, quiet, warn)).toBe(T + 3_500_000);
+  });
+
+  it('warns at half the life when the lead is longer than that', () => {
+    const shortLife = { tendWhileSteppingUp: true, warnExpiring: { leadMs: 86_400_000, ttlMs: 3_660_000 } };
+    expect(nextWarning(base, shortLife)!.at).toBe(T + 3_600_000 - 1_830_000);
+  });
+
+  it('warns before a refresh token that dies before the TTL, first', () => {
+    const dying = { ...base, refreshExpiresAt: T + 1_000_000 };
+    // Its life from the consent is 1,060 s: half of it (530 s) is shorter than the 600 s lead.
+    expect(nextWarning(dying, warn)).toEqual({ reason: 'refresh_token', expiresAt: T + 1_000_000, at: T + 1_000_000 - 530_000 });
+    expect(nextWarning({ ...dying, warned: ['refresh_token'] }, warn)).toEqual(ttlWarning);
+    // A refresh token that outlives the TTL, or none at all, is not worth a warning of its own.
+    expect(nextWarning({ ...base, refreshExpiresAt: T + 9_000_000 }, warn)).toEqual(ttlWarning);
+    expect(nextWarning({ ...dying, hasRefreshToken: false }, warn)).toEqual(ttlWarning);
+  });
+
+  it('refreshes and ends before it warns, and histories from before warnings never warn', () => {
+    expect(decide(base, { ...quiet, now: T + 3_600_000 }, warn)).toEqual(expire);
+    expect(decide({ ...base, refreshAt: T + 3_000_000 }, { ...quiet, now: T + 3_000_000 }, warn)).toEqual(refresh);
+    expect(nextWarning(base, { tendWhileSteppingUp: true, warnExpiring: null })).toBeNull();
+    expect(decide(base, { ...quiet, now: T + 3_100_000 }, { tendWhileSteppingUp: true })).toEqual(refresh);
   });
 });
