@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import * as oidc from 'openid-client';
+import { identifyAccount } from '../lib/oauth/account.js';
 import { ownerOf, secretContext } from '../lib/credentials/records.js';
 import { authorizationDuration, authorizations, recordProviderCall } from '../lib/metrics.js';
 import { scopeParams } from '../lib/oauth/quirks.js';
@@ -130,9 +131,23 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
           throw await oauthFailure(em, 'authorization.completed', credential, err);
         }
         // The provider has answered: from here its tokens exist only in this process until they are committed.
+        const account = await identifyAccount(tool, tokens, deps.outbound.fetch);
+        const pinned = account && tool.pinAccount ? await unit.pinnedAccount(credential) : null;
+        if (pinned && pinned !== account!.id) {
+          // Consent with another account than this connection has: its tokens are given back, never stored.
+          if (client.revocationSupported)
+            await oidc.tokenRevocation(client.config, tokens.refresh_token ?? tokens.access_token).catch(() => undefined);
+          await store.wipeRequest(em, request.id);
+          await failAudit(em, 'authorization.completed', credential, 'account_mismatch');
+          throw ApplicationFailure.nonRetryable(
+            'the user consented with another upstream account than this credential has',
+            'account_mismatch',
+          );
+        }
         const now = new Date();
         const changes = {
           ...tokenChanges(credential, tokens, now),
+          ...(account ? { accountId: account.id, accountName: account.name } : {}),
           acquiredAt: now,
           ttlExpiresAt: new Date(now.getTime() + input.ttlSeconds * 1000),
           status: 'active',

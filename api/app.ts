@@ -30,6 +30,7 @@ import { credentialRoutes } from './routes/credentials.js';
 import { startRoutes } from './routes/start.js';
 import { toolRoutes } from './routes/tools.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import { meRoutes } from './routes/me.js';
 import { WebhookStore } from '../lib/webhooks/store.js';
 import { CredentialWaits } from './waits.js';
 import { DEFAULT_MCP_SETTINGS, McpGateway, type McpGatewaySettings } from './gateway/mcp.js';
@@ -136,6 +137,12 @@ export function createApp(deps: AppDeps): Express {
   app.use('/api/v1/tools', perIp, toolRoutes({ ...deps, gate }));
   app.use('/api/v1/webhooks', perIp, json, webhookRoutes({ ...deps, gate, webhooks: new WebhookStore(deps.orm, deps.vault) }));
   const browserLimit = limiter(limits.callbackIpPerMinute, 'ip');
+  // The user's own page: every connection across agents and tools, and taking them back.
+  app.use(
+    '/api/v1/me/connections',
+    browserLimit,
+    meRoutes({ ...deps, publicOrigin: config.publicOrigin, secureCookies: !config.developmentMode }),
+  );
   app.use(START_PATH, browserLimit, startRoutes({ ...deps, consentCookies }));
   app.use('/codec', perIp, codecRoutes({ ...deps, developmentMode: config.developmentMode, allowedOrigins: config.security.codecOrigins }));
   app.use(CALLBACK_PATH, browserLimit, callbackRoutes({ ...deps, consentCookies, completionWaitMs: deps.callbackWaitMs }));

@@ -36,6 +36,8 @@ const STALE_WAIT_MS = 1_000;
  */
 export class CredentialBroker {
   private readonly hot = new Map<string, { row: ActiveRow | undefined; until: number }>();
+  /** When this process last recorded each credential's use (see noteUse). */
+  private readonly usedAt = new Map<string, number>();
   private readonly flights = new Map<string, Promise<CredentialView | null>>();
 
   constructor(
@@ -96,6 +98,7 @@ export class CredentialBroker {
       // Tampered, moved between rows, or encrypted with a key that is no longer configured.
       throw new BrokerError('credential_unreadable', `the stored credential cannot be decrypted (${(err as VaultError).code ?? 'error'})`);
     }
+    this.noteUse(row.id);
     return {
       credentialId: row.id,
       accessToken,
@@ -121,6 +124,15 @@ export class CredentialBroker {
       this.hot.set(key, { row, until: Date.now() + ttl });
     }
     return row;
+  }
+
+  /** Records that a credential was used, at most once a minute per credential and process, off the hot path. */
+  private noteUse(credentialId: string): void {
+    const now = Date.now();
+    if (now - (this.usedAt.get(credentialId) ?? 0) < 60_000) return;
+    if (this.usedAt.size >= 50_000) this.usedAt.clear();
+    this.usedAt.set(credentialId, now);
+    this.records.markUsed(credentialId).catch(() => undefined);
   }
 
   /** Drops this process's cached read of a credential (after something changed it). */

@@ -49,7 +49,7 @@ export class BrokerError extends Error {
 }
 
 /** How a delivered callback ended, as the page the user sees needs it. */
-export type CallbackResult = 'connected' | 'refused' | 'pending' | 'closed';
+export type CallbackResult = 'connected' | 'refused' | 'account_mismatch' | 'pending' | 'closed';
 
 /**
  * The API's requests to credential workflows (Temporal updates and queries): start or join an authorization,
@@ -179,7 +179,7 @@ export class CredentialWorkflows {
         const timer = setTimeout(() => stop.abort(), waitMs);
         try {
           const outcome = await this.temporal.withAbortSignal(stop.signal, () => update.result());
-          return outcome.connected ? 'connected' : 'refused';
+          return outcome.connected ? 'connected' : outcome.code === 'account_mismatch' ? 'account_mismatch' : 'refused';
         } catch (err) {
           // Still exchanging: the workflow goes on without us, and the page says so.
           if (stop.signal.aborted) return 'pending';

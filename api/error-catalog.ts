@@ -58,6 +58,8 @@ export const ERROR_CATALOG = {
   agent_not_permitted: { status: 403, when: 'the agent is not granted the scope' },
   user_not_permitted: { status: 403, when: 'the user is not granted the scope' },
   operator_not_permitted: { status: 403, when: 'decoding payloads needs credential:admin' },
+  cross_site_request: { status: 403, when: "a state-changing request to the user's connections page came from another site (Origin)" },
+  csrf_token_invalid: { status: 403, when: "a state-changing request to the user's connections page lacked the page's token" },
   scope_not_allowed: { status: 403, when: 'a step-up asked for a scope the tool does not allow' },
   rate_limited: { status: 429, when: 'too many requests from this address or agent' },
   too_many_waits: { status: 429, when: 'the agent already holds the most long polls allowed' },

@@ -11,6 +11,7 @@ export function credentialView(row: Credential, opts: { withOwner?: boolean } = 
     expires_at: row.accessExpiresAt?.toISOString() ?? null,
     credential_expires_at: row.ttlExpiresAt?.toISOString() ?? null,
     refresh_token_expires_at: row.refreshExpiresAt?.toISOString() ?? null,
+    account: row.accountId ? { id: row.accountId, name: row.accountName ?? null } : null,
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),
     ended_at: row.deletedAt?.toISOString() ?? null,

@@ -30,6 +30,7 @@ export const AUDIT_EVENTS = {
   'credential.revoked_at_provider': 'the provider revoked the tokens',
   'credential.ended': 'a credential ended (expired, revoked, reauthorization required, timed out, failed)',
   'admin.revoke': 'an admin revoked one credential',
+  'user.disconnect': 'a user disconnected one of their connections (or all of them) on their connections page',
   'admin.offboard': "an admin revoked all of a user's credentials",
   'gateway.tool_call': 'an MCP tools/call through the gateway (tool name, upstream outcome, duration; never arguments)',
   'gateway.proxy_request': 'an HTTP request through the proxy (method, path, upstream status, duration; never bodies)',

@@ -21,6 +21,13 @@ export const quirksSchema = z.object({
    * for apps in testing), so the credential's workflow can warn before it dies.
    */
   refresh_token_lifetime_seconds: z.number().int().positive().optional(),
+  /** Where a provider that speaks no OpenID says who the user is (GitHub: https://api.github.com/user). */
+  account_url: z.url({ error: 'must be an absolute URL' }).optional(),
+  /** The fields of that answer that hold the account's id and its display name (default `id` and `login`). */
+  account_fields: z
+    .object({ id: z.string().min(1).max(60), name: z.string().min(1).max(60) })
+    .strict()
+    .optional(),
 });
 
 export type Quirks = z.infer<typeof quirksSchema>;

@@ -63,6 +63,8 @@ const toolSchema = z
       .strict(),
     /** False: the credentials API never returns this tool's access token; agents use it through the gateway only. */
     expose_token: z.boolean().optional(),
+    /** False: a re-authorization may land on another upstream account than the credential had (default: refused). */
+    pin_account: z.boolean().optional(),
     auth: oauth2AuthSchema,
     manifest: z.array(manifestEntrySchema).default([]),
   })
@@ -113,6 +115,8 @@ export interface Tool {
   manifest: ToolConfig['manifest'];
   /** Undefined: the global default (EXPOSE_TOKENS). */
   exposeToken?: boolean | undefined;
+  /** Refuse a re-authorization that lands on another upstream account (default true). */
+  pinAccount: boolean;
 }
 
 export class ToolRegistry {
@@ -198,6 +202,7 @@ export function toTool(t: ToolConfig): Tool {
     auth: { ...t.auth, scopeList },
     manifest: t.manifest,
     exposeToken: t.expose_token,
+    pinAccount: t.pin_account ?? true,
   };
 }
 

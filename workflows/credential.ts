@@ -209,10 +209,13 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       inbox.callback = null;
       inbox.lastExchangeConnected = false;
       const code = failureCode(err);
+      inbox.lastExchangeCode = code;
       log.warn('authorization failed', { code });
       // A declined or failed step-up keeps the credential that was already there.
-      if (s.stepUpPending) backToActive();
-      else await end('authorization_failed', code);
+      if (s.stepUpPending) {
+        backToActive();
+        await tell('authorization.failed', { status: 'active', reason: code, step_up: true });
+      } else await end('authorization_failed', code);
     }
     // Only now is the outcome visible everywhere (row, phase): deliverCallback may answer.
     inbox.exchanges++;

@@ -29,6 +29,8 @@ export interface Inbox {
   /** Code exchanges finished, and whether the last one stored tokens (for deliverCallback). */
   exchanges: number;
   lastExchangeConnected: boolean;
+  /** Why the last exchange failed (its stable code), for the page the user sees. */
+  lastExchangeCode?: string | null;
 }
 
 export function emptyInbox(): Inbox {
@@ -70,7 +72,8 @@ export function registerHandlers(s: CredentialState, inbox: Inbox): void {
       const before = inbox.exchanges;
       inbox.callback = authorizationRequestId;
       await condition(() => inbox.exchanges > before || isTerminal(s.phase));
-      return { connected: inbox.exchanges > before && inbox.lastExchangeConnected, view: view(s) };
+      const connected = inbox.exchanges > before && inbox.lastExchangeConnected;
+      return { connected, ...(!connected && inbox.lastExchangeCode ? { code: inbox.lastExchangeCode } : {}), view: view(s) };
     },
     {
       validator: ({ authorizationRequestId }) => {

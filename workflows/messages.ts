@@ -86,6 +86,8 @@ export interface CallbackReceived {
 export interface CallbackOutcome {
   /** True when the code was exchanged and the tokens are stored. */
   connected: boolean;
+  /** Why not, when the exchange failed (`account_mismatch`, `access_denied`, …). */
+  code?: string;
   view: CredentialView;
 }
 

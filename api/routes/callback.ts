@@ -147,6 +147,14 @@ export function callbackRoutes(deps: CallbackDeps): Router {
     deps.broker.forget(owner);
     if (outcome === 'connected')
       return sendPage(res, 200, 'Connected', 'Your account is connected. You can close this window and return to your agent.', true);
+    if (outcome === 'account_mismatch')
+      return sendPage(
+        res,
+        409,
+        'Different account',
+        'You signed in at the provider with a different account than this connection uses, so nothing was changed. Sign in with the account you connected before, or disconnect it first if you mean to switch.',
+        false,
+      );
     if (outcome === 'pending')
       return sendPage(
         res,

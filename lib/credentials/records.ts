@@ -74,6 +74,19 @@ export class CredentialRecords {
     });
   }
 
+  /**
+   * Notes that an agent used the credential: usage metadata, the one column the API writes besides the callback's
+   * claim (the workflow owns everything about the credential itself). Skipped when written within the last minute.
+   */
+  async markUsed(id: string, now = new Date()): Promise<void> {
+    const minuteAgo = new Date(now.getTime() - 60_000);
+    await fork(this.orm).nativeUpdate(
+      CredentialSchema,
+      { id, $or: [{ lastUsedAt: null }, { lastUsedAt: { $lt: minuteAgo } }] },
+      { lastUsedAt: now },
+    );
+  }
+
   /** A user's credentials that have not ended (offboarding). */
   liveOf(userId: string): Promise<Credential[]> {
     return fork(this.orm).find(CredentialSchema, { userId, deletedAt: null });

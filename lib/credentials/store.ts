@@ -102,6 +102,27 @@ export class CredentialUnit {
     });
   }
 
+  /**
+   * The upstream account a new consent for this credential must land on: its own (a step-up), else that of the
+   * owner's previous credential when it ended without being revoked (expired, needed re-authorization). A user who
+   * revoked a connection may connect another account.
+   */
+  async pinnedAccount(credential: Credential): Promise<string | null> {
+    if (credential.accountId) return credential.accountId;
+    const previous = await this.em.findOne(
+      CredentialSchema,
+      {
+        agentId: credential.agentId,
+        userId: credential.userId,
+        toolId: credential.toolId,
+        id: { $ne: credential.id },
+        accountId: { $ne: null },
+      },
+      { orderBy: { createdAt: 'desc' } },
+    );
+    return previous && previous.status !== 'revoked' ? previous.accountId! : null;
+  }
+
   /** An authorization request of this credential. */
   request(requestId: string, credentialId?: string): Promise<AuthorizationRequest | null> {
     return this.em.findOne(AuthorizationRequestSchema, credentialId ? { id: requestId, credentialId } : { id: requestId });

@@ -30,6 +30,11 @@ export const CredentialSchema = defineEntity({
     issuer: p.text().nullable(),
     /** When the refresh token dies, where the provider said (or the catalog knows); null when unknown. */
     refreshExpiresAt: p.datetime().nullable(),
+    /** The upstream account the consent landed on (pinned for re-authorizations); null when unknown. */
+    accountId: p.string().length(300).nullable(),
+    accountName: p.string().length(300).nullable(),
+    /** When an agent last used it (read or through the gateway), written at most once a minute. */
+    lastUsedAt: p.datetime().nullable(),
   }),
   indexes: [{ properties: ['agentId', 'userId', 'toolId', 'createdAt'] }],
 });

@@ -1,12 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { secretContext } from '../../lib/credentials/records.js';
-import { authorize, CREDENTIAL_PATH, latestRow, type Who } from '../support/flows.js';
+import { addSandboxTool, authorize, CREDENTIAL_PATH, latestRow, type Who } from '../support/flows.js';
 import { harnessBehindProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 import { killHard, spawnWorker } from '../support/processes.js';
 import { WebhookReceiver, type Received } from '../support/webhook-receiver.js';
-import { toTool, type ToolConfig } from '../../lib/tools.js';
-import { SANDBOX_SCOPES } from '../../sandbox/provider.js';
 
 const FAST_RETRIES = { WEBHOOK_RETRY_INITIAL_SECONDS: '1', WEBHOOK_RETRY_MAX_INTERVAL_SECONDS: '2', WEBHOOK_TIMEOUT_SECONDS: '2' };
 
@@ -182,22 +180,7 @@ describe('webhooks', () => {
     const user = `leaver-${Date.now()}`;
     const agent = freshOwner('wh-offboard').agent;
     // The same provider, but its revocation endpoint refuses (the receiver answers 401 to anything unsigned).
-    h.services.tools.add(
-      toTool({
-        id: 'sandbox-badrevoke',
-        tool_type: 'api',
-        connection_params: { type: 'http', url: h.sandbox.issuer },
-        auth: {
-          type: 'oauth2',
-          issuer: h.sandbox.issuer,
-          client_id: h.sandbox.clientId,
-          client_secret: h.sandbox.clientSecret,
-          scopes: SANDBOX_SCOPES,
-          revocation_url: `${rx.url}/revocation`,
-        },
-        manifest: [],
-      } as ToolConfig),
-    );
+    addSandboxTool(h, 'sandbox-badrevoke', { revocation_url: `${rx.url}/revocation` });
     const who = { agent, user };
     await subscribe(h, rx, who, '/offboard');
     const { accessToken } = await authorize(h, who);

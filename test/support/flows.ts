@@ -3,6 +3,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { expect, vi } from 'vitest';
 import { CredentialSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
+import { toTool, type ToolConfig } from '../../lib/tools.js';
+import { SANDBOX_SCOPES } from '../../sandbox/provider.js';
 import type { Harness } from './harness.js';
 
 export type Who = { agent: string; user: string };
@@ -21,10 +23,10 @@ export async function authorize(h: Harness, who: Who): Promise<{ accessToken: st
 }
 
 /** The newest credential row of an owner, straight from the database. */
-export async function latestRow(h: Harness, who: Who) {
+export async function latestRow(h: Harness, who: Who, toolId = 'sandbox') {
   return fork(h.services.orm).findOne(
     CredentialSchema,
-    { agentId: who.agent, userId: who.user, toolId: 'sandbox' },
+    { agentId: who.agent, userId: who.user, toolId },
     { orderBy: { createdAt: 'desc' } },
   );
 }
@@ -56,4 +58,25 @@ export async function listMcpTools(url: string, token: string): Promise<string[]
   } finally {
     await client.close();
   }
+}
+
+/** Another tool on the harness's sandbox provider, added while it runs (its settings beside the sandbox's own). */
+export function addSandboxTool(h: Harness, id: string, auth: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): void {
+  h.services.tools.add(
+    toTool({
+      id,
+      tool_type: 'api',
+      connection_params: { type: 'http', url: h.sandbox.issuer },
+      auth: {
+        type: 'oauth2',
+        issuer: h.sandbox.issuer,
+        client_id: h.sandbox.clientId,
+        client_secret: h.sandbox.clientSecret,
+        scopes: SANDBOX_SCOPES,
+        ...auth,
+      },
+      manifest: [],
+      ...extra,
+    } as ToolConfig),
+  );
 }

@@ -1,0 +1,164 @@
+import { Router, type Request, type Response } from 'express';
+import express from 'express';
+import { parse as parseCookies } from 'cookie';
+import type { AuditTrail } from '../../lib/audit.js';
+import type { CredentialRecords } from '../../lib/credentials/records.js';
+import { OWNER_ID_PATTERN, type CredentialOwner } from '../../lib/domain.js';
+import type { Credential } from '../../lib/db/entities.js';
+import type { ToolRegistry } from '../../lib/tools.js';
+import { secretsEqual, type Vault } from '../../lib/vault/crypto.js';
+import type { CredentialBroker } from '../broker.js';
+import { ApiError, catalogCode } from '../errors.js';
+import { IdentityError, type TrustManager } from '../identity/trust.js';
+import { connectionsPage, connectionView, PAGE_CSP, signInPage } from '../me-page.js';
+
+export interface MeDeps {
+  records: CredentialRecords;
+  broker: CredentialBroker;
+  tools: ToolRegistry;
+  vault: Vault;
+  audit: AuditTrail;
+  trust: TrustManager | null;
+  publicOrigin: string;
+  /** Production: `__Host-` cookie, Secure. */
+  secureCookies: boolean;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * /api/v1/me/connections: the signed-in user's connections across all agents and tools, HTML for a browser and
+ * JSON for `Accept: application/json`, with Disconnect (revokes at the provider) and Disconnect everything. Who
+ * the user is follows the start page's rules: the gateway-signed identity (`X-User-Identity`); in development
+ * mode without one, a user form and a signed cookie. State changes need this origin (Origin) and the page's token.
+ */
+export function meRoutes(deps: MeDeps): Router {
+  const router = Router();
+  const form = express.urlencoded({ extended: false, limit: '4kb' });
+  const json = express.json({ limit: '4kb' });
+  const cookieName = `${deps.secureCookies ? '__Host-' : ''}acb-me`;
+  router.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+
+  router.get('/', async (req, res) => {
+    const userId = await browserUser(req);
+    const wantsJson = req.accepts(['html', 'json']) === 'json';
+    if (!userId) {
+      if (wantsJson || deps.trust) throw new ApiError('user_identity_required', 'sign in first: no user identity was presented');
+      return html(res, 200, signInPage());
+    }
+    const rows = (await deps.records.liveOf(userId)).sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
+    const views = rows.map((r) => connectionView(r, deps.tools.get(r.toolId)?.name ?? r.toolId));
+    if (wantsJson) return res.json({ user_id: userId, connections: views, csrf_token: csrfToken(userId) });
+    const notice = typeof req.query.done === 'string' && /^\d{1,4}$/.test(req.query.done) ? `Disconnected ${req.query.done}.` : undefined;
+    html(res, 200, connectionsPage(userId, views, csrfToken(userId), notice));
+  });
+
+  // Development mode only: the simple user form (production identities come signed from the gateway).
+  router.post('/session', form, async (req, res) => {
+    if (deps.trust) throw new ApiError('not_found', 'no such endpoint');
+    sameOrigin(req);
+    const user = typeof req.body?.user === 'string' ? req.body.user : '';
+    if (!OWNER_ID_PATTERN.test(user)) throw new ApiError('invalid_user_id', 'the user id has characters or a length that is not allowed');
+    res.cookie(cookieName, `${user}.${deps.vault.deriveToken('me-session', user)}`, {
+      httpOnly: true,
+      secure: deps.secureCookies,
+      sameSite: 'strict',
+      path: '/',
+    });
+    res.redirect(303, '../connections');
+  });
+
+  router.post('/disconnect-all', form, json, async (req, res) => {
+    const userId = await stateChangeBy(req);
+    const rows = await deps.records.liveOf(userId);
+    for (const row of rows) await disconnect(req, userId, row);
+    await answer(req, res, rows.length);
+  });
+
+  router.post('/:credentialId/disconnect', form, json, async (req, res) => {
+    const userId = await stateChangeBy(req);
+    const id = String(req.params.credentialId);
+    const row = UUID.test(id) ? await deps.records.byId(id) : null;
+    // Another user's connection is as unknown as one that does not exist.
+    if (!row || row.userId !== userId || row.deletedAt) throw new ApiError('credential_not_found', 'no live connection with this id');
+    await disconnect(req, userId, row);
+    await answer(req, res, 1);
+  });
+
+  return router;
+
+  async function browserUser(req: Request): Promise<string | null> {
+    if (deps.trust) {
+      if (!req.get('x-user-identity')) return null;
+      try {
+        return (await deps.trust.verify(req.get('x-user-identity'))).userId;
+      } catch (err) {
+        if (err instanceof IdentityError)
+          throw new ApiError(catalogCode(err.code, 'identity_invalid'), err.message, { status: err.status });
+        throw err;
+      }
+    }
+    const cookie = parseCookies(req.get('cookie') ?? '')[cookieName];
+    const dot = cookie?.lastIndexOf('.') ?? -1;
+    if (!cookie || dot < 1) return null;
+    const user = cookie.slice(0, dot);
+    return secretsEqual(cookie.slice(dot + 1), deps.vault.deriveToken('me-session', user)) ? user : null;
+  }
+
+  /** A state-changing request: signed in, from this origin, carrying the page's token. */
+  async function stateChangeBy(req: Request): Promise<string> {
+    sameOrigin(req);
+    const userId = await browserUser(req);
+    if (!userId) throw new ApiError('user_identity_required', 'sign in first: no user identity was presented');
+    const given = String(req.body?.csrf ?? req.get('x-csrf-token') ?? '');
+    if (!secretsEqual(given, csrfToken(userId))) throw new ApiError('csrf_token_invalid', 'the request did not carry this page’s token');
+    return userId;
+  }
+
+  /** Browsers send Origin with every POST: one from another site is refused before anything else. */
+  function sameOrigin(req: Request): void {
+    const origin = req.get('origin');
+    if (origin !== undefined && origin !== deps.publicOrigin)
+      throw new ApiError('cross_site_request', 'the request came from another site');
+  }
+
+  function csrfToken(userId: string): string {
+    return deps.vault.deriveToken('me-csrf', userId);
+  }
+
+  async function disconnect(req: Request, userId: string, row: Credential): Promise<void> {
+    const owner: CredentialOwner = { agentId: row.agentId, userId: row.userId, toolId: row.toolId };
+    const view = await deps.broker.revoke(owner, { actor: `user:${userId}`, reason: 'disconnected by the user' });
+    await deps.audit.record(null, {
+      eventType: 'user.disconnect',
+      outcome: view ? 'success' : 'failure',
+      actor: `user:${userId}`,
+      ...owner,
+      credentialId: row.id,
+      requestId: req.id,
+      ip: req.ip ?? null,
+      ...(view?.revocation ? { detail: { revocation: view.revocation.outcome } } : {}),
+    });
+  }
+
+  async function answer(req: Request, res: Response, count: number): Promise<void> {
+    if (req.is('application/json') || req.accepts(['html', 'json']) === 'json') {
+      res.json({ disconnected: count });
+      return;
+    }
+    res.redirect(303, `${req.baseUrl}?done=${count}`);
+  }
+}
+
+function html(res: Response, status: number, body: string): void {
+  res
+    .status(status)
+    .type('html')
+    .setHeader('Content-Security-Policy', PAGE_CSP)
+    // Not no-referrer (the API's default): with it a browser sends `Origin: null` even on this page's own forms.
+    .setHeader('Referrer-Policy', 'same-origin')
+    .send(body);
+}
