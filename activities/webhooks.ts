@@ -3,6 +3,7 @@ import { Webhook } from 'standardwebhooks';
 import type { LifecycleEvent } from '../lib/domain.js';
 import { webhookDeliveries } from '../lib/metrics.js';
 import { findOutboundError } from '../lib/net/outbound.js';
+import { reconnectUrl } from '../lib/credentials/reconnect.js';
 import { VaultError } from '../lib/vault/crypto.js';
 import { WebhookStore } from '../lib/webhooks/store.js';
 import type { ActivityDeps } from './context.js';
@@ -11,10 +12,15 @@ import type { ActivityDeps } from './context.js';
 export function webhookActivities(deps: ActivityDeps) {
   const store = new WebhookStore(deps.orm, deps.vault);
   const { webhooks: settings } = deps;
+  /** The user must authorize again: the event carries a link that starts it (the start page checks who opens it). */
+  const withLink = (event: LifecycleEvent): LifecycleEvent =>
+    event.type === 'credential.reauthorization_required'
+      ? { ...event, data: { ...event.data, authorization_url: reconnectUrl(deps.vault, deps.publicOrigin, event.owner) } }
+      : event;
   return {
     /** The deliveries to make (a new event's, recorded idempotently; or one delivery again) and how to retry them. */
     async prepareDeliveries(input: { event: LifecycleEvent } | { redeliver: string }) {
-      const deliveryIds = 'event' in input ? await store.record(input.event) : [input.redeliver];
+      const deliveryIds = 'event' in input ? await store.record(withLink(input.event)) : [input.redeliver];
       return { deliveryIds, retry: settings };
     },
 

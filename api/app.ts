@@ -31,6 +31,8 @@ import { startRoutes } from './routes/start.js';
 import { toolRoutes } from './routes/tools.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { meRoutes } from './routes/me.js';
+import { reconnectRoutes } from './routes/reconnect.js';
+import { RECONNECT_PATH } from '../lib/credentials/reconnect.js';
 import { WebhookStore } from '../lib/webhooks/store.js';
 import { CredentialWaits } from './waits.js';
 import { DEFAULT_MCP_SETTINGS, McpGateway, type McpGatewaySettings } from './gateway/mcp.js';
@@ -143,6 +145,7 @@ export function createApp(deps: AppDeps): Express {
     browserLimit,
     meRoutes({ ...deps, publicOrigin: config.publicOrigin, secureCookies: !config.developmentMode }),
   );
+  app.use(RECONNECT_PATH, browserLimit, reconnectRoutes(deps));
   app.use(START_PATH, browserLimit, startRoutes({ ...deps, consentCookies }));
   app.use('/codec', perIp, codecRoutes({ ...deps, developmentMode: config.developmentMode, allowedOrigins: config.security.codecOrigins }));
   app.use(CALLBACK_PATH, browserLimit, callbackRoutes({ ...deps, consentCookies, completionWaitMs: deps.callbackWaitMs }));

@@ -91,6 +91,9 @@ export class CredentialWorkflows {
             { key: ToolIdKey, value: owner.toolId },
             { key: CredentialStatusKey, value: 'starting' },
           ],
+          // What the Web UI's list and workflow page say this is (the phase is the workflow's current details).
+          staticSummary: `${machine ? 'machine' : 'credential'} · ${owner.agentId} · ${machine ? '' : `${owner.userId} · `}${owner.toolId}`,
+          staticDetails: `agent **${owner.agentId}**, user **${owner.userId}**, tool **${owner.toolId}**`,
         },
       );
       try {

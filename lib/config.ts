@@ -48,6 +48,8 @@ const envSchema = z.object({
   AGENT_ASSERTION_AUDIENCE: z.string().optional(),
   CORS_ORIGINS: z.string().optional(),
   CODEC_CORS_ORIGINS: z.string().optional(),
+  /** The dev Temporal Web UI's port (`npm start`); the codec's default CORS origin follows it. */
+  TEMPORAL_UI_PORT: z.coerce.number().int().min(1).max(65535).default(8233),
   RATE_LIMIT_AGENT_PER_MINUTE: positiveInt('RATE_LIMIT_AGENT_PER_MINUTE').default(600),
   RATE_LIMIT_IP_PER_MINUTE: positiveInt('RATE_LIMIT_IP_PER_MINUTE').default(1200),
   RATE_LIMIT_CALLBACK_IP_PER_MINUTE: positiveInt('RATE_LIMIT_CALLBACK_IP_PER_MINUTE').default(60),
@@ -173,7 +175,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       usersPath: e.USERS_CONFIG,
       assertionAudience: e.AGENT_ASSERTION_AUDIENCE ?? publicOrigin,
       corsOrigins: list(e.CORS_ORIGINS),
-      codecOrigins: list(e.CODEC_CORS_ORIGINS ?? (e.DEVELOPMENT_MODE ? 'http://localhost:8233' : '')),
+      codecOrigins: list(e.CODEC_CORS_ORIGINS ?? (e.DEVELOPMENT_MODE ? `http://localhost:${e.TEMPORAL_UI_PORT}` : '')),
       rateLimits: {
         agentPerMinute: e.RATE_LIMIT_AGENT_PER_MINUTE,
         ipPerMinute: e.RATE_LIMIT_IP_PER_MINUTE,

@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
-import { SandboxAdapter } from './memory-adapter.js';
+import { persistSandboxState, SandboxAdapter, saveSandboxState } from './memory-adapter.js';
 
 export interface SandboxOptions {
   /** 0 picks a free port. */
@@ -14,6 +14,8 @@ export interface SandboxOptions {
   accessTokenTtlSeconds?: number;
   /** How long a refresh token lives (default 30 days); the token answer says it (`refresh_token_expires_in`). */
   refreshTokenTtlSeconds?: number;
+  /** Keep grants and tokens in this file across restarts (`npm start`: under DATA_DIR). */
+  stateFile?: string;
 }
 
 export interface Sandbox {
@@ -34,6 +36,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
   const host = opts.host ?? '127.0.0.1';
   const clientId = opts.clientId ?? 'broker-sandbox';
   const clientSecret = opts.clientSecret ?? 'sandbox-client-secret-do-not-use-in-production';
+  if (opts.stateFile) persistSandboxState(opts.stateFile);
   const { createServer } = await import('node:http');
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, host, resolve));
@@ -90,6 +93,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     provider,
     close: () =>
       new Promise<void>((resolve) => {
+        if (opts.stateFile) saveSandboxState();
         server.closeAllConnections();
         server.close(() => resolve());
       }),

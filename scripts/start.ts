@@ -3,6 +3,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { startApi } from '../api/server.js';
 import { loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/log.js';
@@ -20,8 +21,24 @@ import { ensureTemporalCli } from './temporal-cli.js';
  * API, and in development mode a sandbox authorization server configured as tool `sandbox`.
  */
 process.env.DEVELOPMENT_MODE ??= 'true';
-const config = loadConfig();
-const log = createLogger(config.logLevel);
+// All configuration is read and checked before anything starts: a mistake is the only thing printed.
+const { config, tools } = (() => {
+  try {
+    const loaded = loadConfig();
+    return { config: loaded, tools: new ToolRegistry(existsSync(loaded.toolsConfigPath) ? loadToolsFile(loaded.toolsConfigPath) : []) };
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(2);
+  }
+})();
+// People read `npm start` on a terminal; anything else (a file, a collector) gets JSON.
+const log = createLogger(config.logLevel, undefined, { readable: config.developmentMode && process.stdout.isTTY === true });
+// The SDK's own logs (the workflow bundler's progress among them) only when they matter, in the same log.
+Runtime.install({
+  logger: new DefaultLogger('WARN', (entry) =>
+    entry.level === 'ERROR' ? log.error(entry.meta ?? {}, entry.message) : log.warn(entry.meta ?? {}, entry.message),
+  ),
+});
 const stops: (() => Promise<void> | void)[] = [];
 let stopping = false;
 
@@ -38,13 +55,14 @@ if (!temporalAddress) {
   log.info({ address: temporalAddress, webUi: `http://localhost:${uiPort}` }, 'temporal dev server running');
 }
 
-const tools = new ToolRegistry(existsSync(config.toolsConfigPath) ? loadToolsFile(config.toolsConfigPath) : []);
 if (config.developmentMode && process.env.SANDBOX !== 'false' && !tools.get('sandbox')) {
   const sandbox = await startSandbox({
     port: Number(process.env.SANDBOX_PORT ?? 3100),
     host: 'localhost',
     redirectUris: [config.redirectUri],
     accessTokenTtlSeconds: Number(process.env.SANDBOX_ACCESS_TOKEN_TTL_SECONDS ?? 3600),
+    // Its grants outlive a restart, like the credentials in Temporal and the vault.
+    stateFile: join(config.dataDir, 'sandbox-state.json'),
   });
   stops.push(() => sandbox.close());
   tools.add(
@@ -116,12 +134,14 @@ function startDevServer(cli: string, dbFile: string, port: number, uiPort: numbe
     '--namespace',
     namespace,
     '--log-level',
-    'warn',
+    'error',
   ];
   for (const key of SEARCH_ATTRIBUTE_KEYS) args.push('--search-attribute', `${key.name}=Keyword`);
   // The Web UI decodes payloads through the API's codec endpoint.
   args.push('--ui-codec-endpoint', `http://localhost:${config.port}/codec`);
-  const child = spawn(cli, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  // Its own process group: Ctrl-C reaches only us, and we stop it last, after the worker has let go of it (no
+  // burst of connection errors at every shutdown).
+  const child = spawn(cli, args, { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
   // Never leave the dev server behind, however this process ends.
   process.once('exit', () => child.kill('SIGTERM'));
   child.once('exit', (code) => {

@@ -269,6 +269,9 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
   }
 
   async function end(phase: Phase, reason: string, data: LifecycleEvent['data'] = {}): Promise<void> {
+    // From here the row says ended while the phase does not yet (the event is told first): a request for the
+    // credential waits for the end and then starts afresh. Histories from before events never waited.
+    inbox.ending = patched('lifecycle-events');
     await bookkeeping.endCredential({ credentialId: s.credentialId, status: phase, reason });
     // Told before the phase turns: whoever waits on the end (a revoke) sees the workflow complete with it.
     const type = ENDED_EVENTS[phase];

@@ -31,6 +31,8 @@ export interface Inbox {
   lastExchangeConnected: boolean;
   /** Why the last exchange failed (its stable code), for the page the user sees. */
   lastExchangeCode?: string | null;
+  /** The credential is ending (its row already says so): requests wait for the end instead of joining this run. */
+  ending?: boolean;
 }
 
 export function emptyInbox(): Inbox {
@@ -89,7 +91,9 @@ export function registerHandlers(s: CredentialState, inbox: Inbox): void {
     return view(s);
   });
   setHandler(ensureAuthorizationUpdate, async () => {
-    await condition(() => s.phase !== 'starting' && s.phase !== 'refreshing' && inbox.callback === null);
+    await condition(
+      () => s.phase !== 'starting' && s.phase !== 'refreshing' && inbox.callback === null && (!inbox.ending || isTerminal(s.phase)),
+    );
     return view(s);
   });
   setHandler(

@@ -1,4 +1,4 @@
-import { upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
+import { setCurrentDetails, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
 import { CredentialStatusKey, type CredentialState, type CredentialView, type Phase } from './messages.js';
 
 /** Refreshes per run before a credential workflow continues as new (keeps each history bounded). */
@@ -30,6 +30,8 @@ export function setPhase(s: CredentialState, phase: Phase): void {
   if (s.phase === phase) return;
   s.phase = phase;
   upsertSearchAttributes([{ key: CredentialStatusKey, value: phase }]);
+  // The Web UI shows it on the workflow page (a query, not history: old histories replay unchanged).
+  setCurrentDetails(`phase **${phase}**${s.endReason ? ` — ${s.endReason}` : ''}`);
 }
 
 /** What queries and updates answer: metadata only, never a token; the link only while it can be used. */

@@ -47,7 +47,17 @@ export function startRoutes(deps: StartDeps): Router {
     }
     const owner = ownerOf(request);
     const who = { ...owner, credentialId: request.credentialId };
-    if (request.consumedAt)
+    if (request.consumedAt) {
+      // The usual reason: the user already connected with this link (a second click, a reload).
+      const credential = await deps.records.byId(request.credentialId);
+      if (credential?.status === 'active' && !credential.deletedAt)
+        return sendPage(
+          res,
+          200,
+          'Already connected',
+          'This account is already connected. You can close this window and return to your agent.',
+          true,
+        );
       return refuse(
         400,
         'link_used',
@@ -55,6 +65,7 @@ export function startRoutes(deps: StartDeps): Router {
         'This sign-in link has already been used. Go back to your agent and start again.',
         who,
       );
+    }
     // The provider URL is wiped when the authorization ends (timed out, revoked).
     if (request.expiresAt.getTime() < Date.now() || !request.providerUrl) {
       return refuse(

@@ -113,6 +113,10 @@ describe('credential lifecycle over HTTP', () => {
     const replay = await fetch(page.callbackUrl);
     expect(replay.status).toBe(400);
     expect(await replay.text()).toContain('already been used');
+    // The authorization link itself, opened again after success: not an error, the account is connected.
+    const again = await fetch(first.json.authorization_url, { redirect: 'manual' });
+    expect(again.status).toBe(200);
+    expect(await again.text()).toContain('already connected');
 
     const injected = await fetch(`${h.callbackPrefix}?state=%3Cscript%3Ealert(1)%3C%2Fscript%3E&code=x`);
     expect(await injected.text()).not.toContain('<script>');
@@ -144,6 +148,11 @@ describe('credential lifecycle over HTTP', () => {
       },
       { timeout: 15_000, interval: 300 },
     );
+    // The Web UI's list shows a summary line, the workflow page the current phase.
+    const handle = h.client.workflow.getHandle(credentialWorkflowId({ agentId: who.agent, userId: who.user, toolId: 'sandbox' }));
+    expect(await (await handle.describe()).staticSummary()).toBe(`credential · ${who.agent} · ${who.user} · sandbox`);
+    const metadata = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+    expect(metadata.currentDetails).toBe('phase **active**');
   });
 });
 

@@ -127,9 +127,24 @@ describe('webhooks', () => {
     });
     expect(revoked.status).toBe(200);
     await h.call('POST', CREDENTIAL_PATH, who, { force_refresh: true });
-    expect((await eventOf(rx, '/reauth', 'credential.reauthorization_required', who)).event.data).toMatchObject({
-      reason: 'invalid_grant',
-    });
+    const event = await eventOf(rx, '/reauth', 'credential.reauthorization_required', who);
+    expect(event.event.data).toMatchObject({ reason: 'invalid_grant' });
+
+    // The event's link starts the authorization again and leads to the start page (which checks the user).
+    const link = new URL(String(event.event.data.authorization_url));
+    expect(link.href.startsWith(`${h.publicOrigin}/api/v1/auth/tool/reconnect?`)).toBe(true);
+    const tampered = new URL(link);
+    tampered.searchParams.set('user', 'someone-else');
+    expect((await fetch(tampered, { redirect: 'manual' })).status).toBe(400);
+    const reconnect = await fetch(link, { redirect: 'manual' });
+    expect(reconnect.status).toBe(302);
+    const start = reconnect.headers.get('location')!;
+    expect(start).toContain('/api/v1/auth/tool/start?');
+    expect((await h.consent(start, { login: who.user })).status).toBe(200);
+    expect((await h.call('GET', CREDENTIAL_PATH, who)).json.status).toBe('active');
+    const again = await fetch(link, { redirect: 'manual' });
+    expect(again.status).toBe(200);
+    expect(await again.text()).toContain('Already connected');
   });
 
   it('retries while the receiver is down, with the same webhook-id, and shows the attempts', async () => {

@@ -78,4 +78,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...dev, OUTBOUND_ALLOWLIST: '10.0.0.0/99' })).toThrow(/OUTBOUND_ALLOWLIST/);
     expect(() => loadConfig({ ...dev, METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN/);
   });
+
+  it('lets the Web UI on another port decode payloads: the codec CORS default follows TEMPORAL_UI_PORT', () => {
+    expect(loadConfig(dev).security.codecOrigins).toEqual(['http://localhost:8233']);
+    expect(loadConfig({ ...dev, TEMPORAL_UI_PORT: '9233' }).security.codecOrigins).toEqual(['http://localhost:9233']);
+    expect(loadConfig({ ...dev, TEMPORAL_UI_PORT: '9233', CODEC_CORS_ORIGINS: 'https://ui.example.com' }).security.codecOrigins).toEqual([
+      'https://ui.example.com',
+    ]);
+    expect(loadConfig(prod).security.codecOrigins).toEqual([]);
+  });
 });
