@@ -42,7 +42,9 @@ export function saveSandboxState(): void {
   saving = null;
   if (!stateFile) return;
   const now = Date.now();
-  const live = [...store].filter(([, e]) => e.expiresAt > now).map(([k, e]) => [k, e.payload, Number.isFinite(e.expiresAt) ? e.expiresAt : null]);
+  const live = [...store]
+    .filter(([, e]) => e.expiresAt > now)
+    .map(([k, e]) => [k, e.payload, Number.isFinite(e.expiresAt) ? e.expiresAt : null]);
   mkdirSync(dirname(stateFile), { recursive: true });
   writeFileSync(`${stateFile}.tmp`, JSON.stringify(live), { mode: 0o600 });
   renameSync(`${stateFile}.tmp`, stateFile);
