@@ -71,6 +71,9 @@ const envSchema = z.object({
   WEBHOOK_TIMEOUT_SECONDS: positiveInt('WEBHOOK_TIMEOUT_SECONDS').max(60).default(10),
 });
 
+/** Every environment variable the service reads through its configuration (deployment manifests are checked against it). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
 export interface Config {
   port: number;
   developmentMode: boolean;
