@@ -7,7 +7,7 @@ import type { AgentRegistry } from './identity/agents.js';
 import type { Rbac } from './identity/rbac.js';
 import type { TrustManager } from './identity/trust.js';
 import type { CredentialBroker } from './broker.js';
-import { CALLBACK_PATH, START_PATH, type Config } from '../lib/config.js';
+import { CALLBACK_PATH, JWKS_PATH, START_PATH, type Config } from '../lib/config.js';
 import type { Orm } from '../lib/db/orm.js';
 import type { Logger } from '../lib/log.js';
 import { registry } from '../lib/metrics.js';
@@ -111,6 +111,11 @@ export function createApp(deps: AppDeps): Express {
       res.set('cache-control', 'public, max-age=3600').json(document);
     });
   }
+
+  // Public by design: the keys authorization servers verify our client assertions with (private_key_jwt).
+  app.get(JWKS_PATH, perIp, async (_req, res) => {
+    res.set('cache-control', 'public, max-age=300').json(await deps.oauth.jwks(deps.tools.list()));
+  });
 
   if (!config.developmentMode) {
     app.use('/api', requireHttps);

@@ -20,6 +20,7 @@ interface Context {
   client_id?: string;
   client_secret?: string;
   private_key_pem?: string;
+  signing_algorithm?: string;
 }
 
 const serverUrl = process.argv.at(-1)!;
@@ -36,6 +37,14 @@ const tool: ToolConfig = {
         type: 'client_credentials',
         client_id: context.client_id!,
         ...(context.client_secret ? { client_secret: context.client_secret } : {}),
+        // private_key_jwt with the key the scenario made (its server knows the public half).
+        ...(context.private_key_pem
+          ? {
+              token_endpoint_auth_method: 'private_key_jwt' as const,
+              client_private_key: context.private_key_pem,
+              client_assertion_alg: (context.signing_algorithm ?? 'ES256') as 'ES256',
+            }
+          : {}),
       }
     : {
         type: 'oauth2',

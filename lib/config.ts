@@ -74,6 +74,9 @@ const envSchema = z.object({
 /** Every environment variable the service reads through its configuration (deployment manifests are checked against it). */
 export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 
+/** Where the broker publishes the public keys of its client assertions (private_key_jwt). */
+export const JWKS_PATH = '/oauth/jwks.json';
+
 export interface Config {
   port: number;
   developmentMode: boolean;

@@ -9,7 +9,7 @@ export const quirksSchema = z.object({
   /** Every scope a step-up may add (default: the tool's scopes; for MCP servers, what the server supports). */
   allowed_scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token')).optional(),
   /** How the token endpoint authenticates the client. */
-  token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
+  token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']).optional(),
   /** Scopes joined by this character (Slack: a comma). */
   scope_separator: z.string().length(1).optional(),
   /** Where the scopes go in the authorization request (Slack: `user_scope`). */

@@ -6,6 +6,7 @@ import { describeDatabase, migrate, openOrm, type Orm } from './db/orm.js';
 import { createLogger, type Logger } from './log.js';
 import { OutboundPolicy } from './net/outbound.js';
 import { OAuthClients } from './oauth/client.js';
+import { ClientKeys } from './oauth/client-keys.js';
 import { ClientRegistrations } from './oauth/registrations.js';
 import { EncryptionCodec } from './temporal/codec.js';
 import { loadToolsFile, ToolRegistry } from './tools.js';
@@ -63,6 +64,7 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
       redirectUri: config.redirectUri,
       clientMetadataUrl: config.clientMetadataUrl,
       discoveryTtlMs: config.discoveryTtlSeconds * 1000,
+      clientKeys: new ClientKeys(vault),
       ...(opts.fetch ? { fetch: opts.fetch } : {}),
     }),
     audit,

@@ -27,6 +27,10 @@ const oauth2AuthSchema = z
     revocation_url: url.optional(),
     client_id: z.string().min(1).optional(),
     client_secret: z.string().min(1).optional(),
+    /** private_key_jwt: the tool's own signing key (PKCS#8 PEM, from the environment); default: one the broker derives. */
+    client_private_key: z.string().includes('PRIVATE KEY', { message: 'must be a PKCS#8 PEM private key' }).optional(),
+    /** The algorithm of that key (default ES256). */
+    client_assertion_alg: z.enum(['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA']).optional(),
     scopes: z.union([z.array(z.string().min(1)), z.string()]).optional(),
     authorization_params: z.record(z.string(), z.string()).optional(),
     ...quirksSchema.shape,
@@ -79,8 +83,12 @@ const toolSchema = z
           path: ['auth'],
           message: 'client_credentials needs issuer or token_url (or an MCP server to discover them from)',
         });
-      if (!auth.client_id || !auth.client_secret)
-        ctx.addIssue({ code: 'custom', path: ['auth'], message: 'client_credentials needs client_id and client_secret' });
+      if (!auth.client_id || (!auth.client_secret && auth.token_endpoint_auth_method !== 'private_key_jwt'))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['auth'],
+          message: 'client_credentials needs client_id and client_secret (or token_endpoint_auth_method: private_key_jwt)',
+        });
       return;
     }
     const endpoints = Boolean(auth.authorization_url || auth.token_url);

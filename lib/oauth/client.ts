@@ -5,6 +5,7 @@ import { brokerClientMetadata } from './client-metadata.js';
 import { DiscoveryError, discoverMcpAuthorization, originOf } from './mcp-discovery.js';
 import { quirkFetch } from './quirks.js';
 import { clientAuthFor } from './client-auth.js';
+import type { ClientKeys } from './client-keys.js';
 import type { ClientRegistrations, RegisteredClient } from './registrations.js';
 
 /** Seconds an authorization server may take to answer one request. */
@@ -27,6 +28,8 @@ export interface OAuthClientOptions {
    * names another authorization server is followed (and registered with) by the next authorization or refresh.
    */
   discoveryTtlMs?: number;
+  /** Signing keys for `private_key_jwt` client authentication. */
+  clientKeys?: ClientKeys;
 }
 
 /** Default for OAuthClientOptions.discoveryTtlMs. */
@@ -82,7 +85,7 @@ export class OAuthClients {
     const { auth } = tool;
     // An MCP server known by its URL alone, for users (authorization code) or for machines (client credentials).
     if (isDiscovered(tool)) return this.buildMcp(tool);
-    const clientAuth = clientAuthFor(auth.token_endpoint_auth_method, auth.client_secret);
+    const clientAuth = await this.clientAuth(tool, auth.token_endpoint_auth_method, auth.client_secret);
     const metadata: Partial<oidc.ClientMetadata> = auth.client_secret ? { client_secret: auth.client_secret } : {};
     const execute = this.opts.allowInsecure ? [oidc.allowInsecureRequests] : [];
     let config: oidc.Configuration;
@@ -132,6 +135,18 @@ export class OAuthClients {
     };
   }
 
+  /** The public keys the broker signs client assertions with (`private_key_jwt`), for /oauth/jwks.json. */
+  jwks(tools: Tool[]): Promise<{ keys: unknown[] }> {
+    return this.opts.clientKeys ? this.opts.clientKeys.jwks(tools) : Promise.resolve({ keys: [] });
+  }
+
+  /** How this tool authenticates at its token endpoint: a signed assertion with its key, a secret, or nothing. */
+  private async clientAuth(tool: Tool, method: string | undefined, secret: string | undefined): Promise<oidc.ClientAuth> {
+    if (method !== 'private_key_jwt') return clientAuthFor(method, secret);
+    if (!this.opts.clientKeys) throw new DiscoveryError('invalid_metadata', 'private_key_jwt needs the broker’s client keys');
+    return this.opts.clientKeys.clientAuth(tool);
+  }
+
   /** What every configuration gets, however it was built: transport policy, the tool's quirks, a timeout. */
   private configure(config: oidc.Configuration, tool: Tool): void {
     if (this.opts.allowInsecure) oidc.allowInsecureRequests(config);
@@ -152,7 +167,7 @@ export class OAuthClients {
       found.serverMetadata as oidc.ServerMetadata,
       client.clientId,
       metadata,
-      clientAuthFor(client.tokenEndpointAuthMethod, client.clientSecret),
+      await this.clientAuth(tool, client.tokenEndpointAuthMethod, client.clientSecret),
     );
     this.configure(config, tool);
     return {
