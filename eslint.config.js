@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.tools/', 'data/', 'test/.tmp/', 'scratch/', 'coverage/'] },
+  { ignores: ['node_modules/', '.tools/', 'data/', 'test/.tmp/', 'scratch/', 'coverage/', 'clients/typescript/dist/', 'test-artifacts/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -54,6 +54,9 @@ describe('quirks that change a request', () => {
     const google = tool('  - { id: g, provider: google, auth: { client_id: x, authorization_params: { hd: example.com } } }');
     expect(google.auth.authorization_params).toEqual({ access_type: 'offline', prompt: 'consent', hd: 'example.com' });
     expect(google.auth.issuer).toBe('https://accounts.google.com');
+    // An app in testing: the catalog knows its refresh tokens die after 7 days (the expiring warning needs it).
+    expect(tool('  - { id: gt, provider: google_testing, auth: { client_id: x } }').auth.refresh_token_lifetime_seconds).toBe(604800);
+    expect(google.auth.refresh_token_lifetime_seconds).toBeUndefined();
   });
 
   it('Atlassian asks for its API audience, consent and offline_access', () => {
