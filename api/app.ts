@@ -31,6 +31,7 @@ import { startRoutes } from './routes/start.js';
 import { toolRoutes } from './routes/tools.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { meRoutes } from './routes/me.js';
+import { docsRoutes } from './docs.js';
 import { reconnectRoutes } from './routes/reconnect.js';
 import { RECONNECT_PATH } from '../lib/credentials/reconnect.js';
 import { WebhookStore } from '../lib/webhooks/store.js';
@@ -111,6 +112,9 @@ export function createApp(deps: AppDeps): Express {
       res.set('cache-control', 'public, max-age=3600').json(document);
     });
   }
+
+  // The contract and its reference page (public: no secrets in it).
+  app.use(perIp, docsRoutes(config.publicOrigin));
 
   // Public by design: the keys authorization servers verify our client assertions with (private_key_jwt).
   app.get(JWKS_PATH, perIp, async (_req, res) => {

@@ -24,7 +24,7 @@ const page = {
   limit: z.coerce.number().int().min(1).max(200).default(50),
   offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
 };
-const credentialQuery = z
+export const credentialQuery = z
   .object({
     agent_id: ownerId.optional(),
     user_id: ownerId.optional(),
@@ -33,7 +33,7 @@ const credentialQuery = z
     ...page,
   })
   .strict();
-const auditQuery = z
+export const auditQuery = z
   .object({
     from: z.iso.datetime({ offset: true }).optional(),
     to: z.iso.datetime({ offset: true }).optional(),
@@ -50,7 +50,7 @@ const auditQuery = z
   .strict();
 /** Credentials revoked at once while offboarding a user. */
 const OFFBOARD_CONCURRENCY = 8;
-const revokeBody = z.object({ reason: z.string().min(1).max(200).optional() }).strict();
+export const revokeBody = z.object({ reason: z.string().min(1).max(200).optional() }).strict();
 
 /** The admin API (scope `credential:admin` for both agent and user): list, revoke, offboard, audit. */
 export function adminRoutes(deps: AdminDeps): Router {

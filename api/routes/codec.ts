@@ -32,7 +32,7 @@ const b64 = z
   .string()
   .max(700_000)
   .regex(/^[A-Za-z0-9+/=_-]*$/);
-const body = z.object({
+export const body = z.object({
   payloads: z.array(z.object({ metadata: z.record(z.string(), b64).default({}), data: b64.default('') })).max(1000),
 });
 

@@ -30,7 +30,7 @@ export interface CredentialRoutesDeps {
 }
 
 const SCOPE_TOKENS = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
-const postBody = z
+export const postBody = z
   .object({
     force_refresh: z.boolean().optional(),
     /** The tool answered 403 insufficient_scope with these scopes: authorize again for them (step-up). */

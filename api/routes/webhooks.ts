@@ -18,9 +18,9 @@ export interface WebhookDeps {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const createBody = z
+export const createBody = z
   .object({
-    url: z.string().max(2000),
+    url: z.string().max(2000).meta({ example: 'https://receiver.example.com/hooks' }),
     /** Event types to receive; omitted or empty: all. */
     events: z
       .array(z.enum(LIFECYCLE_EVENT_TYPES as [string, ...string[]]))
@@ -32,7 +32,7 @@ const createBody = z
   })
   .strict();
 const scopeQuery = z.object({ all_agents: z.enum(['true', 'false']).optional() }).strict();
-const deliveriesQuery = z
+export const deliveriesQuery = z
   .object({ limit: z.coerce.number().int().min(1).max(100).default(20), all_agents: z.enum(['true', 'false']).optional() })
   .strict();
 
