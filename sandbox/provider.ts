@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
 import { persistSandboxState, SandboxAdapter, saveSandboxState } from './memory-adapter.js';
+import { handleInteraction } from './interactions.js';
 
 export interface SandboxOptions {
   /** 0 picks a free port. */
@@ -48,6 +49,7 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       {
         client_id: clientId,
         client_secret: clientSecret,
+        client_name: 'Credential broker',
         redirect_uris: opts.redirectUris,
         grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
         response_types: ['code'],
@@ -55,9 +57,10 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
       },
     ],
     pkce: { required: () => true },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     scopes: ['openid', 'offline_access', ...SANDBOX_SCOPES],
     features: {
-      devInteractions: { enabled: true },
+      devInteractions: { enabled: false },
       revocation: { enabled: true },
       introspection: { enabled: true },
       registration: { enabled: true },
@@ -85,7 +88,17 @@ export async function startSandbox(opts: SandboxOptions): Promise<Sandbox> {
     const token = await provider.RefreshToken.find(body.refresh_token);
     if (token?.exp) Object.assign(body, { refresh_token_expires_in: Math.max(0, token.exp - Math.floor(Date.now() / 1000)) });
   });
-  server.on('request', provider.callback());
+  const oidc = provider.callback();
+  server.on('request', (req, res) => {
+    handleInteraction(provider, req, res)
+      .then((handled) => {
+        if (!handled) void oidc(req, res);
+      })
+      .catch(() => {
+        if (!res.headersSent)
+          res.writeHead(400, { 'content-type': 'text/plain' }).end('this sign-in has expired or is not valid; start again');
+      });
+  });
   return {
     issuer,
     clientId,

@@ -88,6 +88,36 @@ describe.skipIf(!available)("the user's connections page, in a real browser (Deb
     await context.close();
   });
 
+  it('the sandbox provider’s pages say which application asks and who is signed in, and load nothing from elsewhere', async () => {
+    const who = freshOwner('page-consent');
+    const first = await h.call('POST', CREDENTIAL_PATH, who);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const elsewhere: string[] = [];
+    await page.route('**/*', (route) => {
+      const url = route.request().url();
+      if (/^http:\/\/(127\.0\.0\.1|localhost)[:/]/.test(url)) return route.continue();
+      elsewhere.push(url);
+      return route.abort();
+    });
+    await page.goto(first.json.authorization_url);
+    expect(await page.textContent('body')).toContain('Credential broker');
+    await page.fill('input[name=login]', who.user);
+    await page.fill('input[name=password]', 'any');
+    await page.click('button[type=submit]');
+    await page.waitForSelector('text=Allow access?');
+    const text = (await page.textContent('body'))!;
+    expect(text).toContain(who.user);
+    expect(text).toContain('tools.read');
+    expect(text).not.toMatch(/debug/i);
+    await page.screenshot({ path: `${ARTIFACTS}/sandbox-consent.png`, fullPage: true });
+    await page.click('button[type=submit]');
+    await page.waitForSelector('text=Connected');
+    expect(elsewhere).toEqual([]);
+    expect((await h.call('GET', CREDENTIAL_PATH, who)).json.status).toBe('active');
+    await context.close();
+  });
+
   it('answers JSON with the same rows, and refuses a POST without the page’s token', async () => {
     const who = freshOwner('page-json');
     await authorize(h, who);
