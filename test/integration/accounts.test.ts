@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { secretContext } from '../../lib/credentials/records.js';
-import { addSandboxTool, latestRow, type Who } from '../support/flows.js';
+import { addSandboxTool, withdrawGrant, type Who } from '../support/flows.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 import { WebhookReceiver } from '../support/webhook-receiver.js';
 
@@ -29,21 +28,9 @@ async function consentAs(path: string, who: Who, login: string) {
   return h.consent(first.json.authorization_url, { login });
 }
 
-/** The provider withdraws the grant (the user revoked it there): the next refresh needs the user again. */
-async function withdrawGrant(who: Who, toolId: string) {
-  const row = (await latestRow(h, { ...who }, toolId))!;
-  const refreshToken = h.services.vault.decrypt(
-    row.refreshToken!,
-    secretContext({ agentId: who.agent, userId: who.user, toolId }, row.id, 'refresh_token'),
-  );
-  await fetch(`${h.sandbox.issuer}/token/revocation`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(`${h.sandbox.clientId}:${h.sandbox.clientSecret}`).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token' }),
-  });
+/** The user withdraws the grant at the provider: the next refresh needs them again. */
+async function withdraw(who: Who, toolId: string) {
+  await withdrawGrant(h, who, toolId);
   const refreshed = await h.call('POST', `/api/v1/credentials/${toolId}`, who, { force_refresh: true });
   expect(refreshed.status).toBe(202);
 }
@@ -67,7 +54,7 @@ describe('the upstream account', () => {
     rx.secrets.set('/pin', sub.json.secret);
     const alice = `alice-${who.user}`;
     expect((await consentAs(OIDC, who, alice)).status).toBe(200);
-    await withdrawGrant(who, 'sandbox-oidc');
+    await withdraw(who, 'sandbox-oidc');
 
     const wrong = await consentAs(OIDC, who, `mallory-${who.user}`);
     expect(wrong.status).toBe(409);
@@ -83,7 +70,7 @@ describe('the upstream account', () => {
   it('lets another account in where the tool says pin_account: false, and after the user revoked the connection', async () => {
     const who = freshOwner('acct-loose');
     expect((await consentAs(LOOSE, who, `first-${who.user}`)).status).toBe(200);
-    await withdrawGrant(who, 'sandbox-loose');
+    await withdraw(who, 'sandbox-loose');
     expect((await consentAs(LOOSE, who, `second-${who.user}`)).status).toBe(200);
     expect((await h.call('GET', LOOSE, who)).json.account.id).toBe(`second-${who.user}`);
 

@@ -3,10 +3,9 @@ import { join, resolve } from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, inject, it } from 'vitest';
-import { secretContext } from '../../lib/credentials/records.js';
 import { EncryptionCodec } from '../../lib/temporal/codec.js';
 import { Vault } from '../../lib/vault/crypto.js';
-import { authorize, CREDENTIAL_PATH, latestRow, waitForStatus } from '../support/flows.js';
+import { authorize, CREDENTIAL_PATH, waitForStatus, withdrawGrant } from '../support/flows.js';
 import { freshOwner, startHarness } from '../support/harness.js';
 
 /**
@@ -64,19 +63,7 @@ describe.runIf(process.env.RECORD_HISTORIES === '1')('recording histories', () =
 
       const lost = freshOwner('rec-invalid-grant');
       await authorize(h, lost);
-      const row = await latestRow(h, lost);
-      const refreshToken = h.services.vault.decrypt(
-        row!.refreshToken!,
-        secretContext({ agentId: lost.agent, userId: lost.user, toolId: 'sandbox' }, row!.id, 'refresh_token'),
-      );
-      await fetch(`${h.sandbox.issuer}/token/revocation`, {
-        method: 'POST',
-        headers: {
-          authorization: `Basic ${Buffer.from(`${h.sandbox.clientId}:${h.sandbox.clientSecret}`).toString('base64')}`,
-          'content-type': 'application/x-www-form-urlencoded',
-        },
-        body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token' }),
-      });
+      await withdrawGrant(h, lost);
       await waitForStatus(h, lost, 'reauthorization_required', 30_000);
 
       const late = freshOwner('rec-timeout');

@@ -1,12 +1,11 @@
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import { secretContext } from '../../lib/credentials/records.js';
 import { CredentialSchema } from '../../lib/db/entities.js';
 import { fork } from '../../lib/db/orm.js';
 import { credentialWorkflowId } from '../../lib/domain.js';
 import { statusQuery } from '../../workflows/messages.js';
 import { consent } from '../support/browser.js';
-import { authorize, CREDENTIAL_PATH, latestRow, waitForStatus, type Who } from '../support/flows.js';
+import { authorize, CREDENTIAL_PATH, latestRow, waitForStatus, withdrawGrant, type Who } from '../support/flows.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 
 const workflowIdOf = (who: Who) => credentialWorkflowId({ agentId: who.agent, userId: who.user, toolId: 'sandbox' });
@@ -107,20 +106,8 @@ describe('refresh', () => {
     const who = freshOwner('invalid-grant');
     const { authorizationUrl } = await authorize(h, who);
     const row = await latestRow(h, who);
-    const refreshToken = h.services.vault.decrypt(
-      row!.refreshToken!,
-      secretContext({ agentId: who.agent, userId: who.user, toolId: 'sandbox' }, row!.id, 'refresh_token'),
-    );
     // The user withdraws the grant at the provider.
-    const revoked = await fetch(`${h.sandbox.issuer}/token/revocation`, {
-      method: 'POST',
-      headers: {
-        authorization: `Basic ${Buffer.from(`${h.sandbox.clientId}:${h.sandbox.clientSecret}`).toString('base64')}`,
-        'content-type': 'application/x-www-form-urlencoded',
-      },
-      body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token' }),
-    });
-    expect(revoked.status).toBe(200);
+    await withdrawGrant(h, who);
 
     const next = await h.call('POST', CREDENTIAL_PATH, who, { force_refresh: true });
     expect(next.status).toBe(202);

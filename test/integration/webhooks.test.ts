@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { secretContext } from '../../lib/credentials/records.js';
-import { addSandboxTool, authorize, CREDENTIAL_PATH, latestRow, type Who } from '../support/flows.js';
+import { addSandboxTool, authorize, CREDENTIAL_PATH, latestRow, withdrawGrant, type Who } from '../support/flows.js';
 import { harnessBehindProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 import { killHard, spawnWorker } from '../support/processes.js';
@@ -116,16 +116,7 @@ describe('webhooks', () => {
     const who = freshOwner('wh-reauth');
     await subscribe(h, rx, who, '/reauth');
     await authorize(h, who);
-    const [, refreshToken] = await tokensOf(h, who);
-    const revoked = await fetch(`${h.sandbox.issuer}/token/revocation`, {
-      method: 'POST',
-      headers: {
-        authorization: `Basic ${Buffer.from(`${h.sandbox.clientId}:${h.sandbox.clientSecret}`).toString('base64')}`,
-        'content-type': 'application/x-www-form-urlencoded',
-      },
-      body: new URLSearchParams({ token: refreshToken!, token_type_hint: 'refresh_token' }),
-    });
-    expect(revoked.status).toBe(200);
+    await withdrawGrant(h, who);
     await h.call('POST', CREDENTIAL_PATH, who, { force_refresh: true });
     const event = await eventOf(rx, '/reauth', 'credential.reauthorization_required', who);
     expect(event.event.data).toMatchObject({ reason: 'invalid_grant' });

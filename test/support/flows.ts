@@ -2,6 +2,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { expect, vi } from 'vitest';
 import { CredentialSchema } from '../../lib/db/entities.js';
+import { secretContext } from '../../lib/credentials/records.js';
 import { fork } from '../../lib/db/orm.js';
 import { toTool, type ToolConfig } from '../../lib/tools.js';
 import { SANDBOX_SCOPES } from '../../sandbox/provider.js';
@@ -79,4 +80,20 @@ export function addSandboxTool(h: Harness, id: string, auth: Record<string, unkn
       ...extra,
     } as ToolConfig),
   );
+}
+
+/** The user withdraws the grant at the provider: the credential's refresh token is revoked there (RFC 7009). */
+export async function withdrawGrant(h: Harness, who: Who, toolId = 'sandbox'): Promise<void> {
+  const row = (await latestRow(h, who, toolId))!;
+  const owner = { agentId: who.agent, userId: who.user, toolId };
+  const refreshToken = h.services.vault.decrypt(row.refreshToken!, secretContext(owner, row.id, 'refresh_token'));
+  const revoked = await fetch(`${h.sandbox.issuer}/token/revocation`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${h.sandbox.clientId}:${h.sandbox.clientSecret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: new URLSearchParams({ token: refreshToken, token_type_hint: 'refresh_token' }),
+  });
+  expect(revoked.status).toBe(200);
 }
