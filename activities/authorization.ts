@@ -117,6 +117,8 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
           if (k === 'iss' && !client.issuerKnown) continue;
           callbackUrl.searchParams.set(k, v);
         }
+        // Read before the code is spent: nothing but the exchange and the commit may stand between them.
+        const pinned = tool.pinAccount ? await unit.pinnedAccount(credential) : null;
         let tokens: oidc.TokenEndpointResponse;
         const exchangeStarted = performance.now();
         const verifier = vault.decrypt(request.codeVerifier, secretContext(owner, request.id, 'code_verifier'));
@@ -132,8 +134,7 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
         }
         // The provider has answered: from here its tokens exist only in this process until they are committed.
         const account = await identifyAccount(tool, tokens, deps.outbound.fetch);
-        const pinned = account && tool.pinAccount ? await unit.pinnedAccount(credential) : null;
-        if (pinned && pinned !== account!.id) {
+        if (pinned && account && pinned !== account.id) {
           // Consent with another account than this connection has: its tokens are given back, never stored.
           if (client.revocationSupported)
             await oidc.tokenRevocation(client.config, tokens.refresh_token ?? tokens.access_token).catch(() => undefined);
@@ -146,8 +147,10 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
         }
         const now = new Date();
         const changes = {
-          ...tokenChanges(credential, tokens, now),
-          ...(account ? { accountId: account.id, accountName: account.name } : {}),
+          ...tokenChanges(credential, tokens, now, { consent: true }),
+          // Unknown stays unknown: an id from before is not carried over to tokens nobody identified.
+          accountId: account?.id ?? null,
+          accountName: account?.name ?? null,
           acquiredAt: now,
           ttlExpiresAt: new Date(now.getTime() + input.ttlSeconds * 1000),
           status: 'active',

@@ -81,7 +81,7 @@ export function createToolkit(deps: ActivityDeps) {
   }
 
   /** The columns a token response changes, encrypted, computed before anything is written. */
-  function tokenChanges(credential: Credential, tokens: oidc.TokenEndpointResponse, now: Date) {
+  function tokenChanges(credential: Credential, tokens: oidc.TokenEndpointResponse, now: Date, opts: { consent?: boolean } = {}) {
     const owner = ownerOf(credential);
     return {
       accessToken: vault.encrypt(tokens.access_token, secretContext(owner, credential.id, 'access_token')),
@@ -92,7 +92,13 @@ export function createToolkit(deps: ActivityDeps) {
       tokenType: (tokens.token_type ?? 'bearer').slice(0, 40),
       scope: tokens.scope ?? credential.scope ?? null,
       accessExpiresAt: typeof tokens.expires_in === 'number' ? new Date(now.getTime() + tokens.expires_in * 1000) : null,
-      refreshExpiresAt: refreshExpiry(credential, tokens, now, deps.tools.get(credential.toolId)?.auth.refresh_token_lifetime_seconds),
+      refreshExpiresAt: refreshExpiry(
+        credential,
+        tokens,
+        now,
+        deps.tools.get(credential.toolId)?.auth.refresh_token_lifetime_seconds,
+        opts.consent,
+      ),
       tokenGeneration: credential.tokenGeneration + 1,
       updatedAt: now,
     };
@@ -231,12 +237,14 @@ export function refreshExpiry(
   tokens: oidc.TokenEndpointResponse,
   now: Date,
   lifetimeSeconds?: number,
+  /** A consent (first or step-up): a known lifetime starts again. */
+  consent = false,
 ): Date | null {
   const said = [tokens.refresh_token_expires_in, tokens.refresh_expires_in].find((v): v is number => typeof v === 'number' && v > 0);
   if (said) return new Date(now.getTime() + said * 1000);
   const known = credential.refreshExpiresAt ?? null;
   if (!tokens.refresh_token) return known;
-  if (lifetimeSeconds) return credential.refreshToken && known ? known : new Date(now.getTime() + lifetimeSeconds * 1000);
+  if (lifetimeSeconds) return !consent && credential.refreshToken && known ? known : new Date(now.getTime() + lifetimeSeconds * 1000);
   return null;
 }
 

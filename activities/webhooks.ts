@@ -35,7 +35,10 @@ export function webhookActivities(deps: ActivityDeps) {
         throw err;
       }
       // The subscription was deleted meanwhile: nothing to send to.
-      if (!job) return 'dropped';
+      if (!job) {
+        await store.dropped(input.deliveryId);
+        return 'dropped';
+      }
       if (job.delivery.status === 'delivered') return 'delivered';
       const { event, subscription } = job;
       const now = new Date();
@@ -43,7 +46,8 @@ export function webhookActivities(deps: ActivityDeps) {
       const signature = new Webhook(job.secret).sign(event.id, now, event.payload);
       let status: number;
       try {
-        const res = await deps.outbound.fetch(subscription.url, {
+        // Only the status matters: the answer's body is never read (a large one is no failure).
+        const res = await deps.outbound.streamingFetch(subscription.url, {
           method: 'POST',
           headers: {
             'content-type': 'application/json',
@@ -56,6 +60,7 @@ export function webhookActivities(deps: ActivityDeps) {
           signal: AbortSignal.timeout(settings.attemptTimeoutMs),
         });
         status = res.status;
+        await res.body?.cancel().catch(() => undefined);
       } catch (err) {
         const refused = findOutboundError(err);
         const error = refused ? `outbound_refused: ${refused.reason}` : 'the receiver could not be reached';

@@ -151,7 +151,7 @@ export function createApp(deps: AppDeps): Express {
   // The user's own page: every connection across agents and tools, and taking them back.
   app.use(
     '/api/v1/me/connections',
-    browserLimit,
+    perIp,
     meRoutes({ ...deps, publicOrigin: config.publicOrigin, secureCookies: !config.developmentMode }),
   );
   app.use(RECONNECT_PATH, browserLimit, reconnectRoutes(deps));

@@ -61,8 +61,8 @@ export class CredentialBroker {
    * The hot path: a usable access token from the vault, or null. One indexed query (plain SQL: the ORM's
    * hydration costs several times the query itself) and one AES-GCM decrypt; no Temporal round trip.
    */
-  async readActive(owner: CredentialOwner): Promise<ActiveCredential | null> {
-    const read = await this.read(owner);
+  async readActive(owner: CredentialOwner, opts: { quiet?: boolean } = {}): Promise<ActiveCredential | null> {
+    const read = await this.read(owner, opts);
     return read === 'stale' ? null : read;
   }
 
@@ -85,7 +85,7 @@ export class CredentialBroker {
    * Like readActive, but tells an active credential whose token ran out (its refresh is late: the provider or
    * the worker is away) from one that does not exist: `'stale'`.
    */
-  async read(owner: CredentialOwner): Promise<ActiveCredential | 'stale' | null> {
+  async read(owner: CredentialOwner, opts: { quiet?: boolean } = {}): Promise<ActiveCredential | 'stale' | null> {
     const row = await this.activeRow(owner);
     if (!row) return null;
     if (!row.access_token) return 'stale';
@@ -98,7 +98,8 @@ export class CredentialBroker {
       // Tampered, moved between rows, or encrypted with a key that is no longer configured.
       throw new BrokerError('credential_unreadable', `the stored credential cannot be decrypted (${(err as VaultError).code ?? 'error'})`);
     }
-    this.noteUse(row.id);
+    // `quiet`: a look, not a use (the reconnect page asking whether it is still connected).
+    if (!opts.quiet) this.noteUse(row.id);
     return {
       credentialId: row.id,
       accessToken,

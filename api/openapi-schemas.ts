@@ -99,7 +99,7 @@ export const DeliveryList = z
         id: z.string(),
         event_id: z.string(),
         event_type: z.string(),
-        status: z.enum(['pending', 'delivered', 'failed']),
+        status: z.enum(['pending', 'delivered', 'failed', 'dropped']),
         attempts: z.number().int(),
         last_status_code: z.number().int().nullable(),
         last_error: z.string().nullable(),

@@ -21,6 +21,7 @@ import {
   afterFailedRefresh,
   decide,
   interrupts,
+  warningKey,
   mayContinueAsNew,
   revokedBy,
   shouldContinueAsNew,
@@ -143,7 +144,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
         inbox.refreshAttempts++;
         return;
       case 'warn_expiring':
-        s.warned = [...(s.warned ?? []), step.warning.reason];
+        s.warned = [...(s.warned ?? []), warningKey(step.warning.reason, step.warning.expiresAt)].slice(-8);
         return tell('credential.expiring', { reason: step.warning.reason, expires_at: iso(step.warning.expiresAt) });
       case 'wait':
         return;
@@ -151,7 +152,9 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
   }
 
   function applyTokens(meta: TokenMetadata): void {
+    const before = s.refreshExpiresAt ?? null;
     Object.assign(s, withTokens(meta, { now: Date.now(), skewMs: input.refreshSkewSeconds * 1000, random: Math.random }));
+    if ((s.refreshExpiresAt ?? null) !== before) s.refreshIssuedAt = Date.now();
   }
 
   async function beginStepUp(scopes: string[]): Promise<void> {

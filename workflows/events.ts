@@ -64,7 +64,8 @@ export async function deliveryWorkflow(input: DeliveryRunInput): Promise<{ deliv
     failed++;
     await bookkeeping.failDelivery({ deliveryId: deliveryIds[i]!, error: failureCode(result.reason) });
   }
-  return { delivered: deliveryIds.length - failed, failed };
+  const delivered = results.filter((r) => r.status === 'fulfilled' && r.value === 'delivered').length;
+  return { delivered, failed };
 }
 
 /** The event that tells each way a credential can end. */

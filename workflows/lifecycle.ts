@@ -118,14 +118,20 @@ export function nextWarning(s: CredentialState, opts: LifecycleOptions): Expirin
   if (!w || s.ttlExpiresAt === null) return null;
   const warned = new Set(s.warned ?? []);
   const candidates: ExpiringWarning[] = [];
-  if (!warned.has('ttl'))
+  if (!warned.has(warningKey('ttl', s.ttlExpiresAt)))
     candidates.push({ reason: 'ttl', expiresAt: s.ttlExpiresAt, at: s.ttlExpiresAt - Math.min(w.leadMs, w.ttlMs / 2) });
   const dies = s.refreshExpiresAt ?? null;
-  if (dies !== null && s.hasRefreshToken && dies < s.ttlExpiresAt && !warned.has('refresh_token')) {
-    const life = Math.max(0, dies - (s.acquiredAt ?? dies));
+  if (dies !== null && s.hasRefreshToken && dies < s.ttlExpiresAt && !warned.has(warningKey('refresh_token', dies))) {
+    // Measured from when this expiry was set: a sliding window renewed at every refresh never comes due.
+    const life = Math.max(0, dies - (s.refreshIssuedAt ?? s.acquiredAt ?? dies));
     candidates.push({ reason: 'refresh_token', expiresAt: dies, at: dies - Math.min(w.leadMs, life / 2) });
   }
   return candidates.sort((a, b) => a.at - b.at)[0] ?? null;
+}
+
+/** What `warned` records for a warning: its reason and the end it warned of (a new end is warned of again). */
+export function warningKey(reason: ExpiringWarning['reason'], expiresAt: number): string {
+  return `${reason}:${expiresAt}`;
 }
 
 function warningAt(s: CredentialState, opts: LifecycleOptions): number {

@@ -39,9 +39,11 @@ export interface CredentialState {
   retryNotBefore?: number | null;
   /** When the refresh token dies, where known; epoch ms. */
   refreshExpiresAt?: number | null;
+  /** When that expiry was last set (a new or renewed refresh token): the life a warning's lead is measured on. */
+  refreshIssuedAt?: number | null;
   /** What revoking did at the provider (set when the credential was revoked). */
   revocation?: Revocation;
-  /** The `credential.expiring` warnings already sent (`ttl`, `refresh_token`): each at most once. */
+  /** The `credential.expiring` warnings already sent (`ttl:<ends>`, `refresh_token:<ends>`): once per end. */
   warned?: string[];
 }
 

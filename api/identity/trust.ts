@@ -71,6 +71,8 @@ export interface VerifiedIdentity {
   issuer: string;
   /** False only in permissive mode when the token failed verification and was accepted anyway. */
   verified: boolean;
+  /** The identity names the agent it was issued for (`agent_claim`): an agent's, not a browser's. */
+  agentBound?: boolean;
   failure?: string;
 }
 
@@ -203,7 +205,7 @@ export class TrustManager {
         throw new IdentityError('identity_agent_mismatch', 403, 'the user identity was issued for another agent');
       }
     }
-    return { userId, issuer: entry.config.issuer, verified: true };
+    return { userId, issuer: entry.config.issuer, verified: true, agentBound: Boolean(claim && payload[claim] !== undefined) };
   }
 
   private checkTimes(payload: jose.JWTPayload): void {

@@ -98,7 +98,15 @@ export function adminRoutes(deps: AdminDeps): Router {
     const queue = [...owners.values()];
     const revokeNext = async (): Promise<void> => {
       for (let owner = queue.shift(); owner; owner = queue.shift()) {
-        const view = await revokeAs(req, owner, body.reason ?? 'user offboarded');
+        let view;
+        try {
+          view = await revokeAs(req, owner, body.reason ?? 'user offboarded');
+        } catch (err) {
+          // One credential that could not be revoked now does not hide what happened to the others.
+          req.log.warn({ err: (err as Error).message, toolId: owner.toolId }, 'offboarding: a revocation failed');
+          results.push({ agent_id: owner.agentId, tool_id: owner.toolId, status: 'error', revocation: null });
+          continue;
+        }
         results.push({
           agent_id: owner.agentId,
           tool_id: owner.toolId,

@@ -152,7 +152,7 @@ export function callbackRoutes(deps: CallbackDeps): Router {
         res,
         409,
         'Different account',
-        'You signed in at the provider with a different account than this connection uses, so nothing was changed. Sign in with the account you connected before, or disconnect it first if you mean to switch.',
+        'You signed in at the provider with a different account than this connection uses, so nothing was changed. Sign in with the account you connected before; to connect another account, ask for this connection to be removed and started again.',
         false,
       );
     if (outcome === 'pending')

@@ -1,5 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import express from 'express';
+import { randomBytes } from 'node:crypto';
 import { parse as parseCookies } from 'cookie';
 import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialRecords } from '../../lib/credentials/records.js';
@@ -37,6 +38,7 @@ export function meRoutes(deps: MeDeps): Router {
   const form = express.urlencoded({ extended: false, limit: '4kb' });
   const json = express.json({ limit: '4kb' });
   const cookieName = `${deps.secureCookies ? '__Host-' : ''}acb-me`;
+  const browserCookie = `${deps.secureCookies ? '__Host-' : ''}acb-me-browser`;
   router.use((_req, res, next) => {
     res.setHeader('Cache-Control', 'no-store');
     next();
@@ -51,9 +53,10 @@ export function meRoutes(deps: MeDeps): Router {
     }
     const rows = (await deps.records.liveOf(userId)).sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
     const views = rows.map((r) => connectionView(r, deps.tools.get(r.toolId)?.name ?? r.toolId));
-    if (wantsJson) return res.json({ user_id: userId, connections: views, csrf_token: csrfToken(userId) });
+    const csrf = csrfToken(userId, browserOf(req, res));
+    if (wantsJson) return res.json({ user_id: userId, connections: views, csrf_token: csrf });
     const notice = typeof req.query.done === 'string' && /^\d{1,4}$/.test(req.query.done) ? `Disconnected ${req.query.done}.` : undefined;
-    html(res, 200, connectionsPage(userId, views, csrfToken(userId), notice));
+    html(res, 200, connectionsPage(userId, views, csrf, notice));
   });
 
   // Development mode only: the simple user form (production identities come signed from the gateway).
@@ -93,13 +96,19 @@ export function meRoutes(deps: MeDeps): Router {
   async function browserUser(req: Request): Promise<string | null> {
     if (deps.trust) {
       if (!req.get('x-user-identity')) return null;
+      let identity;
       try {
-        return (await deps.trust.verify(req.get('x-user-identity'))).userId;
+        identity = await deps.trust.verify(req.get('x-user-identity'));
       } catch (err) {
         if (err instanceof IdentityError)
           throw new ApiError(catalogCode(err.code, 'identity_invalid'), err.message, { status: err.status });
         throw err;
       }
+      // The browser user's own identity only: not one issued to an agent (an agent holding the user's identity must
+      // not see or take back the user's other connections), and never one accepted unverified (permissive mode).
+      if (identity.agentBound) throw new ApiError('identity_agent_mismatch', 'this page takes the browser user’s identity, not an agent’s');
+      if (!identity.verified) throw new ApiError('identity_invalid', 'the user identity does not verify');
+      return identity.userId;
     }
     const cookie = parseCookies(req.get('cookie') ?? '')[cookieName];
     const dot = cookie?.lastIndexOf('.') ?? -1;
@@ -108,25 +117,35 @@ export function meRoutes(deps: MeDeps): Router {
     return secretsEqual(cookie.slice(dot + 1), deps.vault.deriveToken('me-session', user)) ? user : null;
   }
 
-  /** A state-changing request: signed in, from this origin, carrying the page's token. */
+  /** A state-changing request: from this origin, signed in, carrying the token this browser's page was given. */
   async function stateChangeBy(req: Request): Promise<string> {
     sameOrigin(req);
     const userId = await browserUser(req);
     if (!userId) throw new ApiError('user_identity_required', 'sign in first: no user identity was presented');
+    const browser = parseCookies(req.get('cookie') ?? '')[browserCookie];
     const given = String(req.body?.csrf ?? req.get('x-csrf-token') ?? '');
-    if (!secretsEqual(given, csrfToken(userId))) throw new ApiError('csrf_token_invalid', 'the request did not carry this page’s token');
+    if (!browser || !secretsEqual(given, csrfToken(userId, browser)))
+      throw new ApiError('csrf_token_invalid', 'the request did not carry this page’s token');
     return userId;
   }
 
-  /** Browsers send Origin with every POST: one from another site is refused before anything else. */
+  /** Browsers send Origin with every POST: one that is missing or from another site is refused first. */
   function sameOrigin(req: Request): void {
-    const origin = req.get('origin');
-    if (origin !== undefined && origin !== deps.publicOrigin)
-      throw new ApiError('cross_site_request', 'the request came from another site');
+    if (req.get('origin') !== deps.publicOrigin) throw new ApiError('cross_site_request', 'the request came from another site');
   }
 
-  function csrfToken(userId: string): string {
-    return deps.vault.deriveToken('me-csrf', userId);
+  /** The page's token: for this user in this browser (a random cookie the page sets), so it cannot be made elsewhere. */
+  function csrfToken(userId: string, browser: string): string {
+    return deps.vault.deriveToken('me-csrf', `${userId}\n${browser}`);
+  }
+
+  /** This browser's random id (set on the first visit): what the page's token is bound to. */
+  function browserOf(req: Request, res: Response): string {
+    const known = parseCookies(req.get('cookie') ?? '')[browserCookie];
+    if (known && /^[A-Za-z0-9_-]{32,64}$/.test(known)) return known;
+    const fresh = randomBytes(24).toString('base64url');
+    res.cookie(browserCookie, fresh, { httpOnly: true, secure: deps.secureCookies, sameSite: 'strict', path: '/' });
+    return fresh;
   }
 
   async function disconnect(req: Request, userId: string, row: Credential): Promise<void> {

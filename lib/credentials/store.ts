@@ -104,8 +104,8 @@ export class CredentialUnit {
 
   /**
    * The upstream account a new consent for this credential must land on: its own (a step-up), else that of the
-   * owner's previous credential when it ended without being revoked (expired, needed re-authorization). A user who
-   * revoked a connection may connect another account.
+   * owner's previous credential when it ended needing re-authorization (the same connection, asked again). After
+   * an expiry or a revocation any account may connect.
    */
   async pinnedAccount(credential: Credential): Promise<string | null> {
     if (credential.accountId) return credential.accountId;
@@ -120,7 +120,7 @@ export class CredentialUnit {
       },
       { orderBy: { createdAt: 'desc' } },
     );
-    return previous && previous.status !== 'revoked' ? previous.accountId! : null;
+    return previous?.status === 'reauthorization_required' ? previous.accountId! : null;
   }
 
   /** An authorization request of this credential. */

@@ -195,7 +195,7 @@ export const WebhookDeliverySchema = defineEntity({
     id: p.uuid().primary(),
     eventId: p.uuid(),
     subscriptionId: p.uuid(),
-    /** pending | delivered | failed */
+    /** pending | delivered | failed | dropped (its subscription was deleted first) */
     status: p.string().length(20),
     attempts: p.integer().default(0),
     lastStatusCode: p.integer().nullable(),

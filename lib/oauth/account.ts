@@ -34,8 +34,11 @@ export async function identifyAccount(
         if (id) return { id, name: text(body[fields.name]) };
       }
     } catch {
-      // Unknown, then: the account is shown as such and not pinned.
+      // Unknown, then: shown as such and not compared.
     }
+    // Where the tool names its "who am I" endpoint, only its answer counts: another kind of id (a token's `sub`)
+    // would look like another account.
+    return null;
   }
   try {
     const payload = decodeJwt(tokens.access_token);

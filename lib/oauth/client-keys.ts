@@ -9,6 +9,8 @@ export interface ClientKey {
   privateKey: CryptoKey;
   /** The public half as a JWK (with `kid`, `alg`, `use: sig`), published at /oauth/jwks.json. */
   publicJwk: JWK;
+  /** Every public key to publish: the signing one first, then those of older master keys (rotation). */
+  published: JWK[];
 }
 
 export function usesPrivateKeyJwt(tool: Tool): boolean {
@@ -43,30 +45,32 @@ export class ClientKeys {
 
   /** The public keys of every tool that authenticates with `private_key_jwt`. */
   async jwks(tools: Tool[]): Promise<{ keys: JWK[] }> {
-    const keys = await Promise.all(tools.filter(usesPrivateKeyJwt).map(async (t) => (await this.keyFor(t)).publicJwk));
-    return { keys };
+    const keys = await Promise.all(tools.filter(usesPrivateKeyJwt).map(async (t) => (await this.keyFor(t)).published));
+    return { keys: keys.flat() };
   }
 
   private async load(tool: Tool): Promise<ClientKey> {
     const alg = tool.auth.client_assertion_alg ?? 'ES256';
     const pem = tool.auth.client_private_key;
-    let privateKey: CryptoKey;
-    let jwk: JWK;
     if (pem) {
-      privateKey = await importPKCS8(pem, alg);
-      jwk = createPublicKey(createPrivateKey(pem)).export({ format: 'jwk' }) as JWK;
-    } else {
-      // P-256 from 32 bytes the master key derives for this tool: a valid scalar but with negligible odds.
-      const d = this.vault.deriveKeys(`client-assertion-key:${tool.id}`)[0]!.key;
-      const ecdh = createECDH('prime256v1');
-      ecdh.setPrivateKey(d);
-      const point = ecdh.getPublicKey();
-      jwk = { kty: 'EC', crv: 'P-256', x: point.subarray(1, 33).toString('base64url'), y: point.subarray(33).toString('base64url') };
-      privateKey = (await importJWK({ ...jwk, d: d.toString('base64url') }, 'ES256')) as CryptoKey;
+      // An operator's key goes unnamed: the server may know it by another kid, and with none it tries each key.
+      const jwk = { ...(createPublicKey(createPrivateKey(pem)).export({ format: 'jwk' }) as JWK), alg, use: 'sig' };
+      return { privateKey: await importPKCS8(pem, alg), publicJwk: jwk, published: [jwk] };
     }
-    // The broker's own key is named by its thumbprint; an operator's key goes unnamed (the server may know it by
-    // another kid, and with none it tries each of the client's keys).
-    const kid = pem ? undefined : (await calculateJwkThumbprint(jwk)).slice(0, 16);
-    return { privateKey, publicJwk: { ...jwk, ...(kid ? { kid } : {}), alg: pem ? alg : 'ES256', use: 'sig' } };
+    // One P-256 key per master key (the current one signs; older ones stay published until their master key goes),
+    // from 32 bytes each master key derives for this tool: a valid scalar but with negligible odds.
+    const derived = await Promise.all(this.vault.deriveKeys(`client-assertion-key:${tool.id}`).map(({ key }) => p256(key)));
+    return { privateKey: derived[0]!.privateKey, publicJwk: derived[0]!.publicJwk, published: derived.map((k) => k.publicJwk) };
   }
+}
+
+/** A P-256 key pair from a 32-byte scalar, its public half named by its thumbprint. */
+async function p256(d: Buffer): Promise<{ privateKey: CryptoKey; publicJwk: JWK }> {
+  const ecdh = createECDH('prime256v1');
+  ecdh.setPrivateKey(d);
+  const point = ecdh.getPublicKey();
+  const jwk: JWK = { kty: 'EC', crv: 'P-256', x: point.subarray(1, 33).toString('base64url'), y: point.subarray(33).toString('base64url') };
+  const privateKey = (await importJWK({ ...jwk, d: d.toString('base64url') }, 'ES256')) as CryptoKey;
+  const kid = (await calculateJwkThumbprint(jwk)).slice(0, 16);
+  return { privateKey, publicJwk: { ...jwk, kid, alg: 'ES256', use: 'sig' } };
 }

@@ -169,6 +169,15 @@ export class WebhookStore {
     await em.getConnection().execute('update webhook_deliveries set attempts = attempts + 1 where id = ?', [deliveryId]);
   }
 
+  /** Its subscription was deleted before it went out: nothing was sent, nothing will be. */
+  async dropped(deliveryId: string): Promise<void> {
+    await fork(this.orm).nativeUpdate(
+      WebhookDeliverySchema,
+      { id: deliveryId, status: 'pending' },
+      { status: 'dropped', lastError: 'subscription deleted' },
+    );
+  }
+
   /** The retries ran out (or the target is refused for good); the last attempt's error stays. */
   async failed(deliveryId: string): Promise<void> {
     await fork(this.orm).nativeUpdate(WebhookDeliverySchema, { id: deliveryId, status: 'pending' }, { status: 'failed' });

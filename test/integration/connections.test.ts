@@ -118,34 +118,38 @@ describe.skipIf(!available)("the user's connections page, in a real browser (Deb
     await context.close();
   });
 
-  it('answers JSON with the same rows, and refuses a POST without the page’s token', async () => {
+  it('answers JSON with the same rows; refuses a POST without this browser’s token, without Origin, or with an agent’s identity', async () => {
     const who = freshOwner('page-json');
     await authorize(h, who);
+    const origin = h.baseUrl;
     const session = await fetch(`${h.baseUrl}/api/v1/me/connections/session`, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin },
       body: new URLSearchParams({ user: who.user }),
       redirect: 'manual',
     });
     expect(session.status).toBe(303);
-    const cookie = session.headers.getSetCookie()[0]!.split(';')[0]!;
-    const listed = await fetch(`${h.baseUrl}/api/v1/me/connections`, { headers: { cookie, accept: 'application/json' } });
-    const body = (await listed.json()) as { connections: { agent_id: string; account: unknown }[]; csrf_token: string };
+    const signedIn = session.headers.getSetCookie()[0]!.split(';')[0]!;
+    const listed = await fetch(`${h.baseUrl}/api/v1/me/connections`, { headers: { cookie: signedIn, accept: 'application/json' } });
+    const browser = listed.headers.getSetCookie()[0]!.split(';')[0]!;
+    const cookie = `${signedIn}; ${browser}`;
+    const body = (await listed.json()) as { connections: { agent_id: string }[]; csrf_token: string };
     expect(body.connections.map((c) => c.agent_id)).toEqual([who.agent]);
-    const noToken = await fetch(`${h.baseUrl}/api/v1/me/connections/disconnect-all`, {
-      method: 'POST',
-      headers: { cookie, 'content-type': 'application/json' },
-      body: '{}',
-    });
-    expect(noToken.status).toBe(403);
-    expect(((await noToken.json()) as { error: { code: string } }).error.code).toBe('csrf_token_invalid');
+    const post = (headers: Record<string, string>) =>
+      fetch(`${h.baseUrl}/api/v1/me/connections/disconnect-all`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: '{}',
+      });
+    const codeOf = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
+    expect(await codeOf(await post({ cookie, origin }))).toBe('csrf_token_invalid');
+    // The token is this browser's: without its cookie (another client that learned the token) it is refused.
+    expect(await codeOf(await post({ cookie: signedIn, origin, 'x-csrf-token': body.csrf_token }))).toBe('csrf_token_invalid');
+    // No Origin (not a browser): refused before anything else.
+    expect(await codeOf(await post({ cookie, 'x-csrf-token': body.csrf_token }))).toBe('cross_site_request');
     const anonymous = await fetch(`${h.baseUrl}/api/v1/me/connections`, { headers: { accept: 'application/json' } });
     expect(anonymous.status).toBe(401);
-    const ok = await fetch(`${h.baseUrl}/api/v1/me/connections/disconnect-all`, {
-      method: 'POST',
-      headers: { cookie, 'content-type': 'application/json', 'x-csrf-token': body.csrf_token },
-      body: '{}',
-    });
+    const ok = await post({ cookie, origin, 'x-csrf-token': body.csrf_token });
     expect(await ok.json()).toEqual({ disconnected: 1 });
   });
 });

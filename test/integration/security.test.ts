@@ -382,3 +382,23 @@ describe('transport protections', () => {
     expect(((await limited!.json()) as { error: { code: string } }).error.code).toBe('rate_limited');
   });
 });
+
+describe("the users' page takes only the browser user's own identity", () => {
+  it('lists with a browser identity, refuses one issued to an agent (which could otherwise disconnect other agents’ access)', async () => {
+    const user = 'alice@example.com';
+    const base = { 'x-forwarded-proto': 'https', accept: 'application/json' };
+    const browser = await fetch(`${h.baseUrl}/api/v1/me/connections`, { headers: { ...base, 'x-user-identity': await gw.sign(user) } });
+    expect(browser.status).toBe(200);
+    expect(((await browser.json()) as { user_id: string }).user_id).toBe(user);
+    const agentHeld = await gw.sign(user, { claims: { agent_id: 'agent-a' } });
+    const refused = await fetch(`${h.baseUrl}/api/v1/me/connections`, { headers: { ...base, 'x-user-identity': agentHeld } });
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('identity_agent_mismatch');
+    const post = await fetch(`${h.baseUrl}/api/v1/me/connections/disconnect-all`, {
+      method: 'POST',
+      headers: { ...base, 'content-type': 'application/json', origin: h.publicOrigin, 'x-user-identity': agentHeld, 'x-csrf-token': 'x' },
+      body: '{}',
+    });
+    expect(post.status).toBe(403);
+  });
+});

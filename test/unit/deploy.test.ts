@@ -4,6 +4,8 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES, loadConfig } from '../../lib/config.js';
 import { registry } from '../../lib/metrics.js';
+import { parseTrustConfig } from '../../api/identity/trust.js';
+import { Rbac } from '../../api/identity/rbac.js';
 
 const K8S = 'deploy/kubernetes';
 const manifests = readdirSync(K8S)
@@ -44,6 +46,13 @@ describe('deploy/: what operators run', () => {
     const unknown = Object.keys({ ...config, ...secret }).filter((k) => !CONFIG_VARIABLES.includes(k) && k !== 'WORKER_METRICS_PORT');
     expect(unknown).toEqual([]);
     expect(() => loadConfig({ ...config, ...secret })).not.toThrow();
+  });
+
+  it('ships identity files the service accepts (trust, roles, users)', () => {
+    const files = byKind('ConfigMap').find((m) => m.metadata.name === 'credential-broker-files')!.data as Record<string, string>;
+    expect(parseTrustConfig(parseYaml(files['trust.yaml']!), false).trusted_issuers).toHaveLength(1);
+    const rbac = Rbac.fromYaml(files['roles.yaml']!, files['users.yaml']!);
+    expect(rbac).toBeInstanceOf(Rbac);
   });
 
   it('runs the API, the worker and the migration from files that exist, with probes on /healthz and /readyz', () => {

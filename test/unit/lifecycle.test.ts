@@ -196,8 +196,8 @@ describe('credential.expiring warnings', () => {
     const afterRefresh = { ...base, refreshAt: T + 3_500_000 };
     expect(wakeAt(afterRefresh, quiet, warn)).toBe(T + 3_000_000);
     expect(decide(afterRefresh, { ...quiet, now: T + 3_000_000 }, warn)).toEqual({ do: 'warn_expiring', warning: ttlWarning });
-    expect(decide({ ...afterRefresh, warned: ['ttl'] }, { ...quiet, now: T + 3_000_000 }, warn)).toEqual(wait);
-    expect(wakeAt({ ...afterRefresh, warned: ['ttl'] }, quiet, warn)).toBe(T + 3_500_000);
+    expect(decide({ ...afterRefresh, warned: ['ttl:' + (T + 3_600_000)] }, { ...quiet, now: T + 3_000_000 }, warn)).toEqual(wait);
+    expect(wakeAt({ ...afterRefresh, warned: ['ttl:' + (T + 3_600_000)] }, quiet, warn)).toBe(T + 3_500_000);
   });
 
   it('warns at half the life when the lead is longer than that', () => {
@@ -209,7 +209,7 @@ describe('credential.expiring warnings', () => {
     const dying = { ...base, refreshExpiresAt: T + 1_000_000 };
     // Its life from the consent is 1,060 s: half of it (530 s) is shorter than the 600 s lead.
     expect(nextWarning(dying, warn)).toEqual({ reason: 'refresh_token', expiresAt: T + 1_000_000, at: T + 1_000_000 - 530_000 });
-    expect(nextWarning({ ...dying, warned: ['refresh_token'] }, warn)).toEqual(ttlWarning);
+    expect(nextWarning({ ...dying, warned: ['refresh_token:' + (T + 1_000_000)] }, warn)).toEqual(ttlWarning);
     // A refresh token that outlives the TTL, or none at all, is not worth a warning of its own.
     expect(nextWarning({ ...base, refreshExpiresAt: T + 9_000_000 }, warn)).toEqual(ttlWarning);
     expect(nextWarning({ ...dying, hasRefreshToken: false }, warn)).toEqual(ttlWarning);
