@@ -15,8 +15,10 @@ const CSP =
  */
 export function docsRoutes(publicOrigin: string): Router {
   const router = Router();
-  const document = JSON.stringify(openApiDocument(publicOrigin));
+  // Built when first asked for, not at every start of the API.
+  let document: string | undefined;
   router.get('/openapi.json', (_req, res) => {
+    document ??= JSON.stringify(openApiDocument(publicOrigin));
     res.type('application/json').setHeader('Cache-Control', 'public, max-age=300').send(document);
   });
   router.use('/docs/assets', express.static(SWAGGER_UI_DIR, { index: false, maxAge: '1h' }));

@@ -1,10 +1,7 @@
 import type { Response } from 'express';
+import { escapeHtml } from '../lib/html.js';
 
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
-}
+export { escapeHtml };
 
 /** The small page the user sees after the provider sends them back. Never shows a token. */
 export function resultPage(title: string, message: string, ok: boolean): string {
@@ -16,14 +13,18 @@ h1{font-size:1.4rem;color:${ok ? '#1a7f37' : '#b42318'}}</style></head>
 <body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p></body></html>`;
 }
 
+/** An HTML page of ours: never cached, under its Content-Security-Policy (and any other header it needs). */
+export function sendHtml(res: Response, status: number, html: string, csp: string, headers: Record<string, string> = {}): void {
+  res.status(status).type('html').setHeader('Cache-Control', 'no-store').setHeader('Content-Security-Policy', csp);
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  res.send(html);
+}
+
 export function sendPage(res: Response, status: number, title: string, message: string, ok: boolean): void {
-  res
-    .status(status)
-    .type('html')
-    .setHeader('Cache-Control', 'no-store')
-    .setHeader(
-      'Content-Security-Policy',
-      "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'",
-    )
-    .send(resultPage(title, message, ok));
+  sendHtml(
+    res,
+    status,
+    resultPage(title, message, ok),
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'",
+  );
 }

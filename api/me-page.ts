@@ -1,5 +1,6 @@
 import type { Credential } from '../lib/db/entities.js';
 import { escapeHtml } from './html.js';
+import { accountView } from './views.js';
 
 /** One connection as the user sees it (and as the JSON answer gives it): never a token. */
 export function connectionView(row: Credential, toolName: string): Record<string, unknown> {
@@ -8,7 +9,7 @@ export function connectionView(row: Credential, toolName: string): Record<string
     tool_id: row.toolId,
     tool_name: toolName,
     agent_id: row.agentId,
-    account: row.accountId ? { id: row.accountId, name: row.accountName ?? null } : null,
+    account: accountView(row),
     scope: row.scope ?? null,
     status: row.status,
     connected_at: row.acquiredAt?.toISOString() ?? null,

@@ -1,5 +1,10 @@
 import type { AuditEvent, Credential } from '../lib/db/entities.js';
 
+/** The upstream account a credential's consent landed on, or null when unknown. */
+export function accountView(row: Credential): { id: string; name: string | null } | null {
+  return row.accountId ? { id: row.accountId, name: row.accountName ?? null } : null;
+}
+
 /** A credential's metadata as the API shows it: never a token. */
 export function credentialView(row: Credential, opts: { withOwner?: boolean } = {}): Record<string, unknown> {
   return {
@@ -11,7 +16,7 @@ export function credentialView(row: Credential, opts: { withOwner?: boolean } = 
     expires_at: row.accessExpiresAt?.toISOString() ?? null,
     credential_expires_at: row.ttlExpiresAt?.toISOString() ?? null,
     refresh_token_expires_at: row.refreshExpiresAt?.toISOString() ?? null,
-    account: row.accountId ? { id: row.accountId, name: row.accountName ?? null } : null,
+    account: accountView(row),
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),
     ended_at: row.deletedAt?.toISOString() ?? null,

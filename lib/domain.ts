@@ -35,6 +35,14 @@ export function credentialWorkflowId(owner: CredentialOwner): string {
   return `credential:${encodeURIComponent(owner.agentId)}:${encodeURIComponent(owner.userId)}:${encodeURIComponent(owner.toolId)}`;
 }
 
+/** Row ids the API takes from a path or query (credentials, requests, webhooks, deliveries): lowercase UUIDs. */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Epoch ms as an ISO time, or null (workflow-safe). */
+export function isoTime(ms: number | null | undefined): string | null {
+  return typeof ms === 'number' ? new Date(ms).toISOString() : null;
+}
+
 /** Ids of agents, users and tools: printable, bounded, no path or control characters. */
 export const OWNER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+:=-]{0,199}$/;
 

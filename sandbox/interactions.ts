@@ -1,8 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
+import { escapeHtml } from '../lib/html.js';
 
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-const escape = (text: string) => text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
 const PATH = /^\/interaction\/([A-Za-z0-9_-]{1,100})(\/abort)?$/;
 
 function page(res: ServerResponse, title: string, body: string): void {
@@ -14,7 +13,7 @@ function page(res: ServerResponse, title: string, body: string): void {
     'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
   });
   res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escape(title)}</title><style>body{font-family:system-ui,sans-serif;max-width:26rem;margin:3rem auto;padding:0 1rem;color:#222}
+<title>${escapeHtml(title)}</title><style>body{font-family:system-ui,sans-serif;max-width:26rem;margin:3rem auto;padding:0 1rem;color:#222}
 input{display:block;width:100%;margin:.4rem 0 .8rem;padding:.5rem;box-sizing:border-box}button{padding:.5rem 1rem;cursor:pointer}
 .muted{color:#666;font-size:.9rem}ul{padding-left:1.2rem}</style></head><body><p class="muted">Sandbox authorization server (development only)</p>${body}</body></html>`);
 }
@@ -51,7 +50,7 @@ export async function handleInteraction(provider: Provider, req: IncomingMessage
   }
   const clientId = String(details.params.client_id);
   const client = await provider.Client.find(clientId);
-  const app = escape(String(client?.clientName ?? clientId));
+  const app = escapeHtml(String(client?.clientName ?? clientId));
   const scopes = String(details.params.scope ?? '')
     .split(' ')
     .filter(Boolean);
@@ -82,7 +81,9 @@ export async function handleInteraction(provider: Provider, req: IncomingMessage
     await provider.interactionFinished(req, res, { consent: { grantId: await grant!.save() } }, { mergeWithLastSubmission: true });
     return true;
   }
-  const scopeList = scopes.length ? `<ul>${scopes.map((s) => `<li>${escape(s)}</li>`).join('')}</ul>` : '<p class="muted">No scopes.</p>';
+  const scopeList = scopes.length
+    ? `<ul>${scopes.map((s) => `<li>${escapeHtml(s)}</li>`).join('')}</ul>`
+    : '<p class="muted">No scopes.</p>';
   const action = `/interaction/${uid}`;
   if (details.prompt.name === 'login') {
     page(
@@ -98,7 +99,7 @@ export async function handleInteraction(provider: Provider, req: IncomingMessage
   page(
     res,
     'Allow access',
-    `<h1>Allow access?</h1><p>Signed in as <strong>${escape(String(details.session?.accountId ?? ''))}</strong>.</p>
+    `<h1>Allow access?</h1><p>Signed in as <strong>${escapeHtml(String(details.session?.accountId ?? ''))}</strong>.</p>
 <p><strong>${app}</strong> asks to act as you with:</p>${scopeList}
 <form method="post" action="${action}"><input type="hidden" name="prompt" value="consent"><button type="submit">Allow</button></form>
 <p><a href="${action}/abort">Cancel</a></p>`,

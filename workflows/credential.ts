@@ -9,14 +9,13 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities, TokenMetadata } from '../activities/index.js';
-import { isTerminal } from '../lib/domain.js';
+import { isoTime, isTerminal, type LifecycleEvent, type LifecycleEventType } from '../lib/domain.js';
 import { type CredentialState, type CredentialView, type CredentialWorkflowInput, type Phase, type RevokeRequest } from './messages.js';
 import { emptyInbox, registerHandlers } from './handlers.js';
 import { failureCode, isPermanent, retryAfterMs } from './failures.js';
 import { HOLDS_TOKENS } from './options.js';
 import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
-import { announce, ENDED_EVENTS, iso, revokedData } from './events.js';
-import type { LifecycleEvent, LifecycleEventType } from '../lib/domain.js';
+import { announce, ENDED_EVENTS, revokedData } from './events.js';
 import {
   afterFailedRefresh,
   decide,
@@ -145,7 +144,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
         return;
       case 'warn_expiring':
         s.warned = [...(s.warned ?? []), warningKey(step.warning.reason, step.warning.expiresAt)].slice(-8);
-        return tell('credential.expiring', { reason: step.warning.reason, expires_at: iso(step.warning.expiresAt) });
+        return tell('credential.expiring', { reason: step.warning.reason, expires_at: isoTime(step.warning.expiresAt) });
       case 'wait':
         return;
     }
@@ -204,8 +203,8 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       backToActive();
       await tell('credential.active', {
         scope: s.scope,
-        expires_at: iso(s.accessExpiresAt),
-        ttl_expires_at: iso(s.ttlExpiresAt),
+        expires_at: isoTime(s.accessExpiresAt),
+        ttl_expires_at: isoTime(s.ttlExpiresAt),
         step_up: steppingUp,
       });
     } catch (err) {
@@ -236,7 +235,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       if (s.retryNotBefore) s.retryNotBefore = null;
       s.cyclesThisRun++;
       setPhase(s, resumePhase());
-      if (wasFailing) await tell('credential.recovered', { expires_at: iso(s.accessExpiresAt) });
+      if (wasFailing) await tell('credential.recovered', { expires_at: isoTime(s.accessExpiresAt) });
     } catch (err) {
       const code = failureCode(err);
       if (isPermanent(err)) {
@@ -248,7 +247,7 @@ export async function credentialWorkflow(input: CredentialWorkflowInput): Promis
       log.warn('refresh failed, will retry', { code, failedRefreshes: s.failedRefreshes });
       setPhase(s, resumePhase());
       if (s.failedRefreshes === REFRESH_FAILING_AFTER) {
-        await tell('credential.refresh_failing', { code, failed_refreshes: s.failedRefreshes, expires_at: iso(s.accessExpiresAt) });
+        await tell('credential.refresh_failing', { code, failed_refreshes: s.failedRefreshes, expires_at: isoTime(s.accessExpiresAt) });
       }
     }
   }

@@ -80,7 +80,3 @@ export const ENDED_EVENTS: Partial<Record<Phase, LifecycleEventType>> = {
 export function revokedData(request: RevokeRequest): LifecycleEvent['data'] {
   return { revoked_by: request.actor, reason: request.reason };
 }
-
-export function iso(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
-}

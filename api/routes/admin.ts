@@ -5,7 +5,7 @@ import type { CredentialBroker } from '../broker.js';
 import { AuditEventSchema } from '../../lib/db/entities.js';
 import { fork, type Orm } from '../../lib/db/orm.js';
 import type { CredentialRecords } from '../../lib/credentials/records.js';
-import { CREDENTIAL_STATUSES, credentialWorkflowId, OWNER_ID_PATTERN, type CredentialOwner } from '../../lib/domain.js';
+import { CREDENTIAL_STATUSES, credentialWorkflowId, OWNER_ID_PATTERN, UUID_PATTERN, type CredentialOwner } from '../../lib/domain.js';
 import type { Gate } from '../auth.js';
 import { ApiError, parseOr400 } from '../errors.js';
 import { auditView, credentialView } from '../views.js';
@@ -19,7 +19,6 @@ export interface AdminDeps {
 }
 
 const ownerId = z.string().regex(OWNER_ID_PATTERN);
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const page = {
   limit: z.coerce.number().int().min(1).max(200).default(50),
   offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
@@ -80,7 +79,7 @@ export function adminRoutes(deps: AdminDeps): Router {
   router.delete('/credentials/:credentialId', async (req, res) => {
     const body = parseOr400(revokeBody, req.body ?? {}, 'body');
     const id = String(req.params.credentialId);
-    const row = UUID.test(id) ? await deps.records.byId(id) : null;
+    const row = UUID_PATTERN.test(id) ? await deps.records.byId(id) : null;
     if (!row) throw new ApiError('credential_not_found', 'no credential with this id');
     if (row.deletedAt) throw new ApiError('credential_ended', `the credential already ended (${row.status})`);
     const owner: CredentialOwner = { agentId: row.agentId, userId: row.userId, toolId: row.toolId };

@@ -2,7 +2,7 @@ import { Router, type Request, type RequestHandler, type Response } from 'expres
 import { z } from 'zod';
 import type { AuditEventType, AuditTrail } from '../../lib/audit.js';
 import type { CredentialBroker } from '../broker.js';
-import type { CredentialOwner } from '../../lib/domain.js';
+import { isoTime, type CredentialOwner } from '../../lib/domain.js';
 import { resolveOwner } from '../owner.js';
 import { compareManifest, listServerTools } from '../mcp-check.js';
 import type { OutboundPolicy } from '../../lib/net/outbound.js';
@@ -69,7 +69,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
         return res.status(202).json({
           status: 'authorization_required',
           authorization_url: stepped.authorizationUrl,
-          expires_at: iso(stepped.authorizationExpiresAt),
+          expires_at: isoTime(stepped.authorizationExpiresAt),
           reason: 'insufficient_scope',
         });
       }
@@ -98,7 +98,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       return res.status(202).json({
         status: 'authorization_required',
         authorization_url: view.authorizationUrl,
-        expires_at: iso(view.authorizationExpiresAt),
+        expires_at: isoTime(view.authorizationExpiresAt),
       });
     }
     const active = await broker.readActive(owner);
@@ -137,7 +137,7 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
       const view = await broker.query(owner);
       if (view?.authorizationUrl) {
         body.authorization_url = view.authorizationUrl;
-        body.authorization_expires_at = iso(view.authorizationExpiresAt);
+        body.authorization_expires_at = isoTime(view.authorizationExpiresAt);
       }
     }
     res.json(body);
@@ -234,8 +234,4 @@ function parseWait(raw: unknown): number {
     throw new ApiError('invalid_wait', `wait must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`);
   }
   return Number(raw);
-}
-
-function iso(ms: number | null | undefined): string | null {
-  return typeof ms === 'number' ? new Date(ms).toISOString() : null;
 }

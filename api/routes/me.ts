@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { parse as parseCookies } from 'cookie';
 import type { AuditTrail } from '../../lib/audit.js';
 import type { CredentialRecords } from '../../lib/credentials/records.js';
-import { OWNER_ID_PATTERN, type CredentialOwner } from '../../lib/domain.js';
+import { OWNER_ID_PATTERN, UUID_PATTERN, type CredentialOwner } from '../../lib/domain.js';
 import type { Credential } from '../../lib/db/entities.js';
 import type { ToolRegistry } from '../../lib/tools.js';
 import { secretsEqual, type Vault } from '../../lib/vault/crypto.js';
@@ -12,6 +12,7 @@ import type { CredentialBroker } from '../broker.js';
 import { ApiError, catalogCode } from '../errors.js';
 import { IdentityError, type TrustManager } from '../identity/trust.js';
 import { connectionsPage, connectionView, PAGE_CSP, signInPage } from '../me-page.js';
+import { sendHtml } from '../html.js';
 
 export interface MeDeps {
   records: CredentialRecords;
@@ -24,8 +25,6 @@ export interface MeDeps {
   /** Production: `__Host-` cookie, Secure. */
   secureCookies: boolean;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * /api/v1/me/connections: the signed-in user's connections across all agents and tools, HTML for a browser and
@@ -84,7 +83,7 @@ export function meRoutes(deps: MeDeps): Router {
   router.post('/:credentialId/disconnect', form, json, async (req, res) => {
     const userId = await stateChangeBy(req);
     const id = String(req.params.credentialId);
-    const row = UUID.test(id) ? await deps.records.byId(id) : null;
+    const row = UUID_PATTERN.test(id) ? await deps.records.byId(id) : null;
     // Another user's connection is as unknown as one that does not exist.
     if (!row || row.userId !== userId || row.deletedAt) throw new ApiError('credential_not_found', 'no live connection with this id');
     await disconnect(req, userId, row);
@@ -173,11 +172,6 @@ export function meRoutes(deps: MeDeps): Router {
 }
 
 function html(res: Response, status: number, body: string): void {
-  res
-    .status(status)
-    .type('html')
-    .setHeader('Content-Security-Policy', PAGE_CSP)
-    // Not no-referrer (the API's default): with it a browser sends `Origin: null` even on this page's own forms.
-    .setHeader('Referrer-Policy', 'same-origin')
-    .send(body);
+  // Not no-referrer (the API's default): with it a browser sends `Origin: null` even on this page's own forms.
+  sendHtml(res, status, body, PAGE_CSP, { 'Referrer-Policy': 'same-origin' });
 }

@@ -5,6 +5,7 @@ import { IdentityError, type TrustManager } from '../identity/trust.js';
 import { secretsEqual, type Vault } from '../../lib/vault/crypto.js';
 import type { ConsentCookies } from '../consent-cookie.js';
 import { sendPage } from '../html.js';
+import { UUID_PATTERN } from '../../lib/domain.js';
 
 export interface StartDeps {
   records: CredentialRecords;
@@ -13,8 +14,6 @@ export interface StartDeps {
   trust: TrustManager | null;
   consentCookies: ConsentCookies;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * GET /api/v1/auth/tool/start?request&token: where an authorization link leads. Before sending the browser to
@@ -39,7 +38,7 @@ export function startRoutes(deps: StartDeps): Router {
       });
       sendPage(res, status, title, message, false);
     };
-    if (!UUID.test(requestId) || !token)
+    if (!UUID_PATTERN.test(requestId) || !token)
       return refuse(400, 'invalid_link', 'Link not valid', 'This sign-in link is incomplete. Go back to your agent and start again.');
     const request = await deps.records.request(requestId);
     if (!request || !secretsEqual(token, deps.vault.deriveToken('start', requestId))) {

@@ -2,7 +2,7 @@ import { Router, type Request } from 'express';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import type { Config } from '../../lib/config.js';
-import { LIFECYCLE_EVENT_TYPES } from '../../lib/domain.js';
+import { LIFECYCLE_EVENT_TYPES, UUID_PATTERN } from '../../lib/domain.js';
 import type { WebhookDelivery, WebhookSubscription } from '../../lib/db/entities.js';
 import { OutboundError, type OutboundPolicy } from '../../lib/net/outbound.js';
 import { MAX_SUBSCRIPTIONS_PER_AGENT, type SubscriptionScope, type WebhookStore } from '../../lib/webhooks/store.js';
@@ -17,7 +17,6 @@ export interface WebhookDeps {
   config: Config;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const createBody = z
   .object({
     url: z.string().max(2000).meta({ example: 'https://receiver.example.com/hooks' }),
@@ -94,7 +93,7 @@ export function webhookRoutes(deps: WebhookDeps): Router {
   router.post('/:id/deliveries/:deliveryId/redeliver', async (req, res) => {
     const s = await found(req);
     const deliveryId = String(req.params.deliveryId);
-    if (!UUID.test(deliveryId) || !(await webhooks.reopen(s.id, deliveryId))) {
+    if (!UUID_PATTERN.test(deliveryId) || !(await webhooks.reopen(s.id, deliveryId))) {
       throw new ApiError('delivery_not_found', 'no delivery with this id for this subscription');
     }
     // A run of its own, with the same webhook-id as before: receivers de-duplicate by it.
@@ -122,7 +121,7 @@ export function webhookRoutes(deps: WebhookDeps): Router {
     const q = parseOr400(scopeQuery.passthrough(), req.query, 'query');
     const scope = await scopeOf(req, q.all_agents === 'true');
     const id = String(req.params.id);
-    const s = UUID.test(id) ? await webhooks.get(id, scope) : null;
+    const s = UUID_PATTERN.test(id) ? await webhooks.get(id, scope) : null;
     if (!s) throw new ApiError('webhook_not_found', 'no webhook subscription with this id');
     return s;
   }

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { UniqueConstraintViolationException } from '@mikro-orm/core';
+import { raw, UniqueConstraintViolationException } from '@mikro-orm/core';
 import { fork, type Orm } from '../db/orm.js';
 import {
   WebhookDeliverySchema,
@@ -162,11 +162,11 @@ export class WebhookStore {
         lastStatusCode: outcome.statusCode,
         lastError: outcome.error?.slice(0, 200) ?? null,
         lastAttemptAt: now,
+        // Counted in the database, so attempts by several workers add up.
+        attempts: raw('attempts + 1'),
         ...(outcome.delivered ? { status: 'delivered', deliveredAt: now } : {}),
       },
     );
-    // Counted in the database, so attempts by several workers add up.
-    await em.getConnection().execute('update webhook_deliveries set attempts = attempts + 1 where id = ?', [deliveryId]);
   }
 
   /** Its subscription was deleted before it went out: nothing was sent, nothing will be. */
