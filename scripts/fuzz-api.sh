@@ -28,4 +28,9 @@ curl -fs "http://localhost:$port/readyz" >/dev/null || { cat "$log"; exit 1; }
   -H 'X-Agent-Id: fuzz-agent' -H 'X-User-Id: fuzz-user' \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "${FUZZ_EXAMPLES:-20}" --workers 1 --request-timeout 75 --seed "${FUZZ_SEED:-1}" \
-  --suppress-health-check all "$@"
+  --suppress-health-check all "$@" 2>&1 |
+  # schemathesis closes with a pytest-style banner ("=== 3 warnings in 18s ===") that counts no test; say what it ran.
+  awk '/^=+ .* in [0-9.]+s =+$/ { next }
+       { print }
+       /^ +[0-9]+ generated, / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p = $i; if ($(i+1) ~ /^failed/) f = $i } }
+       END { if (p != "") printf "fuzz: %d passed, %d failed\n", p, f }'
