@@ -30,12 +30,19 @@ const MIN_REMAINING_MS = 1_000;
 /** How long a read whose token ran out waits for the nudged refresh (see `usable`). */
 const STALE_WAIT_MS = 1_000;
 
+/** A hot-path read: the row, until when it may be reused, and its access token once decrypted. */
+interface HotEntry {
+  row: ActiveRow | undefined;
+  until: number;
+  token?: string;
+}
+
 /**
  * The agent-facing operations. Reads go to the database (a row read and a decrypt); Temporal is asked only
  * when something must happen: start an authorization, refresh early, revoke.
  */
 export class CredentialBroker {
-  private readonly hot = new Map<string, { row: ActiveRow | undefined; until: number }>();
+  private readonly hot = new Map<string, HotEntry>();
   /** When this process last recorded each credential's use (see noteUse). */
   private readonly usedAt = new Map<string, number>();
   private readonly flights = new Map<string, Promise<CredentialView | null>>();
@@ -86,14 +93,15 @@ export class CredentialBroker {
    * the worker is away) from one that does not exist: `'stale'`.
    */
   async read(owner: CredentialOwner, opts: { quiet?: boolean } = {}): Promise<ActiveCredential | 'stale' | null> {
-    const row = await this.activeRow(owner);
+    const entry = await this.activeRow(owner);
+    const row = entry.row;
     if (!row) return null;
     if (!row.access_token) return 'stale';
     const expiresAt = row.access_expires_at === null ? null : toDate(row.access_expires_at);
     if (expiresAt && expiresAt.getTime() - Date.now() < MIN_REMAINING_MS) return 'stale';
     let accessToken: string;
     try {
-      accessToken = this.vault.decrypt(row.access_token, secretContext(owner, row.id, 'access_token'));
+      accessToken = entry.token ??= this.vault.decrypt(row.access_token, secretContext(owner, row.id, 'access_token'));
     } catch (err) {
       // Tampered, moved between rows, or encrypted with a key that is no longer configured.
       throw new BrokerError('credential_unreadable', `the stored credential cannot be decrypted (${(err as VaultError).code ?? 'error'})`);
@@ -110,21 +118,22 @@ export class CredentialBroker {
   }
 
   /**
-   * The row behind the hot path, from the database or from a short-lived per-process cache of the row as
-   * stored (ciphertext: the token is still decrypted on every read). A refresh or revocation is therefore seen
-   * here at most `hotCacheMs` late by other API processes, at once by this one.
+   * The row behind the hot path, from the database or from a short-lived per-process cache (`hotCacheMs`) that
+   * also keeps the row's token once decrypted: an AES-GCM decipher costs more than the rest of a cached read,
+   * and the token is in this process's memory while any request uses it anyway. A refresh or revocation is
+   * therefore seen here at most `hotCacheMs` late by other API processes, at once by this one (`forget`).
    */
-  private async activeRow(owner: CredentialOwner): Promise<ActiveRow | undefined> {
+  private async activeRow(owner: CredentialOwner): Promise<HotEntry> {
     const key = `${owner.agentId}\0${owner.userId}\0${owner.toolId}`;
     const ttl = this.settings.hotCacheMs ?? 0;
     const cached = ttl > 0 ? this.hot.get(key) : undefined;
-    if (cached && cached.until > Date.now()) return cached.row;
-    const row = await this.records.activeRow(owner);
+    if (cached && cached.until > Date.now()) return cached;
+    const entry: HotEntry = { row: await this.records.activeRow(owner), until: Date.now() + ttl };
     if (ttl > 0) {
       if (this.hot.size >= 50_000) this.hot.clear();
-      this.hot.set(key, { row, until: Date.now() + ttl });
+      this.hot.set(key, entry);
     }
-    return row;
+    return entry;
   }
 
   /** Records that a credential was used, at most once a minute per credential and process, off the hot path. */

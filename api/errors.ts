@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { z } from 'zod';
 import { BrokerError } from './broker.js';
@@ -63,20 +64,32 @@ export const notFound: RequestHandler = (_req, _res, next) => next(new ApiError(
 
 /** Maps body-parser and our own errors to clear 4xx answers; anything else is a 500 with no detail. */
 export function errorHandler(log: Logger): ErrorRequestHandler {
-  return (err, req, res, _next) => {
-    const e = toApiError(err);
-    if (e.opts.expectedKey !== undefined) {
-      if (firstInAMinute(`${e.code}\0${e.opts.expectedKey}`)) (req.log ?? log).warn({ code: e.code, status: e.status }, e.message);
-    } else if (e.status >= 500) {
-      req.log?.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'request failed');
-    } else {
-      (req.log ?? log).info({ code: e.code, status: e.status }, 'request refused');
-    }
-    if (e.status < 500) denials.inc({ code: e.code });
-    if (res.headersSent) return;
-    if (e.opts.retryAfterSeconds) res.setHeader('Retry-After', String(e.opts.retryAfterSeconds));
-    res.status(e.status).json({ error: { code: e.code, message: e.message } });
-  };
+  return (err, req, res, _next) => respondWithError(req.log ?? log, err, res);
+}
+
+/** The error answer on any response (Express's, or one a fast lane answers without it), logged and counted. */
+export function respondWithError(log: Logger, err: unknown, res: ServerResponse): void {
+  const e = toApiError(err);
+  if (e.opts.expectedKey !== undefined) {
+    if (firstInAMinute(`${e.code}\0${e.opts.expectedKey}`)) log.warn({ code: e.code, status: e.status }, e.message);
+  } else if (e.status >= 500) {
+    log.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'request failed');
+  } else {
+    log.info({ code: e.code, status: e.status }, 'request refused');
+  }
+  if (e.status < 500) denials.inc({ code: e.code });
+  if (res.headersSent) return;
+  if (e.opts.retryAfterSeconds) res.setHeader('Retry-After', String(e.opts.retryAfterSeconds));
+  sendJson(res, e.status, { error: { code: e.code, message: e.message } });
+}
+
+/** A JSON answer on a plain Node response, as Express's `res.status(s).json(v)` sends it. */
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
 }
 
 function toApiError(err: unknown): ApiError {

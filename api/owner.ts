@@ -5,8 +5,11 @@ import { ApiError } from './errors.js';
 
 /** The credential's owner is always the verified caller: no header or parameter can name another. */
 export function resolveOwner(req: Request, tools: ToolRegistry): CredentialOwner {
-  const { agentId, userId } = req.caller!;
-  const toolId = req.params.toolId as string;
+  return ownerOf(req.caller!, req.params.toolId as string, tools);
+}
+
+/** The owner of `toolId`'s credential for a verified caller (the tool configured, the ids within bounds). */
+export function ownerOf({ agentId, userId }: { agentId: string; userId: string }, toolId: string, tools: ToolRegistry): CredentialOwner {
   const tool = tools.get(toolId);
   if (!tool) throw new ApiError('tool_not_found', 'no tool with this id is configured');
   // Machine access: one credential per (agent, tool), shared by every user of the agent.

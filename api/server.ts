@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Client } from '@temporalio/client';
 import { CredentialBroker, type BrokerSettings } from './broker.js';
 import type { ApiServices } from './services.js';
-import { createApp } from './app.js';
+import { createApp, requestListener } from './app.js';
 import { CredentialWaits } from './waits.js';
 import { type McpGateway, type McpGatewaySettings } from './gateway/mcp.js';
 
@@ -47,10 +47,10 @@ export async function startApi(services: ApiServices, temporal: Client, opts: Ap
   const mcp = app.locals.mcp as McpGateway;
   let server = opts.server;
   if (server) {
-    server.on('request', app);
+    server.on('request', requestListener(app));
   } else {
     const { createServer } = await import('node:http');
-    server = createServer(app);
+    server = createServer(requestListener(app));
     await new Promise<void>((resolve) => server!.listen(services.config.port, resolve));
   }
   // Requests Node cannot parse (oversized headers, broken framing) still get a JSON answer with a stable code.

@@ -24,6 +24,8 @@ interface Load {
  * caching the answer for a minute as resource servers do.
  */
 export async function gatewayBench(runSettings: RunSettings, scale: number): Promise<Record<string, unknown>> {
+  // BENCH_GATEWAY=http (or mcp, sessions; comma-separated) measures only those parts, for a quick look.
+  const parts = new Set((process.env.BENCH_GATEWAY ?? 'sessions,mcp,http').split(','));
   const port = await freePort();
   const client = {
     client_id: 'api-tool',
@@ -82,31 +84,8 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
     const dev = { 'x-agent-id': who.agent, 'x-user-id': who.user };
     const seconds = Math.max(3, Math.round(10 * scale));
     // 1,000 sessions with open event streams on the fresh API process (first, so its memory is not the load's).
-    const rssBefore = rssOf(apiPid);
     const sessions = Math.max(10, Math.round(1000 * scale));
-    const holder = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'bench/mcp-load.ts',
-        JSON.stringify({
-          mode: 'hold',
-          url: `${apiChild}/api/v1/mcp/remote`,
-          headers: { ...dev, 'x-agent-id': 'session-holder' },
-          sessions,
-        }),
-      ],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    );
-    const held = await new Promise<{ opened: number; errors: number }>((resolve) =>
-      holder.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(String(d)) as { opened: number; errors: number })),
-    );
-    const rssHeld = rssOf(apiPid);
-    const metrics = await (await fetch(`${apiChild}/metrics`)).text();
-    const open = Number(/^broker_gateway_mcp_sessions (\d+)/m.exec(metrics)?.[1] ?? -1);
-    holder.stdin!.write('done\n');
-    await new Promise((r) => holder.once('exit', r));
+    const held = parts.has('sessions') ? await holdSessions(apiPid, apiChild, { ...dev, 'x-agent-id': 'session-holder' }, sessions) : null;
 
     const load = async (input: Record<string, unknown>): Promise<Load> => {
       const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/mcp-load.ts', JSON.stringify(input)], {
@@ -114,17 +93,27 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
       });
       return JSON.parse(stdout.trim().split('\n').at(-1)!) as Load;
     };
-    const mcpCall = { mode: 'call', concurrency: 32 };
-    await load({ ...mcpCall, url: mcp.url, headers: { authorization: `Bearer ${token}` }, seconds: 2 });
-    const mcpDirect = await load({ ...mcpCall, url: mcp.url, headers: { authorization: `Bearer ${token}` }, seconds });
-    await load({ ...mcpCall, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true, seconds: 2 });
-    const cpuMcp = cpuOf(apiPid);
-    const mcpGateway = await load({ ...mcpCall, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true, seconds });
-    const mcpApiCpu = cpuOf(apiPid).since(cpuMcp);
-    // One client alone: the hop's own latency, without the machine's two cores shared by three busy processes.
-    const single = { mode: 'call', concurrency: 1, seconds: Math.max(2, Math.round(5 * scale)) };
-    const mcpDirect1 = await load({ ...single, url: mcp.url, headers: { authorization: `Bearer ${token}` } });
-    const mcpGateway1 = await load({ ...single, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true });
+    let mcpResult: Record<string, unknown> = { skipped: 'not selected (BENCH_GATEWAY)' };
+    if (parts.has('mcp')) {
+      const mcpCall = { mode: 'call', concurrency: 32 };
+      await load({ ...mcpCall, url: mcp.url, headers: { authorization: `Bearer ${token}` }, seconds: 2 });
+      const mcpDirect = await load({ ...mcpCall, url: mcp.url, headers: { authorization: `Bearer ${token}` }, seconds });
+      await load({ ...mcpCall, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true, seconds: 2 });
+      const cpuMcp = cpuOf(apiPid);
+      const mcpGateway = await load({ ...mcpCall, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true, seconds });
+      const mcpApiCpu = cpuOf(apiPid).since(cpuMcp);
+      // One client alone: the hop's own latency, without the machine's two cores shared by three busy processes.
+      const single = { mode: 'call', concurrency: 1, seconds: Math.max(2, Math.round(5 * scale)) };
+      const mcpDirect1 = await load({ ...single, url: mcp.url, headers: { authorization: `Bearer ${token}` } });
+      const mcpGateway1 = await load({ ...single, url: `${apiChild}/api/v1/mcp/remote`, headers: dev, session: true });
+      mcpResult = {
+        direct: mcpDirect,
+        gateway: mcpGateway,
+        ...ratios(mcpDirect, mcpGateway),
+        apiCpuOfOneCore: mcpApiCpu,
+        oneClient: { direct: mcpDirect1, gateway: mcpGateway1, addedP50Ms: round(mcpGateway1.p50 - mcpDirect1.p50) },
+      };
+    }
 
     // The HTTP proxy, with autocannon as for the token fetch: the API tool uses the same user's token.
     const cannon = async (url: string, headers: Record<string, string>, connections = 32): Promise<Load> => {
@@ -133,8 +122,10 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
     };
     const apiWho = { ...who };
     const apiFirst = await h.call('POST', '/api/v1/credentials/api', apiWho);
-    let http: Record<string, unknown> = { skipped: `the API tool could not be authorized (${apiFirst.status})` };
-    if (apiFirst.status === 202) {
+    let http: Record<string, unknown> = {
+      skipped: parts.has('http') ? `the API tool could not be authorized (${apiFirst.status})` : 'not selected (BENCH_GATEWAY)',
+    };
+    if (apiFirst.status === 202 && parts.has('http')) {
       await h.consent(apiFirst.json.authorization_url, { login: who.user });
       const apiToken = (await h.api.broker.readActive({ ...owner, toolId: 'api' }))!.accessToken;
       const httpDirect = await cannon(`${api.origin}/v1/me`, { authorization: `Bearer ${apiToken}` });
@@ -152,31 +143,15 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
       };
     }
 
-    const result = {
-      mcp: {
-        direct: mcpDirect,
-        gateway: mcpGateway,
-        ...ratios(mcpDirect, mcpGateway),
-        apiCpuOfOneCore: mcpApiCpu,
-        oneClient: { direct: mcpDirect1, gateway: mcpGateway1, addedP50Ms: round(mcpGateway1.p50 - mcpDirect1.p50) },
-      },
-      http,
-      sessions: {
-        requested: sessions,
-        ...held,
-        openOnServer: open,
-        rssBeforeMb: rssBefore,
-        rssHeldMb: rssHeld,
-        perSessionKb: round(((rssHeld - rssBefore) * 1024) / Math.max(1, held.opened)),
-      },
-    };
+    const result = { mcp: mcpResult, http, sessions: held };
     console.log(`\n[gateway] 32 clients, ${seconds} s each; API in its own process`);
-    line('MCP tools/call', result.mcp);
-    if ('direct' in http) line('HTTP GET via proxy', http as ReturnType<typeof ratios> & { direct: Load; gateway: Load });
+    if ('direct' in mcpResult) line('MCP tools/call', mcpResult as Measured);
+    if ('direct' in http) line('HTTP GET via proxy', http as Measured);
     else console.log(`  HTTP proxy: ${String(http.skipped)}`);
-    console.log(
-      `  ${held.opened}/${sessions} MCP sessions with open event streams (${held.errors} errors, ${open} open on the server): RSS ${rssBefore} MB → ${rssHeld} MB (${result.sessions.perSessionKb} KB per session)`,
-    );
+    if (held)
+      console.log(
+        `  ${held.opened}/${held.requested} MCP sessions with open event streams (${held.errors} errors, ${held.openOnServer} open on the server): RSS ${held.rssBeforeMb} MB → ${held.rssHeldMb} MB (${held.perSessionKb} KB per session)`,
+      );
     return result;
   } finally {
     for (const child of children) child.kill('SIGTERM');
@@ -186,6 +161,39 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
     await api.close();
   }
 }
+
+/** `sessions` MCP sessions with open event streams on the API process, held while its memory is read. */
+async function holdSessions(apiPid: number, apiChild: string, headers: Record<string, string>, sessions: number) {
+  const rssBefore = rssOf(apiPid);
+  const holder = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'bench/mcp-load.ts', JSON.stringify({ mode: 'hold', url: `${apiChild}/api/v1/mcp/remote`, headers, sessions })],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const held = await new Promise<{ opened: number; errors: number }>((resolve) =>
+    holder.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(String(d)) as { opened: number; errors: number })),
+  );
+  const rssHeld = rssOf(apiPid);
+  const metrics = await (await fetch(`${apiChild}/metrics`)).text();
+  const open = Number(/^broker_gateway_mcp_sessions (\d+)/m.exec(metrics)?.[1] ?? -1);
+  holder.stdin!.write('done\n');
+  await new Promise((r) => holder.once('exit', r));
+  return {
+    requested: sessions,
+    ...held,
+    openOnServer: open,
+    rssBeforeMb: rssBefore,
+    rssHeldMb: rssHeld,
+    perSessionKb: round(((rssHeld - rssBefore) * 1024) / Math.max(1, held.opened)),
+  };
+}
+
+type Measured = ReturnType<typeof ratios> & {
+  direct: Load;
+  gateway: Load;
+  apiCpuOfOneCore?: number;
+  oneClient?: { direct: Load; gateway: Load; addedP50Ms: number };
+};
 
 function ratios(direct: Load, gateway: Load) {
   return { throughputRatio: round(gateway.rps / direct.rps), addedP50Ms: round(gateway.p50 - direct.p50) };

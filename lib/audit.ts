@@ -59,6 +59,8 @@ export type AuditRow = ReturnType<typeof toRow>;
 
 const FLUSH_MS = 200;
 const BATCH = 500;
+/** How long a row nobody waits for may wait to join a group. */
+const GROUP_MS = 50;
 /** Rows held for a database that is away, at most; past it the API stops issuing credentials (see `saturated`). */
 export const DEFAULT_MAX_PENDING = 10_000;
 
@@ -73,6 +75,7 @@ export class AuditTrail {
   /** Rows waiting for the database; `settle` answers the request that waits for its row to be safe. */
   private pending: { row: AuditRow; settle?: () => void }[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private timerDue = 0;
   private flushing: Promise<void> = Promise.resolve();
   private retryDelayMs = FLUSH_MS;
   /** Set when a write found the database unreachable; cleared when waiting rows could be written again. */
@@ -111,7 +114,7 @@ export class AuditTrail {
    * `em`: the unit of work to write in (a transaction's: if the insert fails, so does the caller's work); null
    * when the row stands alone: then it is written now, or kept until the database can take it.
    */
-  async record(em: Em | null, event: AuditInput, opts: { batched?: boolean } = {}): Promise<void> {
+  async record(em: Em | null, event: AuditInput, opts: { batched?: boolean; deferred?: boolean } = {}): Promise<void> {
     const row = this.prepare(event);
     if (em) return this.insert(em, row);
     if (!this.orm) throw new Error('the audit trail has no database to write to');
@@ -125,6 +128,12 @@ export class AuditTrail {
     // ran), and the request waits for its group: an answer never leaves before its audit row is stored.
     if (opts.batched) {
       await new Promise<void>((settle) => this.enqueue(row, settle));
+      return;
+    }
+    // Rows nobody waits for (a gateway call that has already happened) join a group written within GROUP_MS:
+    // larger groups, one insert for many calls.
+    if (opts.deferred) {
+      this.enqueue(row);
       return;
     }
     try {
@@ -146,11 +155,16 @@ export class AuditTrail {
     }
     this.pending.push({ row, ...(settle ? { settle } : {}) });
     auditPending.set(this.pending.length);
-    if (!this.unreachable) this.schedule(0);
+    if (!this.unreachable) this.schedule(settle || this.pending.length >= BATCH ? 0 : GROUP_MS);
   }
 
+  /** A flush in `ms` at the latest (an earlier one already planned stands). */
   private schedule(ms: number): void {
-    this.timer ??= setTimeout(() => {
+    const due = Date.now() + ms;
+    if (this.timer && this.timerDue <= due) return;
+    clearTimeout(this.timer);
+    this.timerDue = due;
+    this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.flush();
     }, ms).unref();

@@ -1,18 +1,30 @@
-import { Readable, Transform } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import express, { Router, type Request, type Response as ExpressResponse } from 'express';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import express, { Router } from 'express';
+import type { Dispatcher } from 'undici';
 import type { CredentialOwner } from '../../lib/domain.js';
 import type { Tool } from '../../lib/tools.js';
+import type { Caller } from '../auth.js';
 import { ERROR_CATALOG } from '../error-catalog.js';
-import { ApiError } from '../errors.js';
-import { resolveOwner } from '../owner.js';
+import { ApiError, sendJson } from '../errors.js';
+import { ownerOf } from '../owner.js';
 import type { GatewayDeps } from './deps.js';
 import { consentLinkFor } from './links.js';
+import { proxyTarget } from './proxy-path.js';
 import { callOutcome, errorCode, recordCall } from './record.js';
-import { SeenTokens, UpstreamAuthRequired, userFetch } from './upstream.js';
+import { callAsUser, SeenTokens, UpstreamAuthRequired, type AnswerView } from './upstream.js';
 
 /** Request bodies up to this size are held, so a 401 can be answered by a refresh and one retry. */
-const REPLAYABLE_BYTES = 1024 * 1024;
+export const REPLAYABLE_BYTES = 1024 * 1024;
+
+/** Answers up to this size (by Content-Length) are read whole, checked for tokens and sent in one write. */
+const WHOLE_ANSWER_BYTES = 64 * 1024;
+
+/** The route pattern in metrics and logs, whichever lane served the request. */
+export const PROXY_ROUTE = '/api/v1/proxy/:toolId{/*path}';
 
 /** Never forwarded: the agent's own credentials and identity, cookies, hop-by-hop and proxy headers. */
 const DROPPED_REQUEST_HEADERS = new Set([
@@ -53,79 +65,94 @@ const DROPPED_RESPONSE_HEADERS = new Set([
   'www-authenticate',
 ]);
 
+/** One proxied request: who, as whom, to where. */
+export interface ProxyCall {
+  caller: Caller;
+  owner: CredentialOwner;
+  tool: Tool;
+  target: URL;
+  what: { method: string; path: string };
+}
+
+/** The call a request asks for; ApiError when the tool is unknown, not an HTTP API, or the path could escape. */
+export function proxyCall(deps: Pick<GatewayDeps, 'tools'>, caller: Caller, toolId: string, method: string, rawUrl: string): ProxyCall {
+  const owner = ownerOf(caller, toolId, deps.tools);
+  const tool = deps.tools.get(owner.toolId)!;
+  if (tool.toolType !== 'api') throw new ApiError('not_an_api_tool', 'this tool is an MCP server; use /api/v1/mcp');
+  const target = proxyTarget(tool, rawUrl);
+  return { caller, owner, tool, target, what: { method, path: target.pathname.slice(0, 300) } };
+}
+
 /**
- * `ANY /api/v1/proxy/{toolId}/{path}`: an HTTP API called as the user. The path stays under the tool's base URL
- * (anything that could climb out is refused before a byte leaves), the user's token is injected, the agent's own
- * headers are not forwarded, and the answer streams back with its status (checked for the token on the way).
+ * `ANY /api/v1/proxy/{toolId}/{path}` through Express: the requests the fast lane (proxy-lane.ts) does not take
+ * (browsers' CORS requests, encoded bodies, refusals, which Express reports with their audit rows). The path stays
+ * under the tool's base URL, the user's token is injected, the agent's own headers are not forwarded.
  */
 export function proxyRoutes(deps: GatewayDeps): Router {
   const router = Router();
   router.use(deps.gate.authenticate());
-  // Bodies pass as the agent sent them (no inflating: its Content-Encoding goes along unchanged).
+  // Bodies pass as the agent sent them (no inflating: an encoded body is refused, 415).
   const buffered = express.raw({ type: () => true, limit: REPLAYABLE_BYTES, inflate: false });
-  router.all(['/:toolId', '/:toolId/{*path}'], async (req, res) => {
-    const owner = resolveOwner(req, deps.tools);
-    const tool = deps.tools.get(owner.toolId)!;
-    if (tool.toolType !== 'api') throw new ApiError('not_an_api_tool', 'this tool is an MCP server; use /api/v1/mcp');
-    const target = targetUrl(tool, req);
-    await deps.gate.authorize(req, `tool:${owner.toolId}:use`, { toolId: owner.toolId });
-    const what = { method: req.method, path: target.pathname.slice(0, 300) };
-    const refusal = await deps.gate.refusal(req.caller!, `tool:${owner.toolId}:proxy:${req.method}`);
+  router.all('/:toolId{/*path}', async (req, res) => {
+    const call = proxyCall(deps, req.caller!, req.params.toolId as string, req.method, req.originalUrl);
+    await deps.gate.authorize(req, `tool:${call.owner.toolId}:use`, { toolId: call.owner.toolId });
+    const refusal = await deps.gate.refusal(call.caller, `tool:${call.owner.toolId}:proxy:${req.method}`);
     if (refusal) {
-      recordCall(deps, req.caller!, owner, 'http', what, 'denied', { code: refusal });
+      recordCall(deps, call.caller, call.owner, 'http', call.what, 'denied', { code: refusal });
       throw new ApiError(refusal, `not permitted to ${req.method} through this tool`);
     }
     const streamed = Number(req.get('content-length') ?? 0) > REPLAYABLE_BYTES;
-    if (!streamed && req.method !== 'GET' && req.method !== 'HEAD')
-      await new Promise<void>((ok, fail) => buffered(req, res, (e) => (e ? fail(e) : ok())));
-    await forward(deps, req, res, owner, tool, target, what, streamed);
+    if (!streamed && hasBody(req.method)) await new Promise<void>((ok, fail) => buffered(req, res, (e) => (e ? fail(e) : ok())));
+    await forward(deps, req, res, call, streamed ? 'stream' : Buffer.isBuffer(req.body) ? req.body : undefined);
   });
   return router;
 }
 
-async function forward(
+export const hasBody = (method: string | undefined) => method !== 'GET' && method !== 'HEAD';
+
+const undiciView = (r: Dispatcher.ResponseData): AnswerView => ({
+  status: r.statusCode,
+  header: (name) => {
+    const v = r.headers[name];
+    return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+  },
+  discard: () => r.body.dump().catch(() => {}),
+});
+
+/**
+ * Sends the call upstream as the user and streams the answer back with its status, checked for the tokens the
+ * upstream was sent. Throws ApiError before anything is written; after that, a break ends the response.
+ */
+export async function forward(
   deps: GatewayDeps,
-  req: Request,
-  res: ExpressResponse,
-  owner: CredentialOwner,
-  tool: Tool,
-  target: URL,
-  what: { method: string; path: string },
-  streamed: boolean,
+  req: IncomingMessage,
+  res: ServerResponse,
+  call: ProxyCall,
+  body: Buffer | 'stream' | undefined,
 ): Promise<void> {
+  const { owner, tool } = call;
   const seen = new SeenTokens();
-  const headers = new Headers();
-  const hopByHop = new Set(
-    (req.get('connection') ?? '')
-      .toLowerCase()
-      .split(',')
-      .map((h) => h.trim()),
-  );
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined || DROPPED_REQUEST_HEADERS.has(name) || hopByHop.has(name) || name.startsWith('x-forwarded-')) continue;
-    headers.set(name, Array.isArray(value) ? value.join(', ') : value);
-  }
-  const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
-  const body = !hasBody ? undefined : streamed ? (Readable.toWeb(req) as ReadableStream) : Buffer.isBuffer(req.body) ? req.body : undefined;
-  const gone = new AbortController();
-  // Only a caller that hangs up early aborts the upstream request (an abort builds an exception: not on every answer).
+  const headers = forwardedHeaders(req, tool);
+  // Only a caller that hangs up early aborts the upstream request. undici takes an emitter as the signal: an
+  // AbortController per request costs more than this whole function.
+  const gone = new EventEmitter();
   res.on('close', () => {
-    if (!res.writableFinished) gone.abort();
+    if (!res.writableFinished) gone.emit('abort');
   });
   const started = performance.now();
-  let upstream: Response;
+  let upstream: Dispatcher.ResponseData;
   try {
-    const fetch = userFetch({ broker: deps.broker, outbound: deps.outbound, owner, tool, seen });
-    upstream = await fetch(target, {
-      method: req.method,
-      headers,
-      body,
-      signal: gone.signal,
-      ...(streamed ? { duplex: 'half' } : {}),
-    } as RequestInit);
+    const send = (bearer: string) =>
+      deps.outbound.request(call.target, {
+        method: req.method!,
+        headers: { ...headers, authorization: `Bearer ${bearer}` },
+        ...(body === undefined ? {} : { body: body === 'stream' ? req : body }),
+        signal: gone,
+      });
+    upstream = await callAsUser({ broker: deps.broker, owner, seen }, body !== 'stream', send, undiciView);
   } catch (err) {
     const code = errorCode(err);
-    recordCall(deps, req.caller!, owner, 'http', what, callOutcome(err), {
+    recordCall(deps, call.caller, owner, 'http', call.what, callOutcome(err), {
       code,
       durationMs: Math.round(performance.now() - started),
     });
@@ -135,32 +162,72 @@ async function forward(
       throw new ApiError('credential_unavailable', 'the credential is being refreshed; try again shortly', { retryAfterSeconds: 1 });
     throw new ApiError(code === 'outbound_refused' ? 'outbound_refused' : 'upstream_unreachable', 'the API could not be reached');
   }
-  recordCall(deps, req.caller!, owner, 'http', what, upstream.status >= 500 ? 'upstream_error' : 'ok', {
-    status: upstream.status,
+  const status = upstream.statusCode;
+  recordCall(deps, call.caller, owner, 'http', call.what, status >= 500 ? 'upstream_error' : 'ok', {
+    status,
     durationMs: Math.round(performance.now() - started),
-    ...(upstream.status >= 500 ? { code: `status_${upstream.status}` } : {}),
+    ...(status >= 500 ? { code: `status_${status}` } : {}),
   });
-  res.status(upstream.status);
-  for (const [name, value] of upstream.headers) {
-    if (!DROPPED_RESPONSE_HEADERS.has(name)) res.setHeader(name, seen.redact(value));
+  res.statusCode = status;
+  for (const [name, value] of Object.entries(upstream.headers)) {
+    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name)) continue;
+    res.setHeader(name, Array.isArray(value) ? value.map((v) => seen.redact(v)) : seen.redact(value));
   }
-  res.setHeader('cache-control', upstream.headers.get('cache-control') ?? 'no-store');
-  if (!upstream.body || req.method === 'HEAD') {
+  if (upstream.headers['cache-control'] === undefined) res.setHeader('cache-control', 'no-store');
+  if (req.method === 'HEAD') {
+    await upstream.body.dump().catch(() => {});
     res.end();
     return;
   }
+  const encoding = String(upstream.headers['content-encoding'] ?? 'identity').toLowerCase();
+  const decoder =
+    encoding === 'gzip' || encoding === 'x-gzip'
+      ? createGunzip()
+      : encoding === 'deflate'
+        ? createInflate()
+        : encoding === 'br'
+          ? createBrotliDecompress()
+          : null;
   try {
-    await pipeline(Readable.fromWeb(upstream.body as never), redacting(seen), res);
+    const length = Number(upstream.headers['content-length'] ?? Infinity);
+    if (!decoder && length <= WHOLE_ANSWER_BYTES) {
+      // The usual small answer: one read, one check, one write (no per-chunk transform).
+      const whole = Buffer.from(await upstream.body.arrayBuffer());
+      res.end(seen.redactBytes(whole));
+      return;
+    }
+    const stages: (Readable | Transform)[] = [upstream.body, ...(decoder ? [decoder] : []), redacting(seen)];
+    await pipeline([...stages, res] as never);
   } catch {
-    // The agent hung up, or the upstream broke off mid-answer: nothing more can be said on this response.
+    // The agent hung up, or the upstream broke off mid-answer (or sent an encoding it could not decode).
     res.destroy();
   }
+}
+
+/** The agent's headers that go upstream, with the tool's fixed ones (an API version); never its credentials. */
+function forwardedHeaders(req: IncomingMessage, tool: Tool): Record<string, string> {
+  const out: Record<string, string> = {};
+  const connection = req.headers.connection;
+  const hopByHop = connection
+    ? new Set(
+        connection
+          .toLowerCase()
+          .split(',')
+          .map((h) => h.trim()),
+      )
+    : null;
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || DROPPED_REQUEST_HEADERS.has(name) || hopByHop?.has(name) || name.startsWith('x-forwarded-')) continue;
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  for (const [k, v] of Object.entries(tool.connection.headers ?? {})) out[k.toLowerCase()] = v;
+  return out;
 }
 
 /** 403 with a stable code and the link the user must open (first authorization, again, or for wider scopes). */
 async function sendLink(
   deps: GatewayDeps,
-  res: ExpressResponse,
+  res: ServerResponse,
   tool: Tool,
   owner: CredentialOwner,
   err: UpstreamAuthRequired,
@@ -169,7 +236,7 @@ async function sendLink(
   if (link === 'active')
     throw new ApiError('credential_unavailable', 'the credential was just authorized; try again', { retryAfterSeconds: 1 });
   const code = link.reason;
-  res.status(ERROR_CATALOG[code].status).json({
+  sendJson(res, ERROR_CATALOG[code].status, {
     error: {
       code,
       message:
@@ -182,61 +249,16 @@ async function sendLink(
   });
 }
 
-const ENCODED_ESCAPE = /%(2f|5c|40|00)/i;
-
-/**
- * The upstream URL: the tool's base URL with the agent's path and query appended as they came (never resolved
- * against it), refused when anything in the raw path could climb out of the base or name another host.
- */
-export function targetUrl(tool: Tool, req: Request): URL {
-  const raw = req.originalUrl;
-  const queryAt = raw.indexOf('?');
-  const rawPath = queryAt < 0 ? raw : raw.slice(0, queryAt);
-  const query = queryAt < 0 ? '' : raw.slice(queryAt);
-  // After /api/v1/proxy: /{toolId}[/{path}]
-  const afterBase = rawPath.slice(req.baseUrl.length);
-  const slash = afterBase.indexOf('/', 1);
-  const rest = slash < 0 ? '' : afterBase.slice(slash);
-  return joinUnder(tool.connection.url, rest, query);
-}
-
-/** `base` + `rest` + `query`, or 400 invalid_proxy_path when the result could leave `base`. */
-export function joinUnder(baseUrl: string, rest: string, query: string): URL {
-  const invalid = (why: string) => new ApiError('invalid_proxy_path', `the path is not allowed: ${why}`);
-  if (rest.includes('\\') || rest.includes('@') || ENCODED_ESCAPE.test(rest))
-    throw invalid('backslashes, @ and encoded slashes are refused');
-  if (rest.startsWith('//') || rest.includes('://')) throw invalid('absolute and scheme-relative paths are refused');
-  if (query.includes('#')) throw invalid('fragments are refused');
-  for (const segment of rest.split('/')) {
-    let decoded: string;
-    try {
-      decoded = decodeURIComponent(segment);
-    } catch {
-      throw invalid('malformed percent-encoding');
-    }
-    if (decoded === '.' || decoded === '..' || /[\\/]/.test(decoded)) throw invalid('dot segments are refused');
-  }
-  const base = new URL(baseUrl);
-  const basePath = base.pathname.replace(/\/+$/, '');
-  const target = new URL(`${base.origin}${basePath}${rest}${query}`);
-  if (target.origin !== base.origin || !(target.pathname === basePath || target.pathname.startsWith(`${basePath}/`) || basePath === '')) {
-    throw invalid('it leaves the base URL');
-  }
-  return target;
-}
-
 /**
  * Replaces any token the upstream was sent in a byte stream, including one split across chunks (the last
  * `longest − 1` bytes wait for the next chunk). Chunks without a token pass as they are.
  */
 function redacting(seen: SeenTokens): Transform {
-  const tokens = seen.all.map((t) => Buffer.from(t, 'latin1'));
-  const keep = Math.max(0, ...tokens.map((t) => t.length - 1));
+  const keep = Math.max(0, ...seen.all.map((t) => Buffer.byteLength(t, 'latin1') - 1));
   let carry = Buffer.alloc(0);
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
-      let buf = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-      if (tokens.some((t) => buf.includes(t))) buf = Buffer.from(seen.redact(buf.toString('latin1')), 'latin1');
+      const buf = seen.redactBytes(carry.length ? Buffer.concat([carry, chunk]) : chunk);
       const cut = Math.max(0, buf.length - keep);
       carry = Buffer.from(buf.subarray(cut));
       done(null, cut > 0 ? buf.subarray(0, cut) : undefined);

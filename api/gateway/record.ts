@@ -31,8 +31,8 @@ export function callOutcome(err: unknown): CallOutcome {
 
 /**
  * One call through the gateway, audited and counted: who, which tool, the MCP tool name or the HTTP method and
- * path, the outcome, the upstream status and duration. Never arguments, bodies or tokens. The row joins the
- * audit trail's next group commit at once (in order, kept through a database outage); the answer does not wait
+ * path, the outcome, the upstream status and duration. Never arguments, bodies or tokens. The row joins a
+ * group the audit trail writes within 50 ms (in order, kept through a database outage); the answer does not wait
  * for the insert, since the call it records has already happened.
  */
 export function recordCall(
@@ -58,7 +58,7 @@ export function recordCall(
         ...owner,
         detail: { ...what, ...detail },
       },
-      { batched: true },
+      { deferred: true },
     )
     .catch(() => {
       // The trail logs what it could not write; a call is never failed for its audit row after the fact.

@@ -56,6 +56,12 @@ export class SeenTokens {
     return clean === text ? value : (JSON.parse(clean) as T);
   }
 
+  /** Bytes with every token replaced; the same buffer when there is none. */
+  redactBytes(bytes: Buffer): Buffer {
+    for (const t of this.tokens) if (bytes.includes(t, 0, 'latin1')) return Buffer.from(this.redact(bytes.toString('latin1')), 'latin1');
+    return bytes;
+  }
+
   get all(): string[] {
     return [...this.tokens];
   }
@@ -70,66 +76,90 @@ export interface UpstreamOptions {
   tool: Tool;
 }
 
+/** What the token logic needs to see of an upstream answer, whichever HTTP client made the request. */
+export interface AnswerView {
+  status: number;
+  header(name: string): string | null;
+  /** Drops the body of an answer that is not relayed. */
+  discard(): Promise<void>;
+}
+
 /**
- * A fetch for calls to a tool on a user's behalf: it sends the user's current access token (never taken from the
- * agent), refreshes once through the credential's workflow when the upstream answers 401 and retries once with
- * the new token (when the body can be replayed), and turns what only the user can fix into UpstreamAuthRequired:
- * no credential yet, a refreshed token refused again, or a 403 `insufficient_scope` challenge (step-up).
- * Every request passes the outbound policy.
+ * A call to a tool on a user's behalf: `send` gets the user's current access token (never taken from the agent);
+ * when the upstream answers 401 the token is refreshed once through the credential's workflow and the call sent
+ * once more with the new token (when the body can be replayed). What only the user can fix becomes
+ * UpstreamAuthRequired: no credential yet, a refreshed token refused again, or a 403 `insufficient_scope`
+ * challenge (step-up). Every token sent is remembered in `seen`, so nothing relayed back can carry it.
  */
-export function userFetch(opts: UpstreamOptions): (input: string | URL | Request, init?: RequestInit) => Promise<Response> {
+export async function callAsUser<T>(
+  opts: Omit<UpstreamOptions, 'outbound' | 'tool'>,
+  replayable: boolean,
+  send: (bearer: string) => Promise<T>,
+  view: (answer: T) => AnswerView,
+): Promise<T> {
   const { broker, owner, seen } = opts;
-  return async (input, init = {}) => {
+  let token = await currentToken(broker, owner);
+  seen.add(token);
+  let res = await send(token);
+  if (view(res).status === 401) {
+    await view(res).discard();
+    const fresh = await newerToken(token);
+    if (!replayable) throw new UpstreamUnavailable('the token was refreshed; send the request again');
+    token = fresh;
+    seen.add(token);
+    res = await send(token);
+    if (view(res).status === 401) {
+      await view(res).discard();
+      // A token the workflow just issued, refused too: the grant no longer opens the tool.
+      throw new UpstreamAuthRequired({ kind: 'reauthorize', refused: fingerprint(token) });
+    }
+  }
+  if (view(res).status === 403) {
+    const scopes = insufficientScope(view(res).header('www-authenticate'));
+    if (scopes) {
+      await view(res).discard();
+      throw new UpstreamAuthRequired({ kind: 'step_up', scopes });
+    }
+  }
+  return res;
+
+  /**
+   * A newer token than `refused`: another call's refresh, else one refresh through the workflow. Only a workflow
+   * that has ended means the user must authorize again; a refresh that is late or failed for now is a retry later
+   * (the token the upstream refused is not revoked for a hiccup).
+   */
+  async function newerToken(refused: string): Promise<string> {
+    const current = await currentToken(broker, owner);
+    if (current !== refused) return current;
+    const refreshed = await broker.shared(owner, 'refresh', REFRESH_WAIT_MS);
+    if (refreshed === 'pending') throw new UpstreamUnavailable('the credential is being refreshed');
+    if (refreshed === null || isTerminal(refreshed.phase))
+      throw new UpstreamAuthRequired({ kind: 'reauthorize', refused: fingerprint(refused) });
+    // The refresh's own row, not a read cached while it ran.
+    broker.forget(owner);
+    const read = await broker.readActive(owner);
+    if (!read || read.accessToken === refused) throw new UpstreamUnavailable('the refresh has not produced a new token yet');
+    return read.accessToken;
+  }
+}
+
+const fetchView = (res: Response): AnswerView => ({
+  status: res.status,
+  header: (name) => res.headers.get(name),
+  discard: () => res.body?.cancel().catch(() => {}) ?? Promise.resolve(),
+});
+
+/** `callAsUser` as a fetch (what the MCP SDK's client transports take), through the outbound policy. */
+export function userFetch(opts: UpstreamOptions): (input: string | URL | Request, init?: RequestInit) => Promise<Response> {
+  return (input, init = {}) => {
     const replayable = init.body === undefined || init.body === null || typeof init.body === 'string' || init.body instanceof Uint8Array;
-    let token = await currentToken(broker, owner);
-    let res = await send(token);
-    if (res.status === 401) {
-      await res.body?.cancel().catch(() => {});
-      const fresh = await newerToken(token);
-      if (!replayable) throw new UpstreamUnavailable('the token was refreshed; send the request again');
-      token = fresh;
-      res = await send(token);
-      if (res.status === 401) {
-        await res.body?.cancel().catch(() => {});
-        // A token the workflow just issued, refused too: the grant no longer opens the tool.
-        throw new UpstreamAuthRequired({ kind: 'reauthorize', refused: fingerprint(token) });
-      }
-    }
-    if (res.status === 403) {
-      const scopes = insufficientScope(res.headers.get('www-authenticate'));
-      if (scopes) {
-        await res.body?.cancel().catch(() => {});
-        throw new UpstreamAuthRequired({ kind: 'step_up', scopes });
-      }
-    }
-    return res;
-
-    /**
-     * A newer token than `refused`: another call's refresh, else one refresh through the workflow. Only a workflow
-     * that has ended means the user must authorize again; a refresh that is late or failed for now is a retry later
-     * (the token the upstream refused is not revoked for a hiccup).
-     */
-    async function newerToken(refused: string): Promise<string> {
-      const current = await currentToken(broker, owner);
-      if (current !== refused) return current;
-      const refreshed = await broker.shared(owner, 'refresh', REFRESH_WAIT_MS);
-      if (refreshed === 'pending') throw new UpstreamUnavailable('the credential is being refreshed');
-      if (refreshed === null || isTerminal(refreshed.phase))
-        throw new UpstreamAuthRequired({ kind: 'reauthorize', refused: fingerprint(refused) });
-      // The refresh's own row, not a read cached while it ran.
-      broker.forget(owner);
-      const read = await broker.readActive(owner);
-      if (!read || read.accessToken === refused) throw new UpstreamUnavailable('the refresh has not produced a new token yet');
-      return read.accessToken;
-    }
-
-    function send(bearer: string): Promise<Response> {
-      seen.add(bearer);
+    const send = (bearer: string) => {
       const headers = new Headers(init.headers);
       for (const [k, v] of Object.entries(opts.tool.connection.headers ?? {})) headers.set(k, v);
       headers.set('authorization', `Bearer ${bearer}`);
       return opts.outbound.streamingFetch(input, { ...init, headers });
-    }
+    };
+    return callAsUser(opts, replayable, send, fetchView);
   };
 }
 

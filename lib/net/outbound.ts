@@ -1,6 +1,7 @@
+import type { EventEmitter } from 'node:events';
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import ipaddr from 'ipaddr.js';
-import { Agent, fetch as undiciFetch } from 'undici';
+import { Agent, fetch as undiciFetch, request as undiciRequest, type Dispatcher } from 'undici';
 
 /**
  * The one outbound policy for every URL the broker learned from a remote party (protected resource and
@@ -165,6 +166,29 @@ export class OutboundPolicy {
     }
     if (res.status >= 300 && res.status < 400 && res.headers.has('location')) {
       await res.body?.cancel();
+      throw new OutboundError('redirect', 'redirects are not followed');
+    }
+    return res;
+  }
+
+  /**
+   * undici's own request API, for the gateway's HTTP proxy: the same checks as `streamingFetch`, without the
+   * WHATWG objects (a Request, a Headers, a web stream per call) that cost more than the hop itself. The body is
+   * a Node stream; the caller consumes or dumps it.
+   */
+  async request(
+    url: URL,
+    opts: { method: string; headers: Record<string, string>; body?: Buffer | NodeJS.ReadableStream; signal?: AbortSignal | EventEmitter },
+  ) {
+    this.checkUrl(url);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await undiciRequest(url, { ...opts, body: opts.body as never, dispatcher: this.agent });
+    } catch (err) {
+      throw findOutboundError(err) ?? err;
+    }
+    if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location !== undefined) {
+      await res.body.dump().catch(() => {});
       throw new OutboundError('redirect', 'redirects are not followed');
     }
     return res;

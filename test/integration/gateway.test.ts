@@ -360,6 +360,43 @@ describe('HTTP proxy', () => {
     expect(slow.headers.get('retry-after')).toBe('7');
   });
 
+  it('answers alike whether its fast lane or Express serves the request (a browser’s CORS request goes to Express)', async () => {
+    const who = await headersOf('assistant', 'dave@example.com');
+    const lane = await fetch(`${h.baseUrl}${path('/me?x=1')}`, { headers: who });
+    const viaExpress = await fetch(`${h.baseUrl}${path('/me?x=1')}`, { headers: { ...who, origin: 'https://elsewhere.test' } });
+    for (const res of [lane, viaExpress]) {
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { sub: string; url: string };
+      expect(body).toMatchObject({ sub: 'dave@example.com', url: '/v1/me?x=1' });
+      expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+      for (const header of ['strict-transport-security', 'x-content-type-options', 'x-frame-options', 'referrer-policy', 'ratelimit'])
+        expect(res.headers.get(header), header).toBeTruthy();
+    }
+    // Plain HTTP where HTTPS is required, and a refusal: Express answers with its codes, whichever lane looked first.
+    const plain = await fetch(`${h.baseUrl}${path('/me')}`, { headers: { ...who, 'x-forwarded-proto': 'http' } });
+    expect(plain.status).toBe(400);
+    expect(((await plain.json()) as { error: { code: string } }).error.code).toBe('https_required');
+    const unknown = await fetch(`${h.baseUrl}/api/v1/proxy/nope/me`, { headers: who });
+    expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('tool_not_found');
+  });
+
+  it('never hands the agent a token the API echoes, in a header, a body, a gzip body or split across chunks', async () => {
+    const who = await headersOf('assistant', 'dave@example.com');
+    const before = api.tokensSeen.size;
+    for (const query of ['', '?gzip=1', '?chunked=1']) {
+      for (const headers of [who, { ...who, origin: 'https://elsewhere.test' }]) {
+        const res = await fetch(`${h.baseUrl}${path(`/leak${query}`)}`, { headers });
+        expect(res.status, query).toBe(200);
+        expect(res.headers.get('content-encoding')).toBeNull();
+        const text = await res.text();
+        received.push(text, res.headers.get('x-echo') ?? '');
+        expect(JSON.parse(text), query).toEqual({ seen: 'Bearer [redacted]', again: 'token=[redacted]' });
+        expect(res.headers.get('x-echo')).toBe('Bearer [redacted]');
+      }
+    }
+    expect(api.tokensSeen.size).toBeGreaterThanOrEqual(Math.max(1, before));
+  });
+
   it('denies a method the agent is not granted, with a stable code', async () => {
     await h.services.agents.setScopes('other-agent', ['tool:*:use', 'tool:api:proxy:GET']);
     const who = { headers: await headersOf('other-agent', 'dave@example.com') };

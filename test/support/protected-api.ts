@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import express from 'express';
 
 export interface ProtectedApi {
@@ -42,6 +43,17 @@ export async function startProtectedApi(
   };
   app.get('/v1/slow-down', (_req, res) => {
     res.status(429).set('Retry-After', '7').json({ error: 'rate_limited' });
+  });
+  // A careless API that echoes the token it was sent, in a header and in its body (gzip-encoded with ?gzip=1,
+  // streamed in small chunks with ?chunked=1): the proxy must not hand it to the agent in any of these forms.
+  app.get('/v1/leak', (req, res) => {
+    const authorization = req.get('authorization') ?? '';
+    const body = Buffer.from(JSON.stringify({ seen: authorization, again: `token=${authorization.slice(7)}` }));
+    res.set('x-echo', authorization).type('application/json');
+    if (req.query.gzip) return void res.set('content-encoding', 'gzip').send(gzipSync(body));
+    if (!req.query.chunked) return void res.send(body);
+    for (let i = 0; i < body.length; i += 7) res.write(body.subarray(i, i + 7));
+    res.end();
   });
   app.all('/v1/{*rest}', echo);
   const server: Server = createServer(app);
