@@ -40,6 +40,8 @@ import { CredentialWaits } from './waits.js';
 import { DEFAULT_MCP_SETTINGS, McpGateway, type McpGatewaySettings } from './gateway/mcp.js';
 import { proxyRoutes } from './gateway/proxy.js';
 import { ProxyLane } from './gateway/proxy-lane.js';
+import { McpLane } from './gateway/mcp-lane.js';
+import type { Lane, LaneSettings } from './gateway/lane.js';
 
 export interface AppDeps {
   config: Config;
@@ -146,17 +148,19 @@ export function createApp(deps: AppDeps): Express {
   app.locals.mcp = mcp;
   app.use('/api/v1/mcp', perIp, mcp.router());
   app.use('/api/v1/proxy', perIp, proxyRoutes({ ...deps, gate }));
-  app.locals.proxyLane = new ProxyLane(
-    { ...deps, gate },
-    {
-      developmentMode: config.developmentMode,
-      trust: app.get('trust proxy fn') as (address: string, hop: number) => boolean,
-      perIp,
-      app,
-      // What helmet sets on every answer (cors sets nothing for a request without an Origin, which the lane takes).
-      securityHeaders: headersSetBy(security),
-    },
-  );
+  const laneSettings: LaneSettings = {
+    developmentMode: config.developmentMode,
+    trust: app.get('trust proxy fn') as (address: string, hop: number) => boolean,
+    perIp,
+    app,
+    // What helmet sets on every answer (cors sets nothing for a request without an Origin, which no lane takes).
+    securityHeaders: headersSetBy(security),
+    log: deps.log,
+  };
+  app.locals.lanes = [
+    new ProxyLane({ ...deps, gate }, laneSettings),
+    new McpLane({ ...deps, gate }, (id) => mcp.session(id), laneSettings),
+  ] satisfies Lane[];
   app.use('/api/v1/tools', perIp, toolRoutes({ ...deps, gate }));
   app.use('/api/v1/webhooks', perIp, json, webhookRoutes({ ...deps, gate, webhooks: new WebhookStore(deps.orm, deps.vault) }));
   const browserLimit = limiter(limits.callbackIpPerMinute, 'ip');
@@ -175,11 +179,12 @@ export function createApp(deps: AppDeps): Express {
   return app;
 }
 
-/** The server's request listener: the HTTP proxy's fast lane first (see proxy-lane.ts), Express for the rest. */
+/** The server's request listener: the gateway's fast lanes first (see gateway/lane.ts), Express for the rest. */
 export function requestListener(app: Express): RequestListener {
-  const lane = app.locals.proxyLane as ProxyLane;
+  const lanes = app.locals.lanes as Lane[];
   return (req, res) => {
-    if (!lane.takes(req)) return void app(req, res);
+    const lane = lanes.find((l) => l.takes(req));
+    if (!lane) return void app(req, res);
     lane.serve(req, res, () => void app(req, res)).catch(() => res.destroy());
   };
 }

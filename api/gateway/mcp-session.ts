@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import type { Request, Response } from 'express';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
@@ -35,14 +35,20 @@ import type { z } from 'zod';
 import type { CredentialOwner } from '../../lib/domain.js';
 import type { Tool } from '../../lib/tools.js';
 import type { Caller } from '../auth.js';
-import { apiToMcp, callScope, findNeed, GATEWAY_RPC_ERRORS } from './mcp-errors.js';
-import { consentLinkFor, type ConsentLink } from './links.js';
+import { callScope, findNeed, GATEWAY_RPC_ERRORS } from './mcp-errors.js';
+import { ConsentPrompts } from './mcp-consent.js';
 import { SeenTokens, type AuthNeed } from './upstream.js';
 import { openUpstream } from './mcp-upstream.js';
 import type { GatewayDeps } from './deps.js';
 import { callOutcome, errorCode, recordCall } from './record.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+/** The upstream session the fast lane relays calls on. */
+export interface RelayTarget {
+  sessionId: string | undefined;
+  protocolVersion: string | undefined;
+}
 
 /** A tool call may run this long upstream without sending progress (progress resets the clock). */
 const CALL_TIMEOUT_MS = 5 * 60_000;
@@ -62,11 +68,14 @@ export class GatewaySession {
   /** Event streams (GET) the agent holds open on this session. */
   openStreams = 0;
   private upstream: Promise<Client> | null = null;
+  /** The upstream client once connected: the fast lane relays `tools/call` over its connection. */
+  private client: Client | null = null;
+  /** Calls the fast lane relays now, by the agent's request id: the id the upstream knows, and how to cancel. */
+  readonly relays = new Map<string | number, { upstreamId: string; cancel: (reason: string) => void }>();
   /** What the user must do, as the upstream fetch last found it (for transports that drop an error's cause). */
   private lastNeed: AuthNeed | null = null;
-  /** Credentials whose consent this session waits for, to say `notifications/elicitation/complete`. */
-  private readonly watching = new Set<string>();
   private readonly ended = new AbortController();
+  private readonly prompts: ConsentPrompts;
 
   constructor(
     readonly id: string,
@@ -94,6 +103,7 @@ export class GatewaySession {
       void this.upstream?.then((c) => c.close()).catch(() => {});
       onClose();
     };
+    this.prompts = new ConsentPrompts(deps, tool, owner, this.seen, (n) => this.server.notification(n), this.ended.signal);
     this.registerHandlers();
   }
 
@@ -114,6 +124,34 @@ export class GatewaySession {
       });
     }
     await this.transport.handleRequest(req, res, req.body);
+  }
+
+  /**
+   * Where the lane may send a call: the connected Streamable HTTP upstream's session and protocol version (a
+   * connection under way is waited for); null before the first connection (that call goes the SDK's way, which
+   * connects) and for HTTP+SSE upstreams.
+   */
+  async relayTarget(): Promise<RelayTarget | null> {
+    if (this.tool.connection.type === 'sse') return null;
+    const client = this.client ?? (await this.upstream?.catch(() => null)) ?? null;
+    const transport = client?.transport as StreamableHTTPClientTransport | undefined;
+    return transport ? { sessionId: transport.sessionId, protocolVersion: transport.protocolVersion } : null;
+  }
+
+  /** Connects upstream now when the user has already authorized (the session's first call can then be relayed). */
+  warm(): void {
+    this.deps.broker
+      .read(this.owner, { quiet: true })
+      .then((read) => (read && read !== 'stale' ? this.connect() : null))
+      .catch(() => {});
+  }
+
+  /** Forgets the upstream connection (its session ended there): the next request connects again. */
+  dropUpstream(): void {
+    const client = this.client;
+    this.client = null;
+    this.upstream = null;
+    void client?.close().catch(() => {});
   }
 
   async close(): Promise<void> {
@@ -234,55 +272,27 @@ export class GatewaySession {
       // Notifications the upstream sends on its own (list changed, resource updated, log messages) reach the agent.
       onNotification: (n) => this.server.notification(this.seen.redactJson(n) as ServerNotification).catch(() => {}),
       onClose: () => {
-        if (this.upstream === attempt) this.upstream = null;
+        if (this.upstream !== attempt) return;
+        this.upstream = null;
+        this.client = null;
       },
     });
     this.upstream = attempt;
-    attempt.catch(() => {
-      if (this.upstream === attempt) this.upstream = null;
-    });
+    attempt.then(
+      (client) => {
+        if (this.upstream === attempt) this.client = client;
+      },
+      () => {
+        if (this.upstream === attempt) this.upstream = null;
+      },
+    );
     return attempt;
   }
 
   /** What the agent hears when a request could not go through. */
-  private async translate(err: unknown): Promise<McpError> {
+  async translate(err: unknown): Promise<McpError> {
     const need = findNeed(err) ?? this.lastNeed;
     this.lastNeed = null;
-    if (need) {
-      let link: ConsentLink | 'active';
-      try {
-        link = await consentLinkFor(this.deps, this.tool, this.owner, need);
-      } catch (linkErr) {
-        return apiToMcp(linkErr);
-      }
-      if (link === 'active') {
-        return new McpError(GATEWAY_RPC_ERRORS.unavailable, 'the credential was just authorized; try again', {
-          code: 'credential_unavailable',
-        });
-      }
-      const elicitationId = createHash('sha256').update(link.url).digest('hex').slice(0, 32);
-      if (link.reason !== 'insufficient_scope') this.announceWhenConsented(link.credentialId, elicitationId);
-      const message =
-        link.reason === 'insufficient_scope'
-          ? `${this.tool.name} needs more permissions: open the link to grant them`
-          : `Connect your ${this.tool.name} account: open the link to authorize`;
-      return new UrlElicitationRequiredError([{ mode: 'url', elicitationId, url: link.url, message }], message);
-    }
-    if (err instanceof McpError) return new McpError(err.code, this.seen.redact(err.message), this.seen.redactJson(err.data));
-    return apiToMcp(err);
-  }
-
-  /** Once the user has consented, an open event stream on this session hears `notifications/elicitation/complete`. */
-  private announceWhenConsented(credentialId: string, elicitationId: string): void {
-    if (this.watching.has(credentialId) || this.watching.size >= 8) return;
-    this.watching.add(credentialId);
-    void this.deps.broker.workflows
-      .awaitConsent(this.owner, credentialId, this.ended.signal)
-      .then(async () => {
-        if (!(await this.deps.broker.readActive(this.owner))) return;
-        await this.server.notification({ method: 'notifications/elicitation/complete', params: { elicitationId } });
-      })
-      .catch(() => {})
-      .finally(() => this.watching.delete(credentialId));
+    return this.prompts.errorFor(err, need);
   }
 }

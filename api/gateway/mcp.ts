@@ -37,6 +37,11 @@ export class McpGateway {
     return this.sessions.size;
   }
 
+  /** A session of this process by its id (the fast lane checks whom it belongs to). */
+  session(id: string): GatewaySession | undefined {
+    return this.sessions.get(id);
+  }
+
   router(): Router {
     const router = Router();
     const { gate } = this.deps;
@@ -69,6 +74,7 @@ export class McpGateway {
       this.perAgent.set(owner.agentId, held + 1);
       gatewaySessions.set(this.sessions.size);
       await session.handle(req, res);
+      session.warm();
     });
     return router;
   }
