@@ -129,6 +129,9 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
       await h.consent(apiFirst.json.authorization_url, { login: who.user });
       const apiToken = (await h.api.broker.readActive({ ...owner, toolId: 'api' }))!.accessToken;
       const httpDirect = await cannon(`${api.origin}/v1/me`, { authorization: `Bearer ${apiToken}` });
+      // The floor: the least any Node hop costs here (bare-proxy.ts), measured in the same run.
+      const bare = await spawnServer(['bench/bare-proxy.ts'], { UPSTREAM: `${api.origin}/v1`, TOKEN: apiToken }, children);
+      const httpBare = await cannon(`${bare}/me`, {});
       const cpuHttp = cpuOf(apiPid);
       const httpGateway = await cannon(`${apiChild}/api/v1/proxy/api/me`, dev);
       const httpApiCpu = cpuOf(apiPid).since(cpuHttp);
@@ -138,6 +141,7 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
         direct: httpDirect,
         gateway: httpGateway,
         ...ratios(httpDirect, httpGateway),
+        bareNodeProxy: { ...httpBare, ...ratios(httpDirect, httpBare) },
         apiCpuOfOneCore: httpApiCpu,
         oneClient: { direct: httpDirect1, gateway: httpGateway1, addedP50Ms: round(httpGateway1.p50 - httpDirect1.p50) },
       };
@@ -146,8 +150,13 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
     const result = { mcp: mcpResult, http, sessions: held };
     console.log(`\n[gateway] 32 clients, ${seconds} s each; API in its own process`);
     if ('direct' in mcpResult) line('MCP tools/call', mcpResult as Measured);
-    if ('direct' in http) line('HTTP GET via proxy', http as Measured);
-    else console.log(`  HTTP proxy: ${String(http.skipped)}`);
+    if ('direct' in http) {
+      line('HTTP GET via proxy', http as Measured);
+      const bare = http.bareNodeProxy as Load & ReturnType<typeof ratios>;
+      console.log(
+        `    floor   : a bare Node relay (no auth, limits, audit or scan) ${bare.rps} req/s, p50 ${bare.p50} ms: ${bare.throughputRatio} of direct; the gateway is ${round((http.gateway as Load).rps / bare.rps)} of it`,
+      );
+    } else console.log(`  HTTP proxy: ${String(http.skipped)}`);
     if (held)
       console.log(
         `  ${held.opened}/${held.requested} MCP sessions with open event streams (${held.errors} errors, ${held.openOnServer} open on the server): RSS ${held.rssBeforeMb} MB → ${held.rssHeldMb} MB (${held.perSessionKb} KB per session)`,

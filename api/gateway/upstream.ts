@@ -35,10 +35,18 @@ const REFRESH_WAIT_MS = 10_000;
  */
 export class SeenTokens {
   private readonly tokens = new Set<string>();
+  /** The same tokens as bytes, to look for in answers without converting them on every look. */
+  private readonly bytes = new Map<string, Buffer>();
 
   add(token: string): void {
-    if (this.tokens.size >= 8) this.tokens.delete(this.tokens.values().next().value!);
+    if (this.tokens.has(token)) return;
+    if (this.tokens.size >= 8) {
+      const oldest = this.tokens.values().next().value!;
+      this.tokens.delete(oldest);
+      this.bytes.delete(oldest);
+    }
     this.tokens.add(token);
+    this.bytes.set(token, Buffer.from(token, 'latin1'));
   }
 
   /** `text` with every token the upstream saw replaced; the same string when there is none (the usual case). */
@@ -58,7 +66,7 @@ export class SeenTokens {
 
   /** Bytes with every token replaced; the same buffer when there is none. */
   redactBytes(bytes: Buffer): Buffer {
-    for (const t of this.tokens) if (bytes.includes(t, 0, 'latin1')) return Buffer.from(this.redact(bytes.toString('latin1')), 'latin1');
+    for (const t of this.bytes.values()) if (bytes.includes(t)) return Buffer.from(this.redact(bytes.toString('latin1')), 'latin1');
     return bytes;
   }
 

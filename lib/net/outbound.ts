@@ -62,6 +62,8 @@ export class OutboundPolicy {
   private readonly hosts: Set<string>;
   private readonly ranges: Cidr[];
   private readonly agent: Agent;
+  /** Origins (scheme, credentials, host) that passed `checkUrl`. */
+  private readonly checked = new Set<string>();
   readonly maxResponseBytes: number;
   readonly timeoutMs: number;
 
@@ -86,6 +88,15 @@ export class OutboundPolicy {
 
   /** Scheme and literal-address checks that need no DNS; throws OutboundError. */
   checkUrl(url: URL): void {
+    // The gateway sends every call to one of a few configured origins: each is checked once.
+    const key = `${url.protocol}//${url.username}:${url.password}@${url.host}`;
+    if (this.checked.has(key)) return;
+    this.checkUrlNow(url);
+    if (this.checked.size >= 1000) this.checked.clear();
+    this.checked.add(key);
+  }
+
+  private checkUrlNow(url: URL): void {
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && this.settings.allowHttp)) {
       throw new OutboundError('scheme', `scheme ${url.protocol} is not allowed`);
     }
