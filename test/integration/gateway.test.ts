@@ -33,10 +33,13 @@ let h: Harness;
 let gw: TestGateway;
 let remote: McpTestServer;
 let legacy: McpTestServer;
+let plain: McpTestServer;
 let api: ProtectedApi;
 const keys: Record<string, string> = {};
 /** Every byte any agent received from the gateway in this file. */
 const received: string[] = [];
+/** The content type of every answer to an agent's POST. */
+const answerTypes: string[] = [];
 
 beforeAll(async () => {
   gw = await TestGateway.start();
@@ -48,6 +51,7 @@ beforeAll(async () => {
     clients: [{ client_id: 'api-tool', client_secret: 'api-tool-secret', redirect_uris: [CALLBACK] }],
   });
   legacy = await startMcpServer({ transport: 'sse', gatewayTools: true });
+  plain = await startMcpServer({ gatewayTools: true, jsonResponse: true });
   api = await startProtectedApi((token) => remote.introspect(token));
   const manifest = [
     { name: 'whoami', description: 'The subject of the token', inputSchema: { type: 'object', properties: {} } },
@@ -56,6 +60,13 @@ beforeAll(async () => {
   const tools: ToolConfig[] = [
     { id: 'remote', tool_type: 'mcp', connection_params: { type: 'streamable-http', url: remote.url }, auth: { type: 'oauth2' }, manifest },
     { id: 'legacy', tool_type: 'mcp', connection_params: { type: 'sse', url: legacy.url }, auth: { type: 'oauth2' }, manifest: [] },
+    {
+      id: 'plain',
+      tool_type: 'mcp',
+      connection_params: { type: 'streamable-http', url: plain.url },
+      auth: { type: 'oauth2' },
+      manifest: [],
+    },
     {
       id: 'api',
       tool_type: 'api',
@@ -83,6 +94,7 @@ afterAll(async () => {
   await h?.close();
   await remote?.close();
   await legacy?.close();
+  await plain?.close();
   await api?.close();
   await gw?.close();
 });
@@ -94,6 +106,7 @@ async function headersOf(agent: string, user: string): Promise<Record<string, st
 /** A fetch that keeps a copy of every byte of every answer, so the test can look for tokens in them. */
 const recording: typeof fetch = async (input, init) => {
   const res = await fetch(input, init);
+  if (init?.method === 'POST') answerTypes.push(res.headers.get('content-type') ?? '');
   if (!res.body) return res;
   const [mine, theirs] = res.body.tee();
   void (async () => {
@@ -290,6 +303,25 @@ describe('MCP through the gateway', () => {
     await agent.close();
   });
 
+  it('relays calls the upstream answers in one JSON body, tokens replaced, and carries on when the upstream forgot the session', async () => {
+    const user = 'erin@example.com';
+    const agent = await agentClient('assistant', user, 'plain');
+    await consentAt((await elicitation(agent.callTool({ name: 'whoami', arguments: {} }))).url, user);
+    answerTypes.length = 0;
+    for (let i = 0; i < 3; i++) expect(text(await agent.callTool({ name: 'whoami', arguments: {} }))).toBe(user);
+    expect(text(await agent.callTool({ name: 'leak', arguments: {} }))).toBe('you sent Bearer [redacted]');
+    // The agent side of the SDK answers in event streams; a JSON answer is the upstream's, relayed by the lane.
+    expect(answerTypes.filter((t) => t.startsWith('application/json')).length).toBeGreaterThanOrEqual(3);
+    await agent.close();
+
+    const again = await agentClient('assistant', 'alice@example.com');
+    expect(text(await again.callTool({ name: 'whoami', arguments: {} }))).toBe('alice@example.com');
+    await remote.endSessions();
+    expect(text(await again.callTool({ name: 'whoami', arguments: {} }))).toBe('alice@example.com');
+    expect(text(await again.callTool({ name: 'whoami', arguments: {} }))).toBe('alice@example.com');
+    await again.close();
+  });
+
   it('speaks to an HTTP+SSE upstream the same way', async () => {
     const user = 'carol@example.com';
     const agent = await agentClient('assistant', user, 'legacy');
@@ -424,7 +456,7 @@ describe('what the agents received', () => {
   });
 
   it('holds none of the tokens the upstreams saw', () => {
-    const tokens = [...remote.tokensSeen, ...legacy.tokensSeen, ...api.tokensSeen];
+    const tokens = [...remote.tokensSeen, ...legacy.tokensSeen, ...plain.tokensSeen, ...api.tokensSeen];
     expect(tokens.length).toBeGreaterThanOrEqual(4);
     const all = received.join('\n');
     expect(all.length).toBeGreaterThan(1000);

@@ -26,6 +26,8 @@ export interface McpTestServer {
   rejectEverything(on: boolean): void;
   /** Tool calls of `wait` that ended because the caller cancelled them. */
   cancellations: number;
+  /** Ends every session (stateful only), as a restarted server would: their ids are unknown from now on. */
+  endSessions(): Promise<void>;
   /** From now on, the protected resource metadata names this authorization server instead (a server that moved). */
   pointTo(issuer: string): void;
   /** Checks a token at the authorization server (for an API protected by the same provider). */
@@ -54,6 +56,8 @@ export interface McpServerOptions {
   transport?: 'streamable-http' | 'sse';
   /** Streamable HTTP with sessions (Mcp-Session-Id; cancellation reaches the running call) instead of stateless. */
   stateful?: boolean;
+  /** Answer requests with one JSON body instead of an event stream (Streamable HTTP allows both). */
+  jsonResponse?: boolean;
   /** Also serve `whoami`, `count` (progress) and `leak` (echoes its token), the gateway tests' tools. */
   gatewayTools?: boolean;
   /**
@@ -174,6 +178,8 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   const rejected = new Set<string>();
   let rejectAll = false;
   const counters = { cancellations: 0 };
+  /** Stateful Streamable HTTP sessions, by id. */
+  const sessions = new Map<string, StreamableHTTPServerTransport>();
   const challenge = (res: express.Response) => {
     const scope = opts.challengeScope ? `, scope="${opts.challengeScope}"` : '';
     const pointer = legacy ? 'realm="mcp"' : `resource_metadata="${metadataUrl}"`;
@@ -270,7 +276,6 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
       await transport.handlePostMessage(req, res, req.body);
     });
   } else if (opts.stateful) {
-    const sessions = new Map<string, StreamableHTTPServerTransport>();
     app.all('/mcp', express.json(), async (req, res) => {
       const info = await authenticate(req, res);
       if (!info || needsWiderScope(req, res, info.scope)) return;
@@ -280,6 +285,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
         if (id) return void res.status(404).json({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } });
         const created = new StreamableHTTPServerTransport({
           sessionIdGenerator: () => randomUUID(),
+          enableJsonResponse: opts.jsonResponse ?? false,
           onsessioninitialized: (sid) => void sessions.set(sid, created),
         });
         created.onclose = () => created.sessionId && sessions.delete(created.sessionId);
@@ -293,7 +299,10 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
       const info = await authenticate(req, res);
       if (!info || needsWiderScope(req, res, info.scope)) return;
       const mcp = mcpFor(info);
-      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+      const transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: undefined,
+        enableJsonResponse: opts.jsonResponse ?? false,
+      });
       res.on('close', () => {
         void transport.close();
         void mcp.close();
@@ -340,6 +349,11 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     },
     rejectEverything: (on) => {
       rejectAll = on;
+    },
+    endSessions: async () => {
+      const open = [...sessions.values()];
+      sessions.clear();
+      await Promise.all(open.map((t) => t.close()));
     },
     get cancellations() {
       return counters.cancellations;
