@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { Logger } from 'pino';
 import { AuditEventSchema } from './db/entities.js';
-import { fork, type Em, type Orm } from './db/orm.js';
+import { fork, isPostgres, type Em, type Orm } from './db/orm.js';
 import { isDatabaseUnreachable } from './db/outage.js';
 import { auditDropped, auditPending } from './metrics.js';
 
@@ -74,6 +74,7 @@ const AUDIT_COLUMNS = [
   'detail',
 ];
 const ROW_PLACEHOLDERS = `(${AUDIT_COLUMNS.map(() => '?').join(', ')})`;
+const POSTGRES_GROUP_INSERT = `insert into audit_events (${AUDIT_COLUMNS.join(', ')}) select (r->>0)::uuid, (r->>1)::timestamptz, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, (r->>8)::uuid, r->>9, r->>10, case when json_typeof(r->11) = 'null' then null else r->11 end from json_array_elements(?::json) as r`;
 /** How long a row nobody waits for may wait to join a group. */
 const GROUP_MS = 50;
 /** Rows held for a database that is away, at most; past it the API stops issuing credentials (see `saturated`). */
@@ -96,11 +97,15 @@ export class AuditTrail {
   /** Set when a write found the database unreachable; cleared when waiting rows could be written again. */
   private unreachable = false;
 
+  private readonly postgres: boolean;
+
   constructor(
     private readonly log: Logger,
     private readonly orm?: Orm,
     private readonly maxPending = DEFAULT_MAX_PENDING,
-  ) {}
+  ) {
+    this.postgres = orm ? isPostgres(orm) : false;
+  }
 
   /** True while the rows waiting for the database fill the buffer: nothing that must be audited may happen. */
   get saturated(): boolean {
@@ -241,6 +246,27 @@ export class AuditTrail {
    */
   private async insertGroup(rows: AuditRow[]): Promise<void> {
     const em = fork(this.orm!);
+    if (this.postgres) {
+      // PostgreSQL: the group as one JSON parameter, turned into rows by the database (one serialization here).
+      const json = JSON.stringify(
+        rows.map((r) => [
+          r.id,
+          r.at,
+          r.eventType,
+          r.outcome,
+          r.actor,
+          r.agentId,
+          r.userId,
+          r.toolId,
+          r.credentialId,
+          r.requestId,
+          r.ip,
+          r.detail,
+        ]),
+      );
+      await em.getConnection().execute(POSTGRES_GROUP_INSERT, [json], 'run');
+      return;
+    }
     const platform = em.getPlatform();
     const values = rows.map(() => ROW_PLACEHOLDERS).join(', ');
     const params = rows.flatMap((r) => [

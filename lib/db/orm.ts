@@ -53,6 +53,11 @@ export async function migrate(orm: Orm): Promise<string[]> {
   return done.map((m) => m.name);
 }
 
+/** Whether the database is PostgreSQL (else the embedded SQLite). */
+export function isPostgres(orm: Orm): boolean {
+  return orm.config.get('driver')?.name === 'PostgreSqlDriver';
+}
+
 /** A fresh entity manager for one unit of work (a request, an activity run). */
 export function fork(orm: Orm): Em {
   return orm.em.fork() as Em;
