@@ -198,19 +198,33 @@ function requirePkce(metadata: Record<string, unknown>, issuer: string): void {
   }
 }
 
-/** An unauthenticated MCP request: a 401 names the resource metadata and, perhaps, the scopes. */
+/**
+ * Unauthenticated MCP requests: a 401 names the resource metadata and, perhaps, the scopes. `initialize` first;
+ * a server that lets it through unauthenticated (or speaks a stateless revision without it) is asked
+ * `tools/list`, which needs authorization everywhere, so the scopes come from its challenge, not a guess.
+ */
 async function probe(mcpUrl: string, fetchImpl: typeof fetch): Promise<BearerChallenge> {
+  const initialize = await probeWith(mcpUrl, fetchImpl, {
+    method: 'initialize',
+    params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'credential-broker', version: '1' } },
+  });
+  if (initialize.status === 401) return initialize;
+  const list = await probeWith(mcpUrl, fetchImpl, { method: 'tools/list', params: {} }, { 'mcp-protocol-version': '2025-11-25' });
+  return list.status === 401 ? list : initialize;
+}
+
+async function probeWith(
+  mcpUrl: string,
+  fetchImpl: typeof fetch,
+  request: { method: string; params: Record<string, unknown> },
+  headers: Record<string, string> = {},
+): Promise<BearerChallenge> {
   let res: Response;
   try {
     res = await fetchImpl(mcpUrl, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id: 0,
-        method: 'initialize',
-        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'credential-broker', version: '1' } },
-      }),
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 0, ...request }),
       signal: AbortSignal.timeout(10_000),
     });
   } catch (err) {

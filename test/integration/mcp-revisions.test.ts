@@ -27,6 +27,12 @@ beforeAll(async () => {
   servers.moving = await startMcpServer({ challengeScope: 'mcp:tools' });
   servers.target = await startMcpServer({ challengeScope: 'mcp:tools', acceptAnyResource: true });
   servers.defaults = await startMcpServer({ metadata: '2025-03-26-defaults', challengeScope: 'mcp:tools offline_access' });
+  // A server that answers initialize without a token: only what comes after is challenged, naming its scope.
+  servers.open = await startMcpServer({
+    openInitialize: true,
+    challengeScope: 'mcp:tools',
+    scopesSupported: ['mcp:tools', 'mcp:admin', 'mcp:audit'],
+  });
   const tools: ToolConfig[] = Object.entries(servers).map(([id, server]) => ({
     id,
     tool_type: 'mcp',
@@ -67,6 +73,20 @@ describe('authorization across MCP spec revisions', () => {
     expect(refreshed.status, refreshed.text).toBe(200);
     expect(refreshed.json.access_token).not.toBe(active.json.access_token);
     expect(await listMcpTools(server.url, refreshed.json.access_token)).toEqual(['add', 'admin', 'echo']);
+  });
+
+  it('asks for the scope a server challenges after an initialize it let through, not every scope it supports', async () => {
+    const who = freshOwner('rev-open');
+    const first = await h.call('POST', '/api/v1/credentials/open', who);
+    expect(first.status, first.text).toBe(202);
+    const provider = await providerUrlBehind(first.json.authorization_url);
+    expect(provider.searchParams.get('scope')).toBe('mcp:tools');
+    const page = await h.consent(first.json.authorization_url, { login: who.user });
+    expect(page.status, page.html).toBe(200);
+    const active = await h.call('POST', '/api/v1/credentials/open', who);
+    expect(active.status, active.text).toBe(200);
+    expect(active.json.scope).toBe('mcp:tools');
+    expect(await listMcpTools(servers.open!.url, active.json.access_token)).toEqual(['add', 'admin', 'echo']);
   });
 
   it('machine access with nothing but the MCP URL: the token endpoint is discovered and the resource sent', async () => {

@@ -58,6 +58,8 @@ export interface McpServerOptions {
   stateful?: boolean;
   /** Answer requests with one JSON body instead of an event stream (Streamable HTTP allows both). */
   jsonResponse?: boolean;
+  /** Let an unauthenticated `initialize` through (stateless only): only the requests after it are challenged. */
+  openInitialize?: boolean;
   /** Also serve `whoami`, `count` (progress) and `leak` (echoes its token), the gateway tests' tools. */
   gatewayTools?: boolean;
   /**
@@ -296,7 +298,8 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     });
   } else {
     app.post('/mcp', express.json(), async (req, res) => {
-      const info = await authenticate(req, res);
+      const open = opts.openInitialize && (req.body as { method?: unknown })?.method === 'initialize' && !req.get('authorization');
+      const info = open ? { token: '', scope: '' } : await authenticate(req, res);
       if (!info || needsWiderScope(req, res, info.scope)) return;
       const mcp = mcpFor(info);
       const transport = new StreamableHTTPServerTransport({
