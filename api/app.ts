@@ -117,7 +117,8 @@ export function createApp(deps: AppDeps): Express {
   }
 
   // The contract and its reference page (public: no secrets in it).
-  app.use(perIp, docsRoutes(config.publicOrigin));
+  app.use(['/openapi.json', '/docs'], perIp);
+  app.use(docsRoutes(config.publicOrigin));
 
   // Public by design: the keys authorization servers verify our client assertions with (private_key_jwt).
   app.get(JWKS_PATH, perIp, async (_req, res) => {

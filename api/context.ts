@@ -13,6 +13,9 @@ declare module 'express-serve-static-core' {
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
 
+/** Requests whose id, metrics and log line are already taken care of. */
+const tracked = new WeakMap<IncomingMessage, string>();
+
 /** A request id (the caller's, if well-formed) and a child logger; one log line per request, no headers. */
 export function requestContext(log: Logger): RequestHandler {
   return (req, res, next) => {
@@ -31,8 +34,12 @@ export function requestContext(log: Logger): RequestHandler {
  * a fast lane answers without it.
  */
 export function track(log: Logger, req: IncomingMessage, res: ServerResponse, route: () => string): string {
+  // Once per request: a fast lane that hands a request to Express after all has already begun it.
+  const known = tracked.get(req);
+  if (known) return known;
   const given = req.headers['x-request-id'];
   const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+  tracked.set(req, id);
   res.setHeader('X-Request-Id', id);
   const started = process.hrtime.bigint();
   res.on('finish', () => {

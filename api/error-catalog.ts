@@ -91,6 +91,10 @@ export const ERROR_CATALOG = {
   authorization_unavailable: { status: 502, when: 'the authorization could not start or complete' },
   mcp_unreachable: { status: 502, when: 'the MCP server did not answer with its tools' },
   upstream_unreachable: { status: 502, when: 'the proxied API could not be reached' },
+  upstream_encoding_unsupported: {
+    status: 502,
+    when: 'the proxied API answered in a content encoding the broker cannot decode (and so cannot check for tokens)',
+  },
   // The broker's own parts
   credential_unavailable: { status: 503, when: 'the credential cannot be served this second (refresh late); see Retry-After' },
   workflow_busy: { status: 503, when: 'the credential is changing state' },

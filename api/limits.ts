@@ -5,7 +5,7 @@ import { ApiError } from './errors.js';
 
 /** Per-minute limits, keyed by client IP or by the authenticated agent; a refusal is a JSON 429. */
 export function limiter(perMinute: number, by: 'ip' | 'agent'): RequestHandler {
-  return rateLimit({
+  const limit = rateLimit({
     windowMs: 60_000,
     limit: perMinute,
     // One set of RateLimit headers (the address limit's) is enough for a client to pace itself.
@@ -16,6 +16,13 @@ export function limiter(perMinute: number, by: 'ip' | 'agent'): RequestHandler {
     handler: (_req, _res, next) =>
       next(new ApiError('rate_limited', `too many requests from this ${by === 'ip' ? 'address' : 'agent'}; slow down`)),
   });
+  // A request is counted once by each limiter, however many routes (or a fast lane and then Express) apply it.
+  const counted = new WeakSet<object>();
+  return (req, res, next) => {
+    if (counted.has(req)) return next();
+    counted.add(req);
+    return limit(req, res, next);
+  };
 }
 
 const MAPPED_IPV4 = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;

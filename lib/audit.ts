@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { Logger } from 'pino';
 import { AuditEventSchema } from './db/entities.js';
-import { fork, isPostgres, type Em, type Orm } from './db/orm.js';
+import { fork, type Em, type Orm } from './db/orm.js';
+import { insertAuditRows } from './db/audit-rows.js';
 import { isDatabaseUnreachable } from './db/outage.js';
 import { auditDropped, auditPending } from './metrics.js';
 
@@ -59,22 +60,6 @@ export type AuditRow = ReturnType<typeof toRow>;
 
 const FLUSH_MS = 200;
 const BATCH = 500;
-const AUDIT_COLUMNS = [
-  'id',
-  'at',
-  'event_type',
-  'outcome',
-  'actor',
-  'agent_id',
-  'user_id',
-  'tool_id',
-  'credential_id',
-  'request_id',
-  'ip',
-  'detail',
-];
-const ROW_PLACEHOLDERS = `(${AUDIT_COLUMNS.map(() => '?').join(', ')})`;
-const POSTGRES_GROUP_INSERT = `insert into audit_events (${AUDIT_COLUMNS.join(', ')}) select (r->>0)::uuid, (r->>1)::timestamptz, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, (r->>8)::uuid, r->>9, r->>10, case when json_typeof(r->11) = 'null' then null else r->11 end from json_array_elements(?::json) as r`;
 /** How long a row nobody waits for may wait to join a group. */
 const GROUP_MS = 50;
 /** Rows held for a database that is away, at most; past it the API stops issuing credentials (see `saturated`). */
@@ -97,15 +82,11 @@ export class AuditTrail {
   /** Set when a write found the database unreachable; cleared when waiting rows could be written again. */
   private unreachable = false;
 
-  private readonly postgres: boolean;
-
   constructor(
     private readonly log: Logger,
     private readonly orm?: Orm,
     private readonly maxPending = DEFAULT_MAX_PENDING,
-  ) {
-    this.postgres = orm ? isPostgres(orm) : false;
-  }
+  ) {}
 
   /** True while the rows waiting for the database fill the buffer: nothing that must be audited may happen. */
   get saturated(): boolean {
@@ -229,61 +210,15 @@ export class AuditTrail {
   private async insertOnce(rows: AuditRow[]): Promise<void> {
     const em = fork(this.orm!);
     try {
-      await this.insertGroup(rows);
+      await insertAuditRows(this.orm!, rows);
     } catch (err) {
       if (!(err instanceof UniqueConstraintViolationException)) throw err;
       const landed = new Set(
         (await em.find(AuditEventSchema, { id: { $in: rows.map((r) => r.id) } }, { fields: ['id'] })).map((r) => r.id),
       );
       const rest = rows.filter((r) => !landed.has(r.id));
-      if (rest.length) await this.insertGroup(rest);
+      if (rest.length) await insertAuditRows(this.orm!, rest);
     }
-  }
-
-  /**
-   * One multi-row INSERT in plain SQL: the ORM's insertMany spent more on each row's metadata than the database
-   * on the row (the gateway writes a row per call). Dates as the platform stores them (SQLite: epoch ms).
-   */
-  private async insertGroup(rows: AuditRow[]): Promise<void> {
-    const em = fork(this.orm!);
-    if (this.postgres) {
-      // PostgreSQL: the group as one JSON parameter, turned into rows by the database (one serialization here).
-      const json = JSON.stringify(
-        rows.map((r) => [
-          r.id,
-          r.at,
-          r.eventType,
-          r.outcome,
-          r.actor,
-          r.agentId,
-          r.userId,
-          r.toolId,
-          r.credentialId,
-          r.requestId,
-          r.ip,
-          r.detail,
-        ]),
-      );
-      await em.getConnection().execute(POSTGRES_GROUP_INSERT, [json], 'run');
-      return;
-    }
-    const platform = em.getPlatform();
-    const values = rows.map(() => ROW_PLACEHOLDERS).join(', ');
-    const params = rows.flatMap((r) => [
-      r.id,
-      platform.processDateProperty(r.at),
-      r.eventType,
-      r.outcome,
-      r.actor,
-      r.agentId,
-      r.userId,
-      r.toolId,
-      r.credentialId,
-      r.requestId,
-      r.ip,
-      r.detail === null ? null : JSON.stringify(r.detail),
-    ]);
-    await em.getConnection().execute(`insert into audit_events (${AUDIT_COLUMNS.join(', ')}) values ${values}`, params, 'run');
   }
 }
 

@@ -30,7 +30,8 @@ curl -fs "http://localhost:$port/readyz" >/dev/null || { cat "$log"; exit 1; }
   --max-examples "${FUZZ_EXAMPLES:-20}" --workers 1 --request-timeout 75 --seed "${FUZZ_SEED:-1}" \
   --suppress-health-check all "$@" 2>&1 |
   # schemathesis closes with a pytest-style banner ("=== 3 warnings in 18s ===") that counts no test; say what it ran.
-  awk '/^=+ .* in [0-9.]+s =+$/ { next }
+  awk '{ gsub(/\033\[[0-9;]*m/, "") }
+       /^=+ .* in [0-9.]+s =+$/ { next }
        { print }
        /^ +[0-9]+ generated, / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p = $i; if ($(i+1) ~ /^failed/) f = $i } }
        END { if (p != "") printf "fuzz: %d passed, %d failed\n", p, f }'

@@ -4,7 +4,7 @@ import type { Express, RequestHandler } from 'express';
 import proxyaddr from 'proxy-addr';
 import type { Logger } from '../../lib/log.js';
 import { track } from '../context.js';
-import { ApiError } from '../errors.js';
+import { ApiError, respondWithError } from '../errors.js';
 
 /**
  * What a fast lane needs to stand in front of Express for the gateway's ordinary requests (a proxied call, an MCP
@@ -60,16 +60,44 @@ export function countAgainstLimit(settings: LaneSettings, req: IncomingMessage, 
   );
 }
 
-/** The request body, at most `limit` bytes (413 past it); null when the request has none. */
-export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
-  if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) return null;
-  if (Number(req.headers['content-length'] ?? 0) > limit) throw new ApiError('payload_too_large', 'the request body is too large');
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new ApiError('payload_too_large', 'the request body is too large');
-    chunks.push(chunk);
+/**
+ * The request body, at most `limit` bytes; null when the request has none. Past the limit, 413: the rest is read
+ * and dropped (the connection stays usable and the answer reaches the agent).
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const tooLarge = () => new ApiError('payload_too_large', 'the request body is too large');
+    if (Number(req.headers['content-length'] ?? 0) > limit) {
+      req.resume();
+      return reject(tooLarge());
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) return void chunks.push(chunk);
+      req.off('data', onData);
+      req.resume();
+      reject(tooLarge());
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}
+
+/**
+ * Counts the request against the per-address limit before anything else (as Express does, so the limit also
+ * guards identification); a request over it is answered here. True: go on.
+ */
+export async function withinLimit(settings: LaneSettings, req: IncomingMessage, res: ServerResponse, route: string): Promise<boolean> {
+  try {
+    await countAgainstLimit(settings, req, res);
+    return true;
+  } catch (err) {
+    answerHere(settings, req, res, route);
+    respondWithError(settings.log, err, res);
+    return false;
   }
-  return Buffer.concat(chunks);
 }

@@ -37,6 +37,7 @@ import type { Tool } from '../../lib/tools.js';
 import type { Caller } from '../auth.js';
 import { callScope, findNeed, GATEWAY_RPC_ERRORS } from './mcp-errors.js';
 import { ConsentPrompts } from './mcp-consent.js';
+import type { Relay } from './mcp-relay.js';
 import { SeenTokens, type AuthNeed } from './upstream.js';
 import { openUpstream } from './mcp-upstream.js';
 import type { GatewayDeps } from './deps.js';
@@ -68,10 +69,9 @@ export class GatewaySession {
   /** Event streams (GET) the agent holds open on this session. */
   openStreams = 0;
   private upstream: Promise<Client> | null = null;
-  /** The upstream client once connected: the fast lane relays `tools/call` over its connection. */
-  private client: Client | null = null;
+  private client: Client | null = null; // once connected: the fast lane relays `tools/call` over its connection
   /** Calls the fast lane relays now, by the agent's request id: the id the upstream knows, and how to cancel. */
-  readonly relays = new Map<string | number, { upstreamId: string; cancel: (reason: string) => void }>();
+  readonly relays = new Map<string | number, Relay>();
   /** What the user must do, as the upstream fetch last found it (for transports that drop an error's cause). */
   private lastNeed: AuthNeed | null = null;
   private readonly ended = new AbortController();
@@ -146,9 +146,10 @@ export class GatewaySession {
       .catch(() => {});
   }
 
-  /** Forgets the upstream connection (its session ended there): the next request connects again. */
-  dropUpstream(): void {
+  /** Forgets the upstream connection whose session `sessionId` ended there (not a newer one): the next request reconnects. */
+  dropUpstream(sessionId: string): void {
     const client = this.client;
+    if ((client?.transport as StreamableHTTPClientTransport | undefined)?.sessionId !== sessionId) return;
     this.client = null;
     this.upstream = null;
     void client?.close().catch(() => {});

@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { respondWithError } from '../errors.js';
 import type { GatewayDeps } from './deps.js';
-import { answerHere, countAgainstLimit, plainRequest, readBody, type Lane, type LaneSettings } from './lane.js';
+import { answerHere, plainRequest, readBody, withinLimit, type Lane, type LaneSettings } from './lane.js';
 import { forward, hasBody, PROXY_ROUTE, proxyCall, REPLAYABLE_BYTES, type ProxyCall } from './proxy.js';
 import { PROXY_PREFIX, proxyToolId } from './proxy-path.js';
 
 /**
  * The HTTP proxy's fast lane (see lane.ts): it identifies the caller (the same once-per-request answer Express's
- * gate gives), checks access and the path, counts the request against the per-address limit, then forwards
+ * gate gives) after counting it against the per-address limit, checks access and the path, then forwards
  * exactly as the Express route does. An encoded request body, like every refusal, is left to Express.
  */
 export class ProxyLane implements Lane {
@@ -21,11 +21,13 @@ export class ProxyLane implements Lane {
   }
 
   async serve(req: IncomingMessage, res: ServerResponse, express: () => void): Promise<void> {
+    if (!plainRequest(this.settings, req)) return express();
+    // Counted here once (Express's limiter skips a request already counted).
+    if (!(await withinLimit(this.settings, req, res, PROXY_ROUTE))) return;
     const call = await this.admit(req).catch(() => null);
     if (!call) return express();
     answerHere(this.settings, req, res, PROXY_ROUTE);
     try {
-      await countAgainstLimit(this.settings, req, res);
       await forward(this.deps, req, res, call, await this.bodyOf(req));
     } catch (err) {
       respondWithError(this.deps.log, err, res);
@@ -35,7 +37,6 @@ export class ProxyLane implements Lane {
   /** The call, when the lane may answer it; null: Express answers. */
   private async admit(req: IncomingMessage): Promise<ProxyCall | null> {
     const { gate } = this.deps;
-    if (!plainRequest(this.settings, req)) return null;
     if (hasBody(req.method) && (req.headers['content-encoding'] ?? 'identity') !== 'identity') return null;
     const toolId = proxyToolId(req.url!);
     if (toolId === null) return null;

@@ -1,8 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import express, { Router } from 'express';
 import type { Dispatcher } from 'undici';
 import type { CredentialOwner } from '../../lib/domain.js';
@@ -15,6 +14,7 @@ import type { GatewayDeps } from './deps.js';
 import { consentLinkFor } from './links.js';
 import { proxyTarget } from './proxy-path.js';
 import { callOutcome, errorCode, recordCall } from './record.js';
+import { decodersFor, NULL_BODY_STATUS, redacting } from './scan.js';
 import { callAsUser, SeenTokens, UpstreamAuthRequired, type AnswerView } from './upstream.js';
 
 /** Request bodies up to this size are held, so a 401 can be answered by a refresh and one retry. */
@@ -63,6 +63,8 @@ const DROPPED_RESPONSE_HEADERS = new Set([
   'content-length',
   'set-cookie',
   'www-authenticate',
+  // Ours: the agent's request id, not the upstream's.
+  'x-request-id',
 ]);
 
 /** One proxied request: who, as whom, to where. */
@@ -168,6 +170,16 @@ export async function forward(
     durationMs: Math.round(performance.now() - started),
     ...(status >= 500 ? { code: `status_${status}` } : {}),
   });
+  let decoders: Transform[];
+  try {
+    decoders =
+      req.method === 'HEAD'
+        ? []
+        : decodersFor(upstream.headers['content-encoding'], NULL_BODY_STATUS.has(status) || upstream.headers['content-length'] === '0');
+  } catch (err) {
+    await upstream.body.dump().catch(() => {});
+    throw err;
+  }
   res.statusCode = status;
   for (const [name, value] of Object.entries(upstream.headers)) {
     if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name)) continue;
@@ -179,24 +191,15 @@ export async function forward(
     res.end();
     return;
   }
-  const encoding = String(upstream.headers['content-encoding'] ?? 'identity').toLowerCase();
-  const decoder =
-    encoding === 'gzip' || encoding === 'x-gzip'
-      ? createGunzip()
-      : encoding === 'deflate'
-        ? createInflate()
-        : encoding === 'br'
-          ? createBrotliDecompress()
-          : null;
   try {
     const length = Number(upstream.headers['content-length'] ?? Infinity);
-    if (!decoder && length <= WHOLE_ANSWER_BYTES) {
+    if (!decoders.length && length <= WHOLE_ANSWER_BYTES) {
       // The usual small answer: one read, one check, one write (no per-chunk transform).
       const whole = Buffer.from(await upstream.body.arrayBuffer());
       res.end(seen.redactBytes(whole));
       return;
     }
-    const stages: (Readable | Transform)[] = [upstream.body, ...(decoder ? [decoder] : []), redacting(seen)];
+    const stages: (Readable | Transform)[] = [upstream.body, ...decoders, redacting(seen)];
     await pipeline([...stages, res] as never);
   } catch {
     // The agent hung up, or the upstream broke off mid-answer (or sent an encoding it could not decode).
@@ -246,25 +249,5 @@ async function sendLink(
     },
     authorization_url: link.url,
     expires_at: link.expiresAt === null ? null : new Date(link.expiresAt).toISOString(),
-  });
-}
-
-/**
- * Replaces any token the upstream was sent in a byte stream, including one split across chunks (the last
- * `longest − 1` bytes wait for the next chunk). Chunks without a token pass as they are.
- */
-function redacting(seen: SeenTokens): Transform {
-  const keep = Math.max(0, ...seen.all.map((t) => Buffer.byteLength(t, 'latin1') - 1));
-  let carry = Buffer.alloc(0);
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      const buf = seen.redactBytes(carry.length ? Buffer.concat([carry, chunk]) : chunk);
-      const cut = Math.max(0, buf.length - keep);
-      carry = Buffer.from(buf.subarray(cut));
-      done(null, cut > 0 ? buf.subarray(0, cut) : undefined);
-    },
-    flush(done) {
-      done(null, carry.length ? carry : undefined);
-    },
   });
 }
