@@ -427,6 +427,32 @@ describe('HTTP proxy', () => {
       }
     }
     expect(api.tokensSeen.size).toBeGreaterThanOrEqual(Math.max(1, before));
+    for (const encoding of ['gzip, br', 'deflate', 'deflate-raw']) {
+      const res = await fetch(`${h.baseUrl}${path(`/leak?encoding=${encodeURIComponent(encoding)}`)}`, { headers: who });
+      const text = await res.text();
+      received.push(text);
+      expect(res.status, encoding).toBe(200);
+      expect(JSON.parse(text), encoding).toEqual({ seen: 'Bearer [redacted]', again: 'token=[redacted]' });
+    }
+    // An encoding the broker cannot decode cannot be checked for tokens: refused, not relayed.
+    const zstd = await fetch(`${h.baseUrl}${path('/leak?encoding=zstd')}`, { headers: who });
+    expect(zstd.status).toBe(502);
+    expect(((await zstd.json()) as { error: { code: string } }).error.code).toBe('upstream_encoding_unsupported');
+    const empty = await fetch(`${h.baseUrl}${path('/leak?encoding=empty')}`, { headers: who });
+    expect(empty.status).toBe(204);
+  });
+
+  it('counts each request once against the per-address limit, whichever lane serves it', async () => {
+    const who = await headersOf('assistant', 'dave@example.com');
+    const remaining = async (headers: Record<string, string>) => {
+      const res = await fetch(`${h.baseUrl}${path('/me')}`, { headers });
+      await res.arrayBuffer();
+      return Number(/remaining=(\d+)/.exec(res.headers.get('ratelimit') ?? '')?.[1]);
+    };
+    const first = await remaining(who);
+    expect(await remaining(who)).toBe(first - 1);
+    expect(await remaining({ ...who, origin: 'https://elsewhere.test' })).toBe(first - 2);
+    expect(await remaining(who)).toBe(first - 3);
   });
 
   it('denies a method the agent is not granted, with a stable code', async () => {

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { gzipSync } from 'node:zlib';
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import express from 'express';
 
 export interface ProtectedApi {
@@ -51,6 +51,18 @@ export async function startProtectedApi(
     const body = Buffer.from(JSON.stringify({ seen: authorization, again: `token=${authorization.slice(7)}` }));
     res.set('x-echo', authorization).type('application/json');
     if (req.query.gzip) return void res.set('content-encoding', 'gzip').send(gzipSync(body));
+    // Encodings as careless servers send them: stacked (gzip, then br), deflate with and without its zlib
+    // wrapper, one the broker cannot decode, and an empty answer that says gzip.
+    const encoded: Record<string, () => Buffer> = {
+      'gzip, br': () => brotliCompressSync(gzipSync(body)),
+      deflate: () => deflateSync(body),
+      'deflate-raw': () => deflateRawSync(body),
+      zstd: () => body,
+    };
+    const encoding = String(req.query.encoding ?? '');
+    if (encoding === 'empty') return void res.status(204).set('content-encoding', 'gzip').end();
+    if (encoded[encoding])
+      return void res.set('content-encoding', encoding === 'deflate-raw' ? 'deflate' : encoding).send(encoded[encoding]());
     if (!req.query.chunked) return void res.send(body);
     for (let i = 0; i < body.length; i += 7) res.write(body.subarray(i, i + 7));
     res.end();
