@@ -135,8 +135,10 @@ export async function gatewayBench(runSettings: RunSettings, scale: number): Pro
       const cpuHttp = cpuOf(apiPid);
       const httpGateway = await cannon(`${apiChild}/api/v1/proxy/api/me`, dev);
       const httpApiCpu = cpuOf(apiPid).since(cpuHttp);
-      const httpDirect1 = await cannon(`${api.origin}/v1/me`, { authorization: `Bearer ${apiToken}` }, 1);
-      const httpGateway1 = await cannon(`${apiChild}/api/v1/proxy/api/me`, dev, 1);
+      // One client alone, timed to the microsecond (autocannon reports whole milliseconds).
+      const get1 = { mode: 'get', concurrency: 1, seconds: Math.max(2, Math.round(5 * scale)) };
+      const httpDirect1 = await load({ ...get1, url: `${api.origin}/v1/me`, headers: { authorization: `Bearer ${apiToken}` } });
+      const httpGateway1 = await load({ ...get1, url: `${apiChild}/api/v1/proxy/api/me`, headers: dev });
       http = {
         direct: httpDirect,
         gateway: httpGateway,

@@ -5,11 +5,12 @@ import { Agent, fetch, type Response } from 'undici';
  * the measured process's event loop). Input: one JSON argument.
  *  - `call`: `concurrency` clients, each with its own session when `session` is set (initialize first), send
  *    `tools/call` one after the other for `seconds`; prints {rps, p50, p99, errors}.
+ *  - `get`: the same with plain GETs of `url` (no session).
  *  - `hold`: opens `sessions` sessions, each with its event stream (GET) held open; prints {opened, errors},
  *    then waits for a line on stdin before it closes them.
  */
 interface Input {
-  mode: 'call' | 'hold';
+  mode: 'call' | 'get' | 'hold';
   url: string;
   headers: Record<string, string>;
   concurrency?: number;
@@ -46,7 +47,7 @@ async function initialize(): Promise<string> {
   return id;
 }
 
-if (input.mode === 'call') {
+if (input.mode === 'call' || input.mode === 'get') {
   const latencies: number[] = [];
   let errors = 0;
   const deadline = performance.now() + (input.seconds ?? 10) * 1000;
@@ -55,12 +56,19 @@ if (input.mode === 'call') {
       const sessionId = input.session ? await initialize() : undefined;
       for (let id = 1; performance.now() < deadline; id++) {
         const t0 = performance.now();
-        const res = await post(
-          { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { message: 'hello' } } },
-          sessionId,
-        );
-        const text = await res.text();
-        if (res.status !== 200 || !text.includes('"result"')) errors++;
+        if (input.mode === 'get') {
+          // A plain GET (the HTTP proxy, or the API behind it), timed to the microsecond unlike autocannon.
+          const res = await fetch(input.url, { headers: input.headers, dispatcher });
+          await res.arrayBuffer();
+          if (res.status !== 200) errors++;
+        } else {
+          const res = await post(
+            { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { message: 'hello' } } },
+            sessionId,
+          );
+          const text = await res.text();
+          if (res.status !== 200 || !text.includes('"result"')) errors++;
+        }
         latencies.push(performance.now() - t0);
       }
       if (sessionId)

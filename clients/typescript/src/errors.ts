@@ -73,6 +73,7 @@ export const ERROR_CODES = [
   'authorization_unavailable',
   'mcp_unreachable',
   'upstream_unreachable',
+  'upstream_encoding_unsupported',
   'credential_unavailable',
   'workflow_busy',
   'audit_unavailable',
