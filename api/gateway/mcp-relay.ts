@@ -9,7 +9,7 @@ import type { GatewayDeps } from './deps.js';
 import { GATEWAY_RPC_ERRORS } from './mcp-errors.js';
 import type { GatewaySession, RelayTarget } from './mcp-session.js';
 import { callOutcome, errorCode, recordCall, type CallOutcome } from './record.js';
-import { callAsUser, type AnswerView } from './upstream.js';
+import { callAsUser, undiciView } from './upstream.js';
 
 /** A JSON answer from the upstream read whole, at most. */
 const ANSWER_LIMIT = 16 * 1024 * 1024;
@@ -116,15 +116,6 @@ export async function relayCall(
     });
   }
 }
-
-const undiciView = (r: Dispatcher.ResponseData): AnswerView => ({
-  status: r.statusCode,
-  header: (name) => {
-    const v = r.headers[name];
-    return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
-  },
-  discard: () => r.body.dump().catch(() => {}),
-});
 
 /** A JSON-RPC message from the upstream as the agent may see it: tokens replaced in the values; the agent's id. */
 function cleaned(

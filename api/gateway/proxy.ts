@@ -15,7 +15,7 @@ import { consentLinkFor } from './links.js';
 import { proxyTarget } from './proxy-path.js';
 import { callOutcome, errorCode, recordCall } from './record.js';
 import { decodersFor, NULL_BODY_STATUS, redacting } from './scan.js';
-import { callAsUser, SeenTokens, UpstreamAuthRequired, type AnswerView } from './upstream.js';
+import { callAsUser, SeenTokens, UpstreamAuthRequired, undiciView } from './upstream.js';
 
 /** Request bodies up to this size are held, so a 401 can be answered by a refresh and one retry. */
 export const REPLAYABLE_BYTES = 1024 * 1024;
@@ -111,15 +111,6 @@ export function proxyRoutes(deps: GatewayDeps): Router {
 }
 
 export const hasBody = (method: string | undefined) => method !== 'GET' && method !== 'HEAD';
-
-const undiciView = (r: Dispatcher.ResponseData): AnswerView => ({
-  status: r.statusCode,
-  header: (name) => {
-    const v = r.headers[name];
-    return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
-  },
-  discard: () => r.body.dump().catch(() => {}),
-});
 
 /**
  * Sends the call upstream as the user and streams the answer back with its status, checked for the tokens the

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Dispatcher } from 'undici';
 import { isTerminal } from '../../lib/domain.js';
 import type { CredentialOwner } from '../../lib/domain.js';
 import type { OutboundPolicy } from '../../lib/net/outbound.js';
@@ -150,6 +151,16 @@ export async function callAsUser<T>(
     return read.accessToken;
   }
 }
+
+/** An answer of undici's request API, as the token logic sees it. */
+export const undiciView = (r: Dispatcher.ResponseData): AnswerView => ({
+  status: r.statusCode,
+  header: (name) => {
+    const v = r.headers[name];
+    return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+  },
+  discard: () => r.body.dump().catch(() => {}),
+});
 
 const fetchView = (res: Response): AnswerView => ({
   status: res.status,
