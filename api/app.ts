@@ -117,7 +117,8 @@ export function createApp(deps: AppDeps): Express {
   }
 
   // The contract and its reference page (public: no secrets in it).
-  app.use(['/openapi.json', '/docs'], perIp);
+  // Every request from here on counts against the per-address limit, once (routes below name it again for clarity).
+  app.use(perIp);
   app.use(docsRoutes(config.publicOrigin));
 
   // Public by design: the keys authorization servers verify our client assertions with (private_key_jwt).

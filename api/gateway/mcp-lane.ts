@@ -97,7 +97,13 @@ export class McpLane implements Lane {
   /** What the SDK's transport and Express's parser would let through to the session, before the body is read. */
   private plain(req: IncomingMessage): boolean {
     if (!plainRequest(this.settings, req)) return false;
-    if (!String(req.headers['content-type'] ?? '').includes('application/json')) return false;
+    if (
+      String(req.headers['content-type'] ?? '')
+        .split(';')[0]!
+        .trim()
+        .toLowerCase() !== 'application/json'
+    )
+      return false;
     if ((req.headers['content-encoding'] ?? 'identity') !== 'identity') return false;
     const accept = String(req.headers.accept ?? '');
     if (!accept.includes('application/json') || !accept.includes('text/event-stream')) return false;

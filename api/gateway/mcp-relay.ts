@@ -130,7 +130,9 @@ function cleaned(
   } catch {
     return { json: session.seen.redact(text), answer: null };
   }
-  if (value?.id !== upstreamId) return { json: JSON.stringify(value), answer: null };
+  // The answer: our id, and a result or an error (a request the server sends has a method).
+  const isAnswer = value?.id === upstreamId && !('method' in value) && ('result' in value || 'error' in value);
+  if (!isAnswer) return { json: JSON.stringify(value), answer: null };
   const answer = { ...value, id };
   return { json: JSON.stringify(answer), answer };
 }
@@ -209,6 +211,12 @@ async function relayEvents(
 /** Writes, waiting for the agent to drain what it has; throws once the agent has gone. */
 async function write(res: ServerResponse, text: string): Promise<void> {
   if (res.destroyed || res.closed) throw new Error('the agent has gone');
-  if (!res.write(text)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+  if (!res.write(text)) {
+    // Whichever comes first; the other's listener goes with it.
+    const settled = new AbortController();
+    const waits = [once(res, 'drain', { signal: settled.signal }), once(res, 'close', { signal: settled.signal })];
+    await Promise.race(waits).finally(() => settled.abort());
+    await Promise.allSettled(waits);
+  }
   if (res.destroyed) throw new Error('the agent has gone');
 }

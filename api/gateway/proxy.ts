@@ -14,7 +14,7 @@ import type { GatewayDeps } from './deps.js';
 import { consentLinkFor } from './links.js';
 import { proxyTarget } from './proxy-path.js';
 import { callOutcome, errorCode, recordCall } from './record.js';
-import { decodersFor, NULL_BODY_STATUS, redacting } from './scan.js';
+import { codingsOf, decodersFor, NULL_BODY_STATUS, redacting } from './scan.js';
 import { callAsUser, SeenTokens, UpstreamAuthRequired, undiciView } from './upstream.js';
 
 /** Request bodies up to this size are held, so a 401 can be answered by a refresh and one retry. */
@@ -156,21 +156,20 @@ export async function forward(
     throw new ApiError(code === 'outbound_refused' ? 'outbound_refused' : 'upstream_unreachable', 'the API could not be reached');
   }
   const status = upstream.statusCode;
-  recordCall(deps, call.caller, owner, 'http', call.what, status >= 500 ? 'upstream_error' : 'ok', {
-    status,
-    durationMs: Math.round(performance.now() - started),
-    ...(status >= 500 ? { code: `status_${status}` } : {}),
-  });
-  let decoders: Transform[];
+  const durationMs = Math.round(performance.now() - started);
+  let codings: string[];
   try {
-    decoders =
-      req.method === 'HEAD'
-        ? []
-        : decodersFor(upstream.headers['content-encoding'], NULL_BODY_STATUS.has(status) || upstream.headers['content-length'] === '0');
+    codings = req.method === 'HEAD' || NULL_BODY_STATUS.has(status) ? [] : codingsOf(upstream.headers['content-encoding']);
   } catch (err) {
     await upstream.body.dump().catch(() => {});
+    recordCall(deps, call.caller, owner, 'http', call.what, 'upstream_error', { status, durationMs, code: errorCode(err) });
     throw err;
   }
+  recordCall(deps, call.caller, owner, 'http', call.what, status >= 500 ? 'upstream_error' : 'ok', {
+    status,
+    durationMs,
+    ...(status >= 500 ? { code: `status_${status}` } : {}),
+  });
   res.statusCode = status;
   for (const [name, value] of Object.entries(upstream.headers)) {
     if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name)) continue;
@@ -183,14 +182,14 @@ export async function forward(
     return;
   }
   try {
-    const length = Number(upstream.headers['content-length'] ?? Infinity);
+    const { source, stages: decoders, empty } = await decodersFor(upstream.body, codings);
+    const length = empty ? 0 : Number(upstream.headers['content-length'] ?? Infinity);
     if (!decoders.length && length <= WHOLE_ANSWER_BYTES) {
       // The usual small answer: one read, one check, one write (no per-chunk transform).
-      const whole = Buffer.from(await upstream.body.arrayBuffer());
-      res.end(seen.redactBytes(whole));
+      res.end(empty ? undefined : seen.redactBytes(Buffer.from(await upstream.body.arrayBuffer())));
       return;
     }
-    const stages: (Readable | Transform)[] = [upstream.body, ...decoders, redacting(seen)];
+    const stages: (Readable | Transform)[] = [source, ...decoders, redacting(seen)];
     await pipeline([...stages, res] as never);
   } catch {
     // The agent hung up, or the upstream broke off mid-answer (or sent an encoding it could not decode).
