@@ -188,10 +188,12 @@ async function relayEvents(
     },
   });
   const decoder = new StringDecoder('utf8');
-  for await (const chunk of answer.body as AsyncIterable<Buffer>) {
-    parser.feed(decoder.write(chunk));
+  // Read by hand, not `for await`: leaving that loop at the answer would destroy the body and with it the upstream
+  // connection; the rest of the stream is drained below instead, and the connection kept.
+  const chunks = (answer.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  for (let next = await chunks.next(); !next.done; next = final ? { done: true, value: undefined } : await chunks.next()) {
+    parser.feed(decoder.write(next.value));
     if (out.length) await write(res, out.splice(0).join(''));
-    if (final) break;
   }
   if (!final) {
     parser.feed(decoder.end());
@@ -204,7 +206,8 @@ async function relayEvents(
   }
   if (out.length) await write(res, out.splice(0).join(''));
   res.end();
-  if (final) await answer.body.dump().catch(() => {});
+  // Drained in the background (a server that keeps the stream open is cut off after a few seconds).
+  if (final) void answer.body.dump({ limit: 128 * 1024, signal: AbortSignal.timeout(5_000) }).catch(() => {});
   return final as RpcAnswer | null;
 }
 
