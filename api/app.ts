@@ -117,12 +117,13 @@ export function createApp(deps: AppDeps): Express {
   }
 
   // The contract and its reference page (public: no secrets in it).
-  // Every request from here on counts against the per-address limit, once (routes below name it again for clarity).
+  // Every request from here on counts against the per-address limit, once (a fast lane counts its own in the same
+  // limiter, which then skips it here).
   app.use(perIp);
   app.use(docsRoutes(config.publicOrigin));
 
   // Public by design: the keys authorization servers verify our client assertions with (private_key_jwt).
-  app.get(JWKS_PATH, perIp, async (_req, res) => {
+  app.get(JWKS_PATH, async (_req, res) => {
     res.set('cache-control', 'public, max-age=300').json(await deps.oauth.jwks(deps.tools.list()));
   });
 
@@ -140,16 +141,15 @@ export function createApp(deps: AppDeps): Express {
   const limits = config.security.rateLimits;
   app.use(
     '/api/v1/credentials',
-    perIp,
     json,
     credentialRoutes({ ...deps, gate, waits, agentLimiter: limiter(limits.agentPerMinute, 'agent'), exposeTokens: config.exposeTokens }),
   );
-  app.use('/api/v1/admin', perIp, json, adminRoutes({ ...deps, gate }));
+  app.use('/api/v1/admin', json, adminRoutes({ ...deps, gate }));
   // The gateway: agents call tools through it with the user's credential, which they never see.
   const mcp = new McpGateway({ ...deps, gate }, { ...DEFAULT_MCP_SETTINGS, ...deps.mcpSettings });
   app.locals.mcp = mcp;
-  app.use('/api/v1/mcp', perIp, mcp.router());
-  app.use('/api/v1/proxy', perIp, proxyRoutes({ ...deps, gate }));
+  app.use('/api/v1/mcp', mcp.router());
+  app.use('/api/v1/proxy', proxyRoutes({ ...deps, gate }));
   const laneSettings: LaneSettings = {
     developmentMode: config.developmentMode,
     trust: app.get('trust proxy fn') as (address: string, hop: number) => boolean,
@@ -163,18 +163,14 @@ export function createApp(deps: AppDeps): Express {
     new ProxyLane({ ...deps, gate }, laneSettings),
     new McpLane({ ...deps, gate }, (id) => mcp.session(id), laneSettings),
   ] satisfies Lane[];
-  app.use('/api/v1/tools', perIp, toolRoutes({ ...deps, gate }));
-  app.use('/api/v1/webhooks', perIp, json, webhookRoutes({ ...deps, gate, webhooks: new WebhookStore(deps.orm, deps.vault) }));
+  app.use('/api/v1/tools', toolRoutes({ ...deps, gate }));
+  app.use('/api/v1/webhooks', json, webhookRoutes({ ...deps, gate, webhooks: new WebhookStore(deps.orm, deps.vault) }));
   const browserLimit = limiter(limits.callbackIpPerMinute, 'ip');
   // The user's own page: every connection across agents and tools, and taking them back.
-  app.use(
-    '/api/v1/me/connections',
-    perIp,
-    meRoutes({ ...deps, publicOrigin: config.publicOrigin, secureCookies: !config.developmentMode }),
-  );
+  app.use('/api/v1/me/connections', meRoutes({ ...deps, publicOrigin: config.publicOrigin, secureCookies: !config.developmentMode }));
   app.use(RECONNECT_PATH, browserLimit, reconnectRoutes(deps));
   app.use(START_PATH, browserLimit, startRoutes({ ...deps, consentCookies }));
-  app.use('/codec', perIp, codecRoutes({ ...deps, developmentMode: config.developmentMode, allowedOrigins: config.security.codecOrigins }));
+  app.use('/codec', codecRoutes({ ...deps, developmentMode: config.developmentMode, allowedOrigins: config.security.codecOrigins }));
   app.use(CALLBACK_PATH, browserLimit, callbackRoutes({ ...deps, consentCookies, completionWaitMs: deps.callbackWaitMs }));
   app.use(notFound);
   app.use(errorHandler(deps.log));

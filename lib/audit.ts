@@ -208,13 +208,12 @@ export class AuditTrail {
 
   /** Inserts rows; a retry of a batch whose commit was lost on the wire skips the rows that did land. */
   private async insertOnce(rows: AuditRow[]): Promise<void> {
-    const em = fork(this.orm!);
     try {
       await insertAuditRows(this.orm!, rows);
     } catch (err) {
       if (!(err instanceof UniqueConstraintViolationException)) throw err;
       const landed = new Set(
-        (await em.find(AuditEventSchema, { id: { $in: rows.map((r) => r.id) } }, { fields: ['id'] })).map((r) => r.id),
+        (await fork(this.orm!).find(AuditEventSchema, { id: { $in: rows.map((r) => r.id) } }, { fields: ['id'] })).map((r) => r.id),
       );
       const rest = rows.filter((r) => !landed.has(r.id));
       if (rest.length) await insertAuditRows(this.orm!, rest);

@@ -9,7 +9,7 @@ import type { GatewayDeps } from './deps.js';
 import { GATEWAY_RPC_ERRORS } from './mcp-errors.js';
 import type { GatewaySession, RelayTarget } from './mcp-session.js';
 import { callOutcome, errorCode, recordCall, type CallOutcome } from './record.js';
-import { callAsUser, undiciView } from './upstream.js';
+import { callAsUser, fixedHeaders, undiciView } from './upstream.js';
 
 /** A JSON answer from the upstream read whole, at most. */
 const ANSWER_LIMIT = 16 * 1024 * 1024;
@@ -49,21 +49,22 @@ export async function relayCall(
   const name = { name: message.params.name as string };
   const stop = new EventEmitter();
   let cancelled = false;
+  const url = new URL(session.tool.connection.url);
+  const headers = {
+    ...fixedHeaders(session.tool),
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    ...(target.sessionId ? { 'mcp-session-id': target.sessionId } : {}),
+    ...(target.protocolVersion ? { 'mcp-protocol-version': target.protocolVersion } : {}),
+  };
   const post = (payload: unknown, signal?: EventEmitter) =>
     callAsUser(
       { broker: deps.broker, owner: session.owner, seen: session.seen },
       true,
       (bearer) =>
-        deps.outbound.request(new URL(session.tool.connection.url), {
+        deps.outbound.request(url, {
           method: 'POST',
-          headers: {
-            ...Object.fromEntries(Object.entries(session.tool.connection.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
-            'content-type': 'application/json',
-            accept: 'application/json, text/event-stream',
-            ...(target.sessionId ? { 'mcp-session-id': target.sessionId } : {}),
-            ...(target.protocolVersion ? { 'mcp-protocol-version': target.protocolVersion } : {}),
-            authorization: `Bearer ${bearer}`,
-          },
+          headers: { ...headers, authorization: `Bearer ${bearer}` },
           body: Buffer.from(JSON.stringify(payload)),
           ...(signal ? { signal } : {}),
         }),
@@ -89,7 +90,7 @@ export async function relayCall(
     if (answer.statusCode === 404 && target.sessionId) {
       await answer.body.dump().catch(() => {});
       res.off('close', hungUp);
-      session.dropUpstream(target.sessionId);
+      await session.dropUpstream(target.sessionId);
       return 'reconnect';
     }
     if (answer.statusCode !== 200) {

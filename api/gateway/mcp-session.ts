@@ -69,7 +69,6 @@ export class GatewaySession {
   /** Event streams (GET) the agent holds open on this session. */
   openStreams = 0;
   private upstream: Promise<Client> | null = null;
-  private client: Client | null = null; // once connected: the fast lane relays `tools/call` over its connection
   /** Calls the fast lane relays now, by the agent's request id: the id the upstream knows, and how to cancel. */
   readonly relays = new Map<string | number, Relay>();
   /** What the user must do, as the upstream fetch last found it (for transports that drop an error's cause). */
@@ -133,7 +132,7 @@ export class GatewaySession {
    */
   async relayTarget(): Promise<RelayTarget | null> {
     if (this.tool.connection.type === 'sse') return null;
-    const client = this.client ?? (await this.upstream?.catch(() => null)) ?? null;
+    const client = await this.upstream?.catch(() => null);
     const transport = client?.transport as StreamableHTTPClientTransport | undefined;
     return transport ? { sessionId: transport.sessionId, protocolVersion: transport.protocolVersion } : null;
   }
@@ -147,10 +146,10 @@ export class GatewaySession {
   }
 
   /** Forgets the upstream connection whose session `sessionId` ended there (not a newer one): the next request reconnects. */
-  dropUpstream(sessionId: string): void {
-    const client = this.client;
-    if ((client?.transport as StreamableHTTPClientTransport | undefined)?.sessionId !== sessionId) return;
-    this.client = null;
+  async dropUpstream(sessionId: string): Promise<void> {
+    const attempt = this.upstream;
+    const client = await attempt?.catch(() => null);
+    if (this.upstream !== attempt || (client?.transport as StreamableHTTPClientTransport | undefined)?.sessionId !== sessionId) return;
     this.upstream = null;
     void client?.close().catch(() => {});
   }
@@ -273,20 +272,13 @@ export class GatewaySession {
       // Notifications the upstream sends on its own (list changed, resource updated, log messages) reach the agent.
       onNotification: (n) => this.server.notification(this.seen.redactJson(n) as ServerNotification).catch(() => {}),
       onClose: () => {
-        if (this.upstream !== attempt) return;
-        this.upstream = null;
-        this.client = null;
+        if (this.upstream === attempt) this.upstream = null;
       },
     });
     this.upstream = attempt;
-    attempt.then(
-      (client) => {
-        if (this.upstream === attempt) this.client = client;
-      },
-      () => {
-        if (this.upstream === attempt) this.upstream = null;
-      },
-    );
+    attempt.catch(() => {
+      if (this.upstream === attempt) this.upstream = null;
+    });
     return attempt;
   }
 

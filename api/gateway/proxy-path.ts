@@ -63,8 +63,9 @@ function parsedBase(baseUrl: string): { origin: string; path: string } {
 
 /** The tool id in a raw proxy URL (percent-decoded, as Express's route parameter), or null. */
 export function proxyToolId(rawUrl: string): string | null {
-  const end = rawUrl.slice(PROXY_PREFIX.length + 1).search(/[/?]/);
-  const segment = end < 0 ? rawUrl.slice(PROXY_PREFIX.length + 1) : rawUrl.slice(PROXY_PREFIX.length + 1, PROXY_PREFIX.length + 1 + end);
+  const rest = rawUrl.slice(PROXY_PREFIX.length + 1);
+  const end = rest.search(/[/?]/);
+  const segment = end < 0 ? rest : rest.slice(0, end);
   try {
     return segment ? decodeURIComponent(segment) : null;
   } catch {

@@ -15,7 +15,7 @@ import { consentLinkFor } from './links.js';
 import { proxyTarget } from './proxy-path.js';
 import { callOutcome, errorCode, recordCall } from './record.js';
 import { codingsOf, decodersFor, NULL_BODY_STATUS, redacting } from './scan.js';
-import { callAsUser, SeenTokens, UpstreamAuthRequired, undiciView } from './upstream.js';
+import { callAsUser, fixedHeaders, SeenTokens, UpstreamAuthRequired, undiciView } from './upstream.js';
 
 /** Request bodies up to this size are held, so a 401 can be answered by a refresh and one retry. */
 export const REPLAYABLE_BYTES = 1024 * 1024;
@@ -213,8 +213,7 @@ function forwardedHeaders(req: IncomingMessage, tool: Tool): Record<string, stri
     if (value === undefined || DROPPED_REQUEST_HEADERS.has(name) || hopByHop?.has(name) || name.startsWith('x-forwarded-')) continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
-  for (const [k, v] of Object.entries(tool.connection.headers ?? {})) out[k.toLowerCase()] = v;
-  return out;
+  return { ...out, ...fixedHeaders(tool) };
 }
 
 /** 403 with a stable code and the link the user must open (first authorization, again, or for wider scopes). */

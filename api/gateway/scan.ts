@@ -66,7 +66,7 @@ export async function decodersFor(body: Readable, codings: string[]): Promise<{ 
  * `longest − 1` bytes wait for the next chunk). Chunks without a token pass as they are.
  */
 export function redacting(seen: SeenTokens): Transform {
-  const keep = Math.max(0, ...seen.all.map((t) => Buffer.byteLength(t, 'latin1') - 1));
+  const keep = Math.max(0, seen.longest - 1);
   let carry = Buffer.alloc(0);
   return new Transform({
     transform(chunk: Buffer, _enc, done) {

@@ -35,25 +35,19 @@ const REFRESH_WAIT_MS = 10_000;
  * them (an upstream that echoes its Authorization header must not hand the token to the agent).
  */
 export class SeenTokens {
-  private readonly tokens = new Set<string>();
-  /** The same tokens as bytes, to look for in answers without converting them on every look. */
-  private readonly bytes = new Map<string, Buffer>();
+  /** Each token, with its bytes to look for in answers without converting it on every look. */
+  private readonly tokens = new Map<string, Buffer>();
 
   add(token: string): void {
     if (this.tokens.has(token)) return;
-    if (this.tokens.size >= 8) {
-      const oldest = this.tokens.values().next().value!;
-      this.tokens.delete(oldest);
-      this.bytes.delete(oldest);
-    }
-    this.tokens.add(token);
-    this.bytes.set(token, Buffer.from(token, 'latin1'));
+    if (this.tokens.size >= 8) this.tokens.delete(this.tokens.keys().next().value!);
+    this.tokens.set(token, Buffer.from(token, 'latin1'));
   }
 
   /** `text` with every token the upstream saw replaced; the same string when there is none (the usual case). */
   redact(text: string): string {
     let out = text;
-    for (const t of this.tokens) if (out.includes(t)) out = out.replaceAll(t, '[redacted]');
+    for (const t of this.tokens.keys()) if (out.includes(t)) out = out.replaceAll(t, '[redacted]');
     return out;
   }
 
@@ -67,12 +61,15 @@ export class SeenTokens {
 
   /** Bytes with every token replaced; the same buffer when there is none. */
   redactBytes(bytes: Buffer): Buffer {
-    for (const t of this.bytes.values()) if (bytes.includes(t)) return Buffer.from(this.redact(bytes.toString('latin1')), 'latin1');
+    for (const t of this.tokens.values()) if (bytes.includes(t)) return Buffer.from(this.redact(bytes.toString('latin1')), 'latin1');
     return bytes;
   }
 
-  get all(): string[] {
-    return [...this.tokens];
+  /** The longest token's length in bytes (what a stream must hold back to catch one split across chunks). */
+  get longest(): number {
+    let max = 0;
+    for (const t of this.tokens.values()) max = Math.max(max, t.length);
+    return max;
   }
 }
 
@@ -110,23 +107,25 @@ export async function callAsUser<T>(
   let token = await currentToken(broker, owner);
   seen.add(token);
   let res = await send(token);
-  if (view(res).status === 401) {
-    await view(res).discard();
+  let answer = view(res);
+  if (answer.status === 401) {
+    await answer.discard();
     const fresh = await newerToken(token);
     if (!replayable) throw new UpstreamUnavailable('the token was refreshed; send the request again');
     token = fresh;
     seen.add(token);
     res = await send(token);
-    if (view(res).status === 401) {
-      await view(res).discard();
+    answer = view(res);
+    if (answer.status === 401) {
+      await answer.discard();
       // A token the workflow just issued, refused too: the grant no longer opens the tool.
       throw new UpstreamAuthRequired({ kind: 'reauthorize', refused: fingerprint(token) });
     }
   }
-  if (view(res).status === 403) {
-    const scopes = insufficientScope(view(res).header('www-authenticate'));
+  if (answer.status === 403) {
+    const scopes = insufficientScope(answer.header('www-authenticate'));
     if (scopes) {
-      await view(res).discard();
+      await answer.discard();
       throw new UpstreamAuthRequired({ kind: 'step_up', scopes });
     }
   }
@@ -168,13 +167,18 @@ const fetchView = (res: Response): AnswerView => ({
   discard: () => res.body?.cancel().catch(() => {}) ?? Promise.resolve(),
 });
 
+/** A tool's fixed `connection_params.headers` (an API version, say), names lower-cased: sent with every request. */
+export function fixedHeaders(tool: Tool): Record<string, string> {
+  return Object.fromEntries(Object.entries(tool.connection.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+}
+
 /** `callAsUser` as a fetch (what the MCP SDK's client transports take), through the outbound policy. */
 export function userFetch(opts: UpstreamOptions): (input: string | URL | Request, init?: RequestInit) => Promise<Response> {
   return (input, init = {}) => {
     const replayable = init.body === undefined || init.body === null || typeof init.body === 'string' || init.body instanceof Uint8Array;
     const send = (bearer: string) => {
       const headers = new Headers(init.headers);
-      for (const [k, v] of Object.entries(opts.tool.connection.headers ?? {})) headers.set(k, v);
+      for (const [k, v] of Object.entries(fixedHeaders(opts.tool))) headers.set(k, v);
       headers.set('authorization', `Bearer ${bearer}`);
       return opts.outbound.streamingFetch(input, { ...init, headers });
     };
