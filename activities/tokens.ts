@@ -1,6 +1,11 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import * as oidc from 'openid-client';
 import { ownerOf, secretContext } from '../lib/credentials/records.js';
+import { PresentedIdentities } from '../lib/credentials/identities.js';
+import type { Credential } from '../lib/db/entities.js';
+import type { Em } from '../lib/db/orm.js';
+import { exchangeIdentity } from '../lib/oauth/enterprise.js';
+import { exchangesIdentity, type Tool } from '../lib/tools.js';
 import type { CredentialOwner } from '../lib/domain.js';
 import { recordProviderCall, refreshes } from '../lib/metrics.js';
 import {
@@ -15,10 +20,35 @@ import {
   type Toolkit,
 } from './context.js';
 
-/** Keeping a credential current: refresh (user credentials) and client-credentials tokens (machine access). */
+/**
+ * Keeping a credential current: refresh (user credentials), and tokens an activity obtains without a browser —
+ * client credentials (machine access) and a user's exchanged enterprise identity (ID-JAG, token exchange).
+ */
 export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
   const { vault } = deps;
-  const { store, holdingTokens, tokenChanges, commit, oauthFailure } = kit;
+  const { store, holdingTokens, tokenChanges, commit, oauthFailure, failAudit } = kit;
+  const identities = new PresentedIdentities(deps.orm, vault);
+
+  /**
+   * The identity the user's agent last presented from the tool's identity provider (decrypted only here, for the
+   * exchange). None, or expired: a non-retryable failure; the workflow keeps a token it still has until it expires.
+   */
+  async function presentedIdentity(em: Em, credential: Credential, tool: Tool, now: Date): Promise<string> {
+    const identity = await identities.find({
+      agentId: credential.agentId,
+      userId: credential.userId,
+      issuer: tool.auth.identity_provider!.issuer,
+    });
+    const code = !identity ? 'identity_required' : identity.expiresAt <= now ? 'identity_expired' : null;
+    if (!code) return identity!.token;
+    await failAudit(em, 'credential.identity_exchanged', credential, code);
+    throw ApplicationFailure.nonRetryable(
+      code === 'identity_required'
+        ? "no identity from the tool's identity provider was presented for this user"
+        : "the user's identity has expired; the agent's next request with a fresh one renews the credential",
+      code,
+    );
+  }
   return {
     refreshCredential: (input: { credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> =>
       holdingTokens(input.credentialId, async () => {
@@ -68,17 +98,28 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
         if (credential.tokenGeneration > input.expectedGeneration) return metadata(credential);
         await unit.flush();
         const tool = requireTool(deps.tools, input.owner.toolId);
-        const client = await forTool(deps.oauth, tool);
+        const exchanged = exchangesIdentity(tool);
+        const eventType = exchanged ? 'credential.identity_exchanged' : 'credential.machine_token';
         let tokens: oidc.TokenEndpointResponse;
-        try {
-          tokens = await oidc.clientCredentialsGrant(client.config, {
-            ...(client.scopes.length ? { scope: client.scopes.join(tool.auth.scope_separator ?? ' ') } : {}),
-            ...(tool.auth.audience ? { audience: tool.auth.audience } : {}),
-            // The configured resource, else the MCP server's (RFC 8707), as the user flow sends it.
-            ...(tool.auth.resource ? { resource: tool.auth.resource } : resourceParams(client)),
-          });
-        } catch (err) {
-          throw await oauthFailure(em, 'credential.machine_token', credential, err);
+        if (exchanged) {
+          const identity = await presentedIdentity(em, credential, tool, now);
+          try {
+            tokens = await exchangeIdentity(deps.oauth, tool, identity);
+          } catch (err) {
+            throw await oauthFailure(em, eventType, credential, err);
+          }
+        } else {
+          const client = await forTool(deps.oauth, tool);
+          try {
+            tokens = await oidc.clientCredentialsGrant(client.config, {
+              ...(client.scopes.length ? { scope: client.scopes.join(tool.auth.scope_separator ?? ' ') } : {}),
+              ...(tool.auth.audience ? { audience: tool.auth.audience } : {}),
+              // The configured resource, else the MCP server's (RFC 8707), as the user flow sends it.
+              ...(tool.auth.resource ? { resource: tool.auth.resource } : resourceParams(client)),
+            });
+          } catch (err) {
+            throw await oauthFailure(em, eventType, credential, err);
+          }
         }
         const first = credential.tokenGeneration === 0;
         const changes = {
@@ -88,7 +129,7 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
           status: 'active',
         };
         await commit(credential, changes, {
-          eventType: 'credential.machine_token',
+          eventType,
           detail: { generation: changes.tokenGeneration, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null },
         });
         recordProviderCall(credential.toolId);

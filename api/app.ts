@@ -16,7 +16,7 @@ import type { OutboundPolicy } from '../lib/net/outbound.js';
 import type { OAuthClients } from '../lib/oauth/client.js';
 import type { CredentialRecords } from '../lib/credentials/records.js';
 import { clientMetadataDocument } from '../lib/oauth/client-metadata.js';
-import type { ToolRegistry } from '../lib/tools.js';
+import { exchangesIdentity, type ToolRegistry } from '../lib/tools.js';
 import type { EncryptionCodec } from '../lib/temporal/codec.js';
 import { secretsEqual, type Vault } from '../lib/vault/crypto.js';
 import { Gate } from './auth.js';
@@ -42,6 +42,7 @@ import { proxyRoutes } from './gateway/proxy.js';
 import { ProxyLane } from './gateway/proxy-lane.js';
 import { McpLane } from './gateway/mcp-lane.js';
 import type { Lane, LaneSettings } from './gateway/lane.js';
+import { PresentedIdentities } from '../lib/credentials/identities.js';
 
 export interface AppDeps {
   config: Config;
@@ -134,7 +135,14 @@ export function createApp(deps: AppDeps): Express {
   const origins = new Set(config.security.corsOrigins);
   app.use('/api/v1', cors({ origin: (origin, cb) => cb(null, origin !== undefined && origins.has(origin)), maxAge: 600 }));
 
-  const gate = new Gate({ ...deps, developmentMode: config.developmentMode });
+  const gate = new Gate({
+    ...deps,
+    developmentMode: config.developmentMode,
+    identities: {
+      store: new PresentedIdentities(deps.orm, deps.vault),
+      exchanged: (issuer) => deps.tools.list().some((t) => exchangesIdentity(t) && t.auth.identity_provider?.issuer === issuer),
+    },
+  });
   const consentCookies = new ConsentCookies(deps.vault, !config.developmentMode);
   const waits = deps.waits ?? new CredentialWaits();
   const json = express.json({ limit: '16kb', strict: true, type: () => true });

@@ -5,6 +5,7 @@ import { hasScope, type Rbac } from './identity/rbac.js';
 import { IdentityError, type TrustManager } from './identity/trust.js';
 import type { AuditEventType, AuditTrail } from '../lib/audit.js';
 import { OWNER_ID_PATTERN } from '../lib/domain.js';
+import type { PresentedIdentities } from '../lib/credentials/identities.js';
 import type { ErrorCode } from './error-catalog.js';
 import { ApiError, catalogCode } from './errors.js';
 
@@ -16,6 +17,8 @@ export interface Caller {
   agentScopes: string[] | null;
   method: 'api_key' | 'assertion' | 'dev_headers';
   identityVerified: boolean;
+  /** Who issued the user's identity (the trusted issuer that signed X-User-Identity); absent without one. */
+  identityIssuer?: string;
 }
 
 declare module 'express-serve-static-core' {
@@ -30,6 +33,11 @@ export interface GateDeps {
   rbac: Rbac | null;
   audit: AuditTrail;
   developmentMode: boolean;
+  /**
+   * Where identities from enterprise identity providers are kept for the credential workflows, and whether an
+   * issuer is one (some tool exchanges its identities).
+   */
+  identities?: { store: PresentedIdentities; exchanged: (issuer: string) => boolean };
 }
 
 /**
@@ -111,8 +119,20 @@ export class Gate {
       );
     }
     if (trust) {
-      const identity = await trust.verify(header('x-user-identity'), agentId);
-      return { agentId, userId: identity.userId, agentScopes, method, identityVerified: identity.verified };
+      const token = header('x-user-identity');
+      const identity = await trust.verify(token, agentId);
+      const kept = this.deps.identities;
+      // An enterprise identity: kept (encrypted) for the workflows that exchange it, before any of them needs it.
+      if (kept?.exchanged(identity.issuer) && token && identity.expiresAt)
+        await kept.store.keep({ agentId, userId: identity.userId, issuer: identity.issuer, token, expiresAt: identity.expiresAt });
+      return {
+        agentId,
+        userId: identity.userId,
+        agentScopes,
+        method,
+        identityVerified: identity.verified,
+        identityIssuer: identity.issuer,
+      };
     }
     if (!developmentMode) throw new ApiError('user_identity_required', 'a signed user identity is required');
     if (header('x-user-id') === undefined) throw new ApiError('user_identity_required', 'X-User-Id is required in development mode');

@@ -37,6 +37,8 @@ export interface WorkflowSettings {
   refreshSkewSeconds: number;
   expiringLeadSeconds?: number;
   maxCyclesPerRun?: number;
+  /** Tools whose users' credentials come without consent (their identity exchanged): renewed like machine tokens. */
+  exchangesIdentity?: (toolId: string) => boolean;
 }
 
 export class BrokerError extends Error {
@@ -66,8 +68,10 @@ export class CredentialWorkflows {
   async ensure(owner: CredentialOwner): Promise<CredentialView> {
     const workflowId = workflowIdOf(owner);
     const machine = owner.userId === MACHINE_USER;
+    // Machine tokens and exchanged identities: a token an activity obtains and renews, no browser in between.
+    const obtained = machine || (this.settings.exchangesIdentity?.(owner.toolId) ?? false);
     const cycles = this.settings.maxCyclesPerRun ? { maxCyclesPerRun: this.settings.maxCyclesPerRun } : {};
-    const input: CredentialWorkflowInput | MachineWorkflowInput = machine
+    const input: CredentialWorkflowInput | MachineWorkflowInput = obtained
       ? { owner, refreshSkewSeconds: this.settings.refreshSkewSeconds, ...cycles }
       : {
           owner,
@@ -79,7 +83,7 @@ export class CredentialWorkflows {
         };
     for (let attempt = 0; attempt < 5; attempt++) {
       const start = new WithStartWorkflowOperation<typeof credentialWorkflow>(
-        machine ? 'machineCredentialWorkflow' : 'credentialWorkflow',
+        obtained ? 'machineCredentialWorkflow' : 'credentialWorkflow',
         {
           workflowId,
           taskQueue: this.settings.taskQueue,

@@ -5,6 +5,7 @@ import { CredentialBroker, type BrokerSettings } from './broker.js';
 import type { ApiServices } from './services.js';
 import { createApp, requestListener } from './app.js';
 import { CredentialWaits } from './waits.js';
+import { exchangesIdentity } from '../lib/tools.js';
 import { type McpGateway, type McpGatewaySettings } from './gateway/mcp.js';
 
 export interface RunningApi {
@@ -35,6 +36,10 @@ export function createBroker(services: ApiServices, temporal: Client, overrides:
     refreshSkewSeconds: c.refreshSkewSeconds,
     expiringLeadSeconds: c.expiringWarningSeconds,
     hotCacheMs: c.hotCacheMs,
+    exchangesIdentity: (toolId) => {
+      const tool = services.tools.get(toolId);
+      return tool ? exchangesIdentity(tool) : false;
+    },
     ...overrides,
   });
 }

@@ -21,41 +21,72 @@ interface Context {
   client_secret?: string;
   private_key_pem?: string;
   signing_algorithm?: string;
+  /** Enterprise-managed authorization: the user's ID token from the enterprise identity provider, and that provider. */
+  idp_client_id?: string;
+  idp_id_token?: string;
+  idp_issuer?: string;
+  idp_token_endpoint?: string;
 }
 
 const serverUrl = process.argv.at(-1)!;
 const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT ?? '{}') as Context;
 const run = JSON.parse(readFileSync(process.env.CONFORMANCE_RUN_FILE!, 'utf8')) as RunSettings;
 const machine = context.name?.startsWith('auth/client-credentials') ?? false;
+const enterprise = Boolean(context.idp_id_token && context.idp_issuer && context.idp_client_id);
 
 const tool: ToolConfig = {
   id: 'conformance',
   tool_type: 'mcp',
   connection_params: { type: 'streamable-http', url: serverUrl },
-  auth: machine
+  auth: enterprise
     ? {
-        type: 'client_credentials',
+        // The user's enterprise identity is exchanged at the identity provider for an identity assertion grant,
+        // which the scenario's authorization server redeems for the broker's pre-registered client.
+        type: 'enterprise',
         client_id: context.client_id!,
         ...(context.client_secret ? { client_secret: context.client_secret } : {}),
-        // private_key_jwt with the key the scenario made (its server knows the public half).
-        ...(context.private_key_pem
-          ? {
-              token_endpoint_auth_method: 'private_key_jwt' as const,
-              client_private_key: context.private_key_pem,
-              client_assertion_alg: (context.signing_algorithm ?? 'ES256') as 'ES256',
-            }
-          : {}),
+        identity_provider: {
+          issuer: context.idp_issuer!,
+          client_id: context.idp_client_id!,
+          ...(context.idp_token_endpoint ? { token_url: context.idp_token_endpoint } : {}),
+        },
       }
-    : {
-        type: 'oauth2',
-        ...(context.client_id ? { client_id: context.client_id } : {}),
-        ...(context.client_secret ? { client_secret: context.client_secret } : {}),
-      },
+    : machine
+      ? {
+          type: 'client_credentials',
+          client_id: context.client_id!,
+          ...(context.client_secret ? { client_secret: context.client_secret } : {}),
+          // private_key_jwt with the key the scenario made (its server knows the public half).
+          ...(context.private_key_pem
+            ? {
+                token_endpoint_auth_method: 'private_key_jwt' as const,
+                client_private_key: context.private_key_pem,
+                client_assertion_alg: (context.signing_algorithm ?? 'ES256') as 'ES256',
+              }
+            : {}),
+        }
+      : {
+          type: 'oauth2',
+          ...(context.client_id ? { client_id: context.client_id } : {}),
+          ...(context.client_secret ? { client_secret: context.client_secret } : {}),
+        },
   manifest: [],
 };
 
 const h = await startStack(run, {
   extraTools: [tool],
+  // The scenario's identity provider publishes no keys: its ID token is accepted unverified (permissive mode, which
+  // only development mode allows); the identity provider itself checks it when the broker exchanges it.
+  ...(enterprise
+    ? {
+        trust: {
+          verification_mode: 'permissive' as const,
+          trusted_issuers: [
+            { issuer: context.idp_issuer!, jwks_url: `${context.idp_issuer}/.well-known/jwks.json`, audience: context.idp_client_id! },
+          ],
+        },
+      }
+    : {}),
   // The scenarios' servers are on loopback over plain HTTP, which development mode allows.
   env: { LOG_LEVEL: 'warn', RATE_LIMIT_CALLBACK_IP_PER_MINUTE: '100000' },
 });
@@ -66,7 +97,12 @@ try {
   await agent.connect(
     new StreamableHTTPClientTransport(new URL(`${h.baseUrl}/api/v1/mcp/conformance`), {
       // Ids of its own per run: workflows of earlier scenarios may still live on the shared Temporal server.
-      requestInit: { headers: { 'x-agent-id': `conformance-${randomUUID()}`, 'x-user-id': 'conformance-user' } },
+      requestInit: {
+        headers: {
+          'x-agent-id': `conformance-${randomUUID()}`,
+          ...(enterprise ? { 'x-user-identity': context.idp_id_token! } : { 'x-user-id': 'conformance-user' }),
+        },
+      },
     }),
   );
   await asTheUser(() => agent.callTool({ name: 'test-tool', arguments: {} }));

@@ -25,6 +25,8 @@ export const AUDIT_EVENTS = {
   'credential.refresh_requested': 'an agent asked for a refresh (it saw a 401)',
   'credential.refreshed': 'a refresh finished (or failed, with its code)',
   'credential.machine_token': 'a machine (client credentials) token was fetched',
+  'credential.identity_exchanged':
+    "a user's enterprise identity was exchanged for the tool's token (ID-JAG or token exchange; denied: none presented, or it expired)",
   'credential.step_up': 'an agent asked for wider scopes',
   'credential.checked': 'a credential was checked against its MCP server',
   'credential.revoke': 'an agent revoked a credential',

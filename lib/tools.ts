@@ -14,10 +14,33 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
 const url = z.url({ error: 'must be an absolute URL' });
 
+/**
+ * The enterprise identity provider of an `enterprise` or `token_exchange` tool: where the broker exchanges the user's
+ * identity (RFC 8693), as its own client there. Its issuer must also be a trusted issuer of user identities.
+ */
+const identityProviderSchema = z
+  .object({
+    issuer: url,
+    /** Default: discovered from the issuer's metadata. */
+    token_url: url.optional(),
+    client_id: z.string().min(1),
+    client_secret: z.string().min(1).optional(),
+    token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
+    /** What the presented identity is (default: an OpenID Connect ID token). */
+    subject_token_type: z.enum(['id_token', 'jwt', 'access_token']).optional(),
+  })
+  .strict();
+
 const oauth2AuthSchema = z
   .object({
-    /** oauth2: each user's own delegated credential; client_credentials: the tool's machine token per agent. */
-    type: z.enum(['oauth2', 'client_credentials']),
+    /**
+     * oauth2: each user's own delegated credential (consent in a browser); client_credentials: the tool's machine
+     * token per agent; enterprise: the user's enterprise identity exchanged for an identity assertion grant (ID-JAG)
+     * and redeemed at the tool's authorization server, no consent page; token_exchange: the user's identity
+     * exchanged at the identity provider for a token for the tool (RFC 8693, on-behalf-of).
+     */
+    type: z.enum(['oauth2', 'client_credentials', 'enterprise', 'token_exchange']),
+    identity_provider: identityProviderSchema.optional(),
     /** client_credentials: extra token request parameters some servers need. */
     audience: z.string().optional(),
     resource: z.url().optional(),
@@ -75,6 +98,22 @@ const toolSchema = z
   .strict()
   .superRefine((tool, ctx) => {
     const auth = tool.auth;
+    if (auth.type === 'enterprise' || auth.type === 'token_exchange') {
+      if (!auth.identity_provider)
+        ctx.addIssue({ code: 'custom', path: ['auth', 'identity_provider'], message: `is required for ${auth.type}` });
+      // ID-JAG: the identity provider names this client id in the grant, and the tool's server checks it is the caller.
+      if (auth.type === 'enterprise' && !auth.client_id)
+        ctx.addIssue({ code: 'custom', path: ['auth', 'client_id'], message: 'is required for enterprise (the client the grant is for)' });
+      if (auth.type === 'enterprise' && tool.tool_type !== 'mcp' && !auth.issuer && !auth.token_url)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['auth'],
+          message: 'enterprise needs issuer or token_url (or an MCP server to discover them from)',
+        });
+      return;
+    }
+    if (auth.identity_provider)
+      ctx.addIssue({ code: 'custom', path: ['auth', 'identity_provider'], message: 'is only for enterprise and token_exchange' });
     if (auth.type === 'client_credentials') {
       // An MCP server known by its URL alone: its token endpoint is discovered (the MCP client-credentials extension).
       if (!auth.issuer && !auth.token_url && tool.tool_type !== 'mcp')
@@ -125,6 +164,11 @@ export interface Tool {
   exposeToken?: boolean | undefined;
   /** Refuse a re-authorization that lands on another upstream account (default true). */
   pinAccount: boolean;
+}
+
+/** The credential comes from the user's enterprise identity, exchanged by the broker: no browser, no consent page. */
+export function exchangesIdentity(tool: Pick<Tool, 'auth'>): boolean {
+  return tool.auth.type === 'enterprise' || tool.auth.type === 'token_exchange';
 }
 
 export class ToolRegistry {

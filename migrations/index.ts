@@ -5,6 +5,7 @@ import { Migration20261128000000_credential_issuer } from './Migration2026112800
 import { Migration20261128100000_webhooks } from './Migration20261128100000_webhooks.js';
 import { Migration20261128110000_refresh_expiry } from './Migration20261128110000_refresh_expiry.js';
 import { Migration20261128120000_credential_account } from './Migration20261128120000_credential_account.js';
+import { Migration20261128130000_presented_identities } from './Migration20261128130000_presented_identities.js';
 
 /** Listed explicitly so migrations run the same from TypeScript sources and from any bundle. */
 export const migrationsList = [
@@ -15,4 +16,5 @@ export const migrationsList = [
   { name: 'Migration20261128100000_webhooks', class: Migration20261128100000_webhooks },
   { name: 'Migration20261128110000_refresh_expiry', class: Migration20261128110000_refresh_expiry },
   { name: 'Migration20261128120000_credential_account', class: Migration20261128120000_credential_account },
+  { name: 'Migration20261128130000_presented_identities', class: Migration20261128130000_presented_identities },
 ];

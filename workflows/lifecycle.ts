@@ -1,6 +1,6 @@
 import type { TokenMetadata } from '../activities/index.js';
 import { isTerminal } from '../lib/domain.js';
-import type { CredentialState, RevokeRequest } from './messages.js';
+import type { CredentialState, Phase, RevokeRequest } from './messages.js';
 import { nextWake, planRefreshAt, planRefreshRetryAt } from './schedule.js';
 
 /**
@@ -212,4 +212,20 @@ export function afterFailedRefresh(s: CredentialState, opts: { now: number; retr
   if (!opts.retryAfterMs) return { failedRefreshes, refreshAt: planned };
   const retryNotBefore = opts.now + opts.retryAfterMs;
   return { failedRefreshes, refreshAt: Math.max(planned, retryNotBefore), retryNotBefore };
+}
+
+/**
+ * A token the broker obtains without a browser (machine access, a user's exchanged identity) could not be obtained:
+ * a first attempt that fails ends the credential (the agent hears why), and so does a refused grant; the user's
+ * identity having expired ends it only once the token it still holds has expired too (a fresher identity presented
+ * meanwhile renews it); anything else keeps the current token and tries again (afterFailedRefresh's timing).
+ */
+export function afterFailedAcquire(
+  s: CredentialState,
+  failure: { code: string; permanent: boolean; now: number },
+): 'retry' | { end: Phase } {
+  if (s.phase === 'starting') return { end: 'authorization_failed' };
+  if (failure.code === 'identity_expired')
+    return s.accessExpiresAt !== null && s.accessExpiresAt > failure.now ? 'retry' : { end: 'expired' };
+  return failure.permanent ? { end: 'authorization_failed' } : 'retry';
 }

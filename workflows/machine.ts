@@ -12,7 +12,7 @@ import {
   type RevokeRequest,
 } from './messages.js';
 import { failureCode, isPermanent } from './failures.js';
-import { shouldContinueAsNew } from './lifecycle.js';
+import { afterFailedAcquire, shouldContinueAsNew } from './lifecycle.js';
 import { HOLDS_TOKENS } from './options.js';
 import { planRefreshAt, planRefreshRetryAt } from './schedule.js';
 import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
@@ -23,8 +23,9 @@ const acts = proxyActivities<Activities>({ startToCloseTimeout: '20s', retry });
 const tokens = proxyActivities<Activities>({ ...HOLDS_TOKENS, retry });
 
 /**
- * The tool's own machine token for one agent (client credentials): fetched, kept valid by fetching a new one
- * before expiry, stored encrypted like any credential. No user and no redirect; the only writer of its row.
+ * A token the broker obtains without a browser, kept valid by obtaining a new one before expiry, stored encrypted
+ * like any credential; the only writer of its row. The tool's own machine token for one agent (client credentials),
+ * or one user's token from their exchanged enterprise identity (ID-JAG, token exchange) — no redirect either way.
  */
 export async function machineCredentialWorkflow(input: MachineWorkflowInput): Promise<CredentialView> {
   const s: CredentialState = input.state ?? initialState({ authorizationRequest: false });
@@ -78,12 +79,14 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
       setPhase(s, 'active');
       s.cyclesThisRun++;
     } catch (err) {
-      if (isPermanent(err) || s.phase === 'starting') {
-        await end('authorization_failed', failureCode(err));
-      } else {
-        // The server is unwell: the current token is served until it expires; try again before that.
+      const next = afterFailedAcquire(s, { code: failureCode(err), permanent: isPermanent(err), now: Date.now() });
+      if (next === 'retry') {
+        // The server is unwell (or the user's identity ran out): the current token is served until it expires; try
+        // again before that.
         s.failedRefreshes++;
         s.refreshAt = planRefreshRetryAt(Date.now(), s.accessExpiresAt, s.failedRefreshes);
+      } else {
+        await end(next.end, failureCode(err));
       }
     } finally {
       inbox.attempts++;

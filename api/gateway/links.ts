@@ -26,6 +26,8 @@ const STARTUP_FAILURES = new Set([
   'invalid_metadata',
   'access_denied',
   'invalid_grant',
+  'identity_expired',
+  'enterprise_identity_required',
 ]);
 
 /** 503 with Retry-After: the credential exists but cannot be served this second (logged once a minute). */
@@ -38,7 +40,8 @@ export function unavailable(owner: CredentialOwner, why: string): ApiError {
 
 /** A failed authorization as the agent hears it: the workflow's reason when it is a stable code. */
 export function authorizationFailed(reason: string | null): ApiError {
-  const code = reason ?? 'authorization_failed';
+  // No identity from the tool's identity provider was kept for this user (ID-JAG, token exchange).
+  const code = reason === 'identity_required' ? 'enterprise_identity_required' : (reason ?? 'authorization_failed');
   return new ApiError(
     STARTUP_FAILURES.has(code) ? catalogCode(code, 'authorization_unavailable') : 'authorization_unavailable',
     `the authorization could not start or complete: ${code}`,

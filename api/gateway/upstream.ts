@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { Dispatcher } from 'undici';
-import { isTerminal } from '../../lib/domain.js';
-import type { CredentialOwner } from '../../lib/domain.js';
+import { isTerminal, type CredentialOwner } from '../../lib/domain.js';
 import type { OutboundPolicy } from '../../lib/net/outbound.js';
-import type { CredentialBroker } from '../broker.js';
+import type { ActiveCredential, CredentialBroker } from '../broker.js';
+import { authorizationFailed } from './links.js';
 import type { Tool } from '../../lib/tools.js';
 
 /**
@@ -29,6 +29,8 @@ export class UpstreamUnavailable extends Error {}
 
 /** How long a call whose token just ran out waits for its refresh. */
 const REFRESH_WAIT_MS = 10_000;
+/** How long a first call waits for a token no one has to consent to (two token requests at most). */
+const OBTAIN_WAIT_MS = 15_000;
 
 /**
  * The tokens the upstream was sent on behalf of one owner, so that anything relayed back can be checked for
@@ -188,10 +190,24 @@ export function userFetch(opts: UpstreamOptions): (input: string | URL | Request
 
 /** The owner's usable access token; a late refresh is nudged once and waited for briefly. */
 async function currentToken(broker: CredentialBroker, owner: CredentialOwner): Promise<string> {
-  const hit = await broker.usable(owner);
+  let hit = await broker.usable(owner);
+  if (hit === null && broker.obtainsItself(owner)) hit = await obtainNow(broker, owner);
   if (hit === null) throw new UpstreamAuthRequired({ kind: 'authorize' });
   if (hit === 'late') throw new UpstreamUnavailable('the credential is being refreshed');
   return hit.accessToken;
+}
+
+/**
+ * A token no one has to consent to (machine access, a user's exchanged enterprise identity): the first call starts
+ * its workflow and waits for it, instead of answering with a link; a refusal is said as the agent's error.
+ */
+async function obtainNow(broker: CredentialBroker, owner: CredentialOwner): Promise<ActiveCredential | 'late' | null> {
+  const view = await broker.shared(owner, 'ensure', OBTAIN_WAIT_MS);
+  if (view === 'pending') return 'late';
+  if (view?.phase === 'authorization_failed') throw authorizationFailed(view.endReason);
+  if (view?.phase !== 'active' && view?.phase !== 'refreshing') return null;
+  broker.forget(owner);
+  return broker.readActive(owner);
 }
 
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]{1,200}$/;

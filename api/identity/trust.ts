@@ -73,6 +73,8 @@ export interface VerifiedIdentity {
   verified: boolean;
   /** The identity names the agent it was issued for (`agent_claim`): an agent's, not a browser's. */
   agentBound?: boolean;
+  /** When the token expires (epoch seconds), where it says. */
+  expiresAt?: number;
   failure?: string;
 }
 
@@ -158,7 +160,13 @@ export class TrustManager {
       const userId = typeof claims.sub === 'string' ? qualify(namespace, claims.sub) : '';
       if (!OWNER_ID_PATTERN.test(userId)) throw err;
       this.onWarning('permissive mode: accepted an identity that failed verification', { code: err.code, userId });
-      return { userId, issuer: String(claims.iss ?? 'unknown'), verified: false, failure: err.code };
+      return {
+        userId,
+        issuer: String(claims.iss ?? 'unknown'),
+        verified: false,
+        failure: err.code,
+        ...(typeof claims.exp === 'number' ? { expiresAt: claims.exp } : {}),
+      };
     }
   }
 
@@ -205,7 +213,13 @@ export class TrustManager {
         throw new IdentityError('identity_agent_mismatch', 403, 'the user identity was issued for another agent');
       }
     }
-    return { userId, issuer: entry.config.issuer, verified: true, agentBound: Boolean(claim && payload[claim] !== undefined) };
+    return {
+      userId,
+      issuer: entry.config.issuer,
+      verified: true,
+      agentBound: Boolean(claim && payload[claim] !== undefined),
+      ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp } : {}),
+    };
   }
 
   private checkTimes(payload: jose.JWTPayload): void {

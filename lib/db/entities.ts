@@ -209,6 +209,26 @@ export const WebhookDeliverySchema = defineEntity({
 });
 export type WebhookDelivery = InferEntity<typeof WebhookDeliverySchema>;
 
+/**
+ * The enterprise identity (an ID token from the tool's identity provider) an agent last presented for a user, kept
+ * encrypted for the credential workflows that exchange it (ID-JAG, token exchange): one row per (agent, user, issuer).
+ */
+export const PresentedIdentitySchema = defineEntity({
+  name: 'PresentedIdentity',
+  tableName: 'presented_identities',
+  properties: (p) => ({
+    /** SHA-256 of agent, user and issuer. */
+    id: p.string().length(64).primary(),
+    agentId: p.string().length(200),
+    userId: p.string().length(200),
+    issuer: p.text(),
+    token: p.text(),
+    expiresAt: p.datetime(),
+    updatedAt: p.datetime(),
+  }),
+});
+export type PresentedIdentity = InferEntity<typeof PresentedIdentitySchema>;
+
 export const entities = [
   CredentialSchema,
   AuthorizationRequestSchema,
@@ -220,4 +240,5 @@ export const entities = [
   WebhookSubscriptionSchema,
   WebhookEventSchema,
   WebhookDeliverySchema,
+  PresentedIdentitySchema,
 ];

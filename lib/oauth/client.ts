@@ -81,6 +81,18 @@ export class OAuthClients {
     return client;
   }
 
+  /**
+   * The tool's enterprise identity provider (`enterprise`, `token_exchange`), as the broker's client there: built
+   * like a configured tool's authorization server (its issuer's metadata, its token endpoint, its client auth).
+   */
+  forIdentityProvider(tool: Tool): Promise<ToolClient> {
+    const idp = tool.auth.identity_provider;
+    if (!idp) return Promise.reject(new DiscoveryError('invalid_metadata', `tool ${tool.id} has no identity provider`));
+    const { issuer, token_url, client_id, client_secret, token_endpoint_auth_method } = idp;
+    const auth = { type: 'oauth2' as const, issuer, token_url, client_id, client_secret, token_endpoint_auth_method, scopeList: [] };
+    return this.forTool({ ...tool, id: `${tool.id}\0identity-provider`, toolType: 'api', auth });
+  }
+
   private async build(tool: Tool): Promise<ToolClient> {
     const { auth } = tool;
     // An MCP server known by its URL alone, for users (authorization code) or for machines (client credentials).

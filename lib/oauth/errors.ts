@@ -1,6 +1,7 @@
 import * as oidc from 'openid-client';
 import { findOutboundError } from '../net/outbound.js';
 import { DiscoveryError } from './mcp-discovery.js';
+import { ExchangeStepError, UnexpectedTokenTypeError } from './enterprise.js';
 
 /** OAuth error codes that no retry can fix: the user must authorize again. */
 export const PERMANENT_OAUTH_ERRORS = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client', 'access_denied', 'invalid_scope']);
@@ -17,6 +18,11 @@ export interface ClassifiedOAuthError {
 
 /** Turns openid-client's errors into a stable code and a message with no secret in it. */
 export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
+  if (err instanceof ExchangeStepError) {
+    const inner = classifyOAuthError(err.cause);
+    return { ...inner, message: `${err.step.replace('_', ' ')}: ${inner.message}` };
+  }
+  if (err instanceof UnexpectedTokenTypeError) return { code: err.code, permanent: true, message: err.message };
   const refused = findOutboundError(err);
   if (refused) return { code: refused.code, permanent: true, message: `outbound request refused (${refused.reason})` };
   if (err instanceof DiscoveryError) return { code: err.code, permanent: !err.transient, message: err.message };

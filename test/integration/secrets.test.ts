@@ -1,4 +1,3 @@
-import type { Payload } from '@temporalio/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { secretContext } from '../../lib/credentials/records.js';
@@ -9,6 +8,7 @@ import { statusQuery } from '../../workflows/messages.js';
 import { consent } from '../support/browser.js';
 import { authorize, CREDENTIAL_PATH, latestRow, type Who } from '../support/flows.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
+import { haystack } from '../support/history.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -19,27 +19,6 @@ afterAll(async () => {
 });
 
 const ownerOf = (who: Who) => ({ agentId: who.agent, userId: who.user, toolId: 'sandbox' });
-
-/**
- * Every byte of a history as text, with each payload also decrypted by the payload codec: the check is
- * that secrets are not in payloads at all, not merely that the codec hides them.
- */
-async function haystack(value: unknown, out: string[] = []): Promise<string[]> {
-  if (value instanceof Uint8Array) {
-    out.push(Buffer.from(value).toString('utf8'), Buffer.from(value).toString('base64'));
-  } else if (Array.isArray(value)) {
-    for (const v of value) await haystack(v, out);
-  } else if (value && typeof value === 'object') {
-    if ('data' in value && 'metadata' in value && (value as { data: unknown }).data instanceof Uint8Array) {
-      const [decoded] = await h.services.codec.decode([value as Payload]);
-      out.push(Buffer.from(decoded!.data ?? new Uint8Array()).toString('utf8'));
-    }
-    for (const v of Object.values(value)) await haystack(v, out);
-  } else if (value !== null && value !== undefined) {
-    out.push(String(value));
-  }
-  return out;
-}
 
 describe('secrets stay in the vault', () => {
   it('never appear in workflow histories, queries, logs or database columns', async () => {
@@ -86,7 +65,7 @@ describe('secrets stay in the vault', () => {
       expect(history.events!.length).toBeGreaterThan(5);
       // Encrypted in Temporal's database: the raw history does not even show the user id.
       expect(JSON.stringify(history)).not.toContain(who.user);
-      const text = (await haystack(history)).join('\n');
+      const text = (await haystack(h.services.codec, history)).join('\n');
       expect(text).toContain(who.user);
       histories.push(text);
     }

@@ -105,7 +105,8 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     clients: [
       { ...introspector, redirect_uris: [], grant_types: [], response_types: [] },
       ...(opts.clients ?? []).map((c) =>
-        c.grant_types?.includes('client_credentials')
+        // Clients of grants without a browser (client credentials, the JWT bearer grant added by `enterprise.ts`).
+        c.grant_types && !c.grant_types.includes('authorization_code')
           ? { ...c, grant_types: c.grant_types, response_types: [] }
           : { ...c, grant_types: ['authorization_code', 'refresh_token'], response_types: ['code' as const] },
       ),

@@ -54,6 +54,8 @@ export interface HarnessOptions {
    * TLS-terminating proxy for the public origin https://broker.test).
    */
   production?: { trust: TrustConfigInput; rolesYaml?: string; usersYaml?: string; env?: Record<string, string> };
+  /** Development mode with user identities verified all the same (X-User-Identity instead of X-User-Id). */
+  trust?: TrustConfigInput;
 }
 
 /** A caller in development mode (plain headers) or with explicit headers (production). */
@@ -164,7 +166,7 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
         prod.usersYaml ?? readFileSync('config/users.yaml', 'utf8'),
       )
     : null;
-  const services = await createApiServices(config, { log, tools, trust: prod ? prod.trust : null, rbac });
+  const services = await createApiServices(config, { log, tools, trust: prod ? prod.trust : (opts.trust ?? null), rbac });
   await migrate(services.orm);
 
   const nativeConnection = await NativeConnection.connect({ address: config.temporal.address! });

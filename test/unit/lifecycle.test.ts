@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  afterFailedAcquire,
   afterFailedRefresh,
   decide,
   interrupts,
@@ -184,6 +185,35 @@ describe('the credential lifecycle', () => {
       refreshAt: T + 30_000,
       retryNotBefore: T + 30_000,
     });
+  });
+});
+
+describe('tokens obtained without a browser (machine access, exchanged identities)', () => {
+  const failure = (code: string, permanent: boolean) => ({ code, permanent, now: T });
+  it.each([
+    [
+      'a first attempt that fails, however',
+      { ...base, phase: 'starting' as const },
+      failure('provider_unavailable', false),
+      { end: 'authorization_failed' },
+    ],
+    ['a refused grant', base, failure('invalid_grant', true), { end: 'authorization_failed' }],
+    ['a server that is unwell', base, failure('provider_unavailable', false), 'retry'],
+    ["the user's identity expired while the token still lives", base, failure('identity_expired', true), 'retry'],
+    [
+      "the user's identity expired and so did the token",
+      { ...base, accessExpiresAt: T - 1 },
+      failure('identity_expired', true),
+      { end: 'expired' },
+    ],
+    [
+      "the user's identity expired before any token",
+      { ...base, phase: 'starting' as const },
+      failure('identity_expired', true),
+      { end: 'authorization_failed' },
+    ],
+  ])('%s', (_name, state, failed, next) => {
+    expect(afterFailedAcquire(state, failed)).toEqual(next);
   });
 });
 

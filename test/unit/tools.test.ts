@@ -73,4 +73,23 @@ describe('parseTools', () => {
     expect(() => parseTools('tools: [', {})).toThrow(/not valid YAML/);
     expect(parseTools('tools: []', {})).toEqual([]);
   });
+
+  it('takes enterprise tools (ID-JAG, token exchange) with their identity provider, and says what is missing', () => {
+    const tool = (auth: string) => `
+tools:
+  - id: corp
+    tool_type: mcp
+    connection_params: { type: streamable-http, url: https://mcp.example.com/mcp }
+    auth: ${auth}
+`;
+    const idp = 'identity_provider: { issuer: https://idp.example.com, client_id: broker, client_secret: s }';
+    const [corp] = parseTools(tool(`{ type: enterprise, client_id: c, client_secret: s, ${idp} }`), {});
+    expect(corp!.auth.identity_provider).toMatchObject({ issuer: 'https://idp.example.com', client_id: 'broker' });
+    expect(parseTools(tool(`{ type: token_exchange, ${idp} }`), {})[0]!.auth.type).toBe('token_exchange');
+    expect(() => parseTools(tool('{ type: enterprise, client_id: c }'), {})).toThrow(/auth\.identity_provider: is required for enterprise/);
+    expect(() => parseTools(tool(`{ type: enterprise, ${idp} }`), {})).toThrow(/auth\.client_id: is required for enterprise/);
+    expect(() => parseTools(tool(`{ type: oauth2, ${idp} }`), {})).toThrow(/only for enterprise and token_exchange/);
+    const apiTool = tool(`{ type: enterprise, client_id: c, ${idp} }`).replace('tool_type: mcp', 'tool_type: api');
+    expect(() => parseTools(apiTool, {})).toThrow(/enterprise needs issuer or token_url/);
+  });
 });

@@ -30,7 +30,13 @@ function b64(obj: unknown): string {
 describe('TrustManager (strict)', () => {
   it('accepts a well-signed identity and returns its subject', async () => {
     const identity = await trust.verify(await gw.sign('alice@example.com'), 'agent-1');
-    expect(identity).toEqual({ userId: 'alice@example.com', issuer: gw.issuer, verified: true, agentBound: false });
+    expect(identity).toEqual({
+      userId: 'alice@example.com',
+      issuer: gw.issuer,
+      verified: true,
+      agentBound: false,
+      expiresAt: expect.any(Number),
+    });
     // One issued to an agent says so (the users' page refuses those).
     expect((await trust.verify(await gw.sign('alice@example.com', { claims: { agent_id: 'agent-1' } }), 'agent-1')).agentBound).toBe(true);
   });

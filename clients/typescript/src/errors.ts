@@ -40,6 +40,7 @@ export const ERROR_CODES = [
   'identity_invalid',
   'identity_agent_mismatch',
   'identity_agent_missing',
+  'enterprise_identity_required',
   'operator_authentication_required',
   'metrics_authentication_required',
   'agent_not_permitted',
