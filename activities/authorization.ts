@@ -1,6 +1,8 @@
+import { proofFor } from './proof.js';
 import { ApplicationFailure } from '@temporalio/activity';
 import * as oidc from 'openid-client';
 import { identifyAccount } from '../lib/oauth/account.js';
+import { proofHeaders } from '../lib/oauth/dpop.js';
 import { ownerOf, secretContext } from '../lib/credentials/records.js';
 import { authorizationDuration, authorizations, recordProviderCall } from '../lib/metrics.js';
 import { scopeParams } from '../lib/oauth/quirks.js';
@@ -122,18 +124,26 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
         let tokens: oidc.TokenEndpointResponse;
         const exchangeStarted = performance.now();
         const verifier = vault.decrypt(request.codeVerifier, secretContext(owner, request.id, 'code_verifier'));
+        const proof = await proofFor(vault, credential, client);
         try {
           tokens = await oidc.authorizationCodeGrant(
             client.config,
             callbackUrl,
             { pkceCodeVerifier: verifier, expectedState: vault.deriveToken('state', request.id) },
             resourceParams(client),
+            proof.options,
           );
         } catch (err) {
           throw await oauthFailure(em, 'authorization.completed', credential, err);
         }
         // The provider has answered: from here its tokens exist only in this process until they are committed.
-        const account = await identifyAccount(tool, tokens, deps.outbound.fetch);
+        const bound = proof.key;
+        const account = await identifyAccount(
+          tool,
+          tokens,
+          deps.outbound.fetch,
+          bound ? (url) => proofHeaders(bound, { method: 'GET', url }, tokens.access_token) : undefined,
+        );
         if (pinned && account && pinned !== account.id) {
           // Consent with another account than this connection has: its tokens are given back, never stored.
           if (client.revocationSupported)
@@ -148,6 +158,7 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
         const now = new Date();
         const changes = {
           ...tokenChanges(credential, tokens, now, { consent: true }),
+          ...proof.changes,
           // Unknown stays unknown: an id from before is not carried over to tokens nobody identified.
           accountId: account?.id ?? null,
           accountName: account?.name ?? null,

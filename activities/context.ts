@@ -10,6 +10,7 @@ import type { CredentialOwner, WebhookRetry } from '../lib/domain.js';
 import type { Logger } from '../lib/log.js';
 import { recordProviderCall, refreshes } from '../lib/metrics.js';
 import type { OAuthClients, ToolClient } from '../lib/oauth/client.js';
+import { ExchangeStepError } from '../lib/oauth/enterprise.js';
 import { classifyOAuthError } from '../lib/oauth/errors.js';
 import type { Tool, ToolRegistry } from '../lib/tools.js';
 import type { Vault } from '../lib/vault/crypto.js';
@@ -138,14 +139,14 @@ export function createToolkit(deps: ActivityDeps) {
     );
   }
 
-  async function failAudit(em: Em, eventType: AuditEventType, credential: Credential, code: string): Promise<void> {
+  async function failAudit(em: Em, eventType: AuditEventType, credential: Credential, code: string, more = {}): Promise<void> {
     await audit.record(em, {
       eventType,
       outcome: 'failure',
       actor: ACTOR,
       ...ownerOf(credential),
       credentialId: credential.id,
-      detail: { code },
+      detail: { code, ...more },
     });
   }
 
@@ -165,7 +166,8 @@ export function createToolkit(deps: ActivityDeps) {
     if (eventType === 'credential.refreshed')
       refreshes.inc({ tool: credential.toolId, outcome: failure.permanent ? 'reauthorization_required' : 'failed' });
     deps.log.warn({ credentialId: credential.id, toolId: credential.toolId, code: failure.code }, failure.message);
-    await failAudit(em, eventType, credential, failure.code);
+    // An identity exchange says which server refused: the identity provider or the tool's authorization server.
+    await failAudit(em, eventType, credential, failure.code, err instanceof ExchangeStepError ? { step: err.step } : {});
     // The provider says when to come back (503/429 with Retry-After): the next attempt waits exactly that long.
     return ApplicationFailure.create({
       message: failure.message,
@@ -254,9 +256,9 @@ export function requireTool(tools: ToolRegistry, toolId: string): Tool {
   return tool;
 }
 
-export async function forTool(oauth: OAuthClients, tool: Tool): Promise<ToolClient> {
+export async function forTool(oauth: OAuthClients, tool: Tool, identityProvider = false): Promise<ToolClient> {
   try {
-    return await oauth.forTool(tool);
+    return await (identityProvider ? oauth.forIdentityProvider(tool) : oauth.forTool(tool));
   } catch (err) {
     const failure = classifyOAuthError(err);
     throw ApplicationFailure.create({

@@ -1,9 +1,10 @@
+import { proofFor } from './proof.js';
 import { ApplicationFailure } from '@temporalio/activity';
 import * as oidc from 'openid-client';
 import { ownerOf, secretContext } from '../lib/credentials/records.js';
 import { PresentedIdentities } from '../lib/credentials/identities.js';
 import type { Credential } from '../lib/db/entities.js';
-import type { Em } from '../lib/db/orm.js';
+import type { CredentialUnit } from '../lib/credentials/store.js';
 import { exchangeIdentity } from '../lib/oauth/enterprise.js';
 import { exchangesIdentity, type Tool } from '../lib/tools.js';
 import type { CredentialOwner } from '../lib/domain.js';
@@ -31,23 +32,23 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
 
   /**
    * The identity the user's agent last presented from the tool's identity provider (decrypted only here, for the
-   * exchange). None, or expired: a non-retryable failure; the workflow keeps a token it still has until it expires.
+   * exchange). None, expired, or issued before this connection was last revoked (a revocation holds until the user
+   * signs in again): a non-retryable failure; the workflow keeps a token it still has until it expires.
    */
-  async function presentedIdentity(em: Em, credential: Credential, tool: Tool, now: Date): Promise<string> {
-    const identity = await identities.find({
-      agentId: credential.agentId,
-      userId: credential.userId,
-      issuer: tool.auth.identity_provider!.issuer,
-    });
-    const code = !identity ? 'identity_required' : identity.expiresAt <= now ? 'identity_expired' : null;
+  async function presentedIdentity(unit: CredentialUnit, credential: Credential, tool: Tool, now: Date): Promise<string> {
+    const { agentId, userId } = credential;
+    const identity = await identities.find({ agentId, userId, issuer: tool.auth.identity_provider!.issuer });
+    const revokedAt = identity ? await unit.lastRevokedAt(credential) : null;
+    const code = !identity
+      ? 'identity_required'
+      : identity.expiresAt <= now
+        ? 'identity_expired'
+        : revokedAt && !(identity.issuedAt && identity.issuedAt > revokedAt)
+          ? 'identity_predates_revocation'
+          : null;
     if (!code) return identity!.token;
-    await failAudit(em, 'credential.identity_exchanged', credential, code);
-    throw ApplicationFailure.nonRetryable(
-      code === 'identity_required'
-        ? "no identity from the tool's identity provider was presented for this user"
-        : "the user's identity has expired; the agent's next request with a fresh one renews the credential",
-      code,
-    );
+    await failAudit(unit.em, 'credential.identity_exchanged', credential, code);
+    throw ApplicationFailure.nonRetryable(IDENTITY_REFUSALS[code], code);
   }
   return {
     refreshCredential: (input: { credentialId: string; expectedGeneration: number }): Promise<TokenMetadata> =>
@@ -64,8 +65,9 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
         const client = await sameIssuerClient(deps.oauth, requireTool(deps.tools, credential.toolId), credential);
         const refreshToken = vault.decrypt(credential.refreshToken, secretContext(owner, credential.id, 'refresh_token'));
         let tokens: oidc.TokenEndpointResponse;
+        const proof = await proofFor(vault, credential, client);
         try {
-          tokens = await oidc.refreshTokenGrant(client.config, refreshToken, resourceParams(client));
+          tokens = await oidc.refreshTokenGrant(client.config, refreshToken, resourceParams(client), proof.options);
         } catch (err) {
           // invalid_grant on a retry: the attempt before may have reached the provider, which rotated the token,
           // and the answer died with that worker. Say so: the user must authorize again, and why.
@@ -73,7 +75,7 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
         }
         // A rotated refresh token lives only here until committed: nothing else happens before the write.
         const now = new Date();
-        const changes = { ...tokenChanges(credential, tokens, now), lastRefreshedAt: now };
+        const changes = { ...tokenChanges(credential, tokens, now), ...proof.changes, lastRefreshedAt: now };
         await commit(credential, changes, {
           eventType: 'credential.refreshed',
           detail: { generation: changes.tokenGeneration, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null },
@@ -101,22 +103,28 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
         const exchanged = exchangesIdentity(tool);
         const eventType = exchanged ? 'credential.identity_exchanged' : 'credential.machine_token';
         let tokens: oidc.TokenEndpointResponse;
+        // The server that issues the token: the identity provider for token exchange, else the tool's own.
+        const client = await forTool(deps.oauth, tool, tool.auth.type === 'token_exchange');
+        const proof = await proofFor(vault, credential, client);
         if (exchanged) {
-          const identity = await presentedIdentity(em, credential, tool, now);
+          const identity = await presentedIdentity(unit, credential, tool, now);
           try {
-            tokens = await exchangeIdentity(deps.oauth, tool, identity);
+            tokens = await exchangeIdentity(deps.oauth, tool, identity, proof.options);
           } catch (err) {
             throw await oauthFailure(em, eventType, credential, err);
           }
         } else {
-          const client = await forTool(deps.oauth, tool);
           try {
-            tokens = await oidc.clientCredentialsGrant(client.config, {
-              ...(client.scopes.length ? { scope: client.scopes.join(tool.auth.scope_separator ?? ' ') } : {}),
-              ...(tool.auth.audience ? { audience: tool.auth.audience } : {}),
-              // The configured resource, else the MCP server's (RFC 8707), as the user flow sends it.
-              ...(tool.auth.resource ? { resource: tool.auth.resource } : resourceParams(client)),
-            });
+            tokens = await oidc.clientCredentialsGrant(
+              client.config,
+              {
+                ...(client.scopes.length ? { scope: client.scopes.join(tool.auth.scope_separator ?? ' ') } : {}),
+                ...(tool.auth.audience ? { audience: tool.auth.audience } : {}),
+                // The configured resource, else the MCP server's (RFC 8707), as the user flow sends it.
+                ...(tool.auth.resource ? { resource: tool.auth.resource } : resourceParams(client)),
+              },
+              proof.options,
+            );
           } catch (err) {
             throw await oauthFailure(em, eventType, credential, err);
           }
@@ -124,6 +132,7 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
         const first = credential.tokenGeneration === 0;
         const changes = {
           ...tokenChanges(credential, tokens, now),
+          ...proof.changes,
           acquiredAt: credential.acquiredAt ?? now,
           ...(first ? {} : { lastRefreshedAt: now }),
           status: 'active',
@@ -138,3 +147,10 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
       }),
   };
 }
+
+/** Why a kept identity cannot be exchanged (the failure's message; its code is the key). */
+const IDENTITY_REFUSALS = {
+  identity_required: "no identity from the tool's identity provider was presented for this user",
+  identity_expired: "the user's identity has expired; the agent's next request with a fresh one renews the credential",
+  identity_predates_revocation: 'the connection was revoked after this identity was issued; it is restored when the user signs in again',
+} as const;

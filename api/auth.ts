@@ -124,7 +124,14 @@ export class Gate {
       const kept = this.deps.identities;
       // An enterprise identity: kept (encrypted) for the workflows that exchange it, before any of them needs it.
       if (kept?.exchanged(identity.issuer) && token && identity.expiresAt)
-        await kept.store.keep({ agentId, userId: identity.userId, issuer: identity.issuer, token, expiresAt: identity.expiresAt });
+        await kept.store.keep({
+          agentId,
+          userId: identity.userId,
+          issuer: identity.issuer,
+          token,
+          expiresAt: identity.expiresAt,
+          ...(identity.issuedAt ? { issuedAt: identity.issuedAt } : {}),
+        });
       return {
         agentId,
         userId: identity.userId,

@@ -4,6 +4,7 @@ import type { CredentialView, RevokeRequest } from '../workflows/messages.js';
 import type { Credential } from '../lib/db/entities.js';
 import { MACHINE_USER, type CredentialOwner } from '../lib/domain.js';
 import type { Vault, VaultError } from '../lib/vault/crypto.js';
+import { importProofKey, type ProofKey } from '../lib/oauth/dpop.js';
 import { BrokerError, CredentialWorkflows, type WorkflowSettings } from './credential-workflows.js';
 
 export { BrokerError };
@@ -19,6 +20,8 @@ export interface ActiveCredential {
   tokenType: string;
   expiresAt: Date | null;
   scope: string | null;
+  /** The key the token is bound to (DPoP): every request with it carries a proof signed with this key. */
+  proofKey?: ProofKey;
 }
 
 /**
@@ -35,6 +38,7 @@ interface HotEntry {
   row: ActiveRow | undefined;
   until: number;
   token?: string;
+  proofKey?: Promise<ProofKey>;
 }
 
 /**
@@ -100,8 +104,12 @@ export class CredentialBroker {
     const expiresAt = row.access_expires_at === null ? null : toDate(row.access_expires_at);
     if (expiresAt && expiresAt.getTime() - Date.now() < MIN_REMAINING_MS) return 'stale';
     let accessToken: string;
+    let proofKey: ProofKey | undefined;
     try {
       accessToken = entry.token ??= this.vault.decrypt(row.access_token, secretContext(owner, row.id, 'access_token'));
+      const stored = row.dpop_key;
+      if (stored)
+        proofKey = await (entry.proofKey ??= importProofKey(this.vault.decrypt(stored, secretContext(owner, row.id, 'dpop_key'))));
     } catch (err) {
       // Tampered, moved between rows, or encrypted with a key that is no longer configured.
       throw new BrokerError('credential_unreadable', `the stored credential cannot be decrypted (${(err as VaultError).code ?? 'error'})`);
@@ -114,6 +122,7 @@ export class CredentialBroker {
       tokenType: row.token_type ?? 'bearer',
       expiresAt,
       scope: row.scope ?? null,
+      ...(proofKey ? { proofKey } : {}),
     };
   }
 

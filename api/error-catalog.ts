@@ -54,7 +54,7 @@ export const ERROR_CATALOG = {
   identity_agent_missing: { status: 403, when: 'the user identity names no agent and its issuer requires one' },
   enterprise_identity_required: {
     status: 403,
-    when: "the tool exchanges the user's enterprise identity, and X-User-Identity is not from its identity provider (or none is kept)",
+    when: "the tool exchanges the user's enterprise identity, and X-User-Identity is not from its identity provider (or none is kept, or it was issued before the connection was revoked)",
   },
   operator_authentication_required: { status: 401, when: 'the codec endpoint needs a valid operator access token' },
   metrics_authentication_required: { status: 401, when: '/metrics needs its bearer token (METRICS_TOKEN)' },

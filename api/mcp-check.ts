@@ -44,10 +44,10 @@ export function compareManifest(manifest: Tool['manifest'], server: ServerTool[]
   };
 }
 
-/** Connects to the MCP server with the credential (official SDK) and lists its tools. */
-export async function listServerTools(tool: Tool, accessToken: string, fetchImpl: typeof fetch = fetch): Promise<ServerTool[]> {
+/** Connects to the MCP server (official SDK) through `fetchImpl`, which sends the user's credential, and lists its tools. */
+export async function listServerTools(tool: Tool, fetchImpl: typeof fetch): Promise<ServerTool[]> {
   const url = new URL(tool.connection.url);
-  const options = { requestInit: { headers: { authorization: `Bearer ${accessToken}` } }, fetch: fetchImpl };
+  const options = { fetch: fetchImpl };
   const transport = tool.connection.type === 'sse' ? new SSEClientTransport(url, options) : new StreamableHTTPClientTransport(url, options);
   const client = new Client({ name: 'credential-broker', version: '1.0.0' });
   await client.connect(transport);

@@ -65,6 +65,7 @@ export async function createServices(config: Config, opts: ServiceOptions = {}):
       clientMetadataUrl: config.clientMetadataUrl,
       discoveryTtlMs: config.discoveryTtlSeconds * 1000,
       clientKeys: new ClientKeys(vault),
+      exposeTokens: config.exposeTokens,
       ...(opts.fetch ? { fetch: opts.fetch } : {}),
     }),
     audit,

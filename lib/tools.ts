@@ -55,6 +55,11 @@ const oauth2AuthSchema = z
     /** The algorithm of that key (default ES256). */
     client_assertion_alg: z.enum(['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA']).optional(),
     scopes: z.union([z.array(z.string().min(1)), z.string()]).optional(),
+    /**
+     * DPoP (RFC 9449), where the server supports it: tokens bound to a key only the broker holds, usable through the
+     * gateway only. Default: when agents do not read this tool's tokens (expose_token false, EXPOSE_TOKENS=false).
+     */
+    dpop: z.boolean().optional(),
     authorization_params: z.record(z.string(), z.string()).optional(),
     ...quirksSchema.shape,
   })

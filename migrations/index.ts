@@ -6,6 +6,7 @@ import { Migration20261128100000_webhooks } from './Migration20261128100000_webh
 import { Migration20261128110000_refresh_expiry } from './Migration20261128110000_refresh_expiry.js';
 import { Migration20261128120000_credential_account } from './Migration20261128120000_credential_account.js';
 import { Migration20261128130000_presented_identities } from './Migration20261128130000_presented_identities.js';
+import { Migration20261128140000_dpop_and_identity_time } from './Migration20261128140000_dpop_and_identity_time.js';
 
 /** Listed explicitly so migrations run the same from TypeScript sources and from any bundle. */
 export const migrationsList = [
@@ -17,4 +18,5 @@ export const migrationsList = [
   { name: 'Migration20261128110000_refresh_expiry', class: Migration20261128110000_refresh_expiry },
   { name: 'Migration20261128120000_credential_account', class: Migration20261128120000_credential_account },
   { name: 'Migration20261128130000_presented_identities', class: Migration20261128130000_presented_identities },
+  { name: 'Migration20261128140000_dpop_and_identity_time', class: Migration20261128140000_dpop_and_identity_time },
 ];

@@ -1,6 +1,7 @@
 import { allHandlersFinished, condition, makeContinueAsNewFunc, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { createActivities, TokenMetadata } from '../activities/index.js';
-import { isTerminal } from '../lib/domain.js';
+import { isoTime, isTerminal, MACHINE_USER, type LifecycleEvent, type RevocationOutcome } from '../lib/domain.js';
+import { announce, ENDED_EVENTS, revokedData } from './events.js';
 import {
   ensureAuthorizationUpdate,
   revokeUpdate,
@@ -30,6 +31,9 @@ const tokens = proxyActivities<Activities>({ ...HOLDS_TOKENS, retry });
 export async function machineCredentialWorkflow(input: MachineWorkflowInput): Promise<CredentialView> {
   const s: CredentialState = input.state ?? initialState({ authorizationRequest: false });
   const inbox: { revoke: RevokeRequest | null; attempts: number } = { revoke: null, attempts: 0 };
+  // A user's credential (an exchanged enterprise identity), not the machine's: revoked at the provider too, and its
+  // agent told what happened (webhooks). Machine histories, recorded before these existed, never take these paths.
+  const usersOwn = input.owner.userId !== MACHINE_USER;
   setHandler(statusQuery, () => view(s));
   setHandler(ensureAuthorizationUpdate, async () => {
     await condition(() => s.phase !== 'starting' || inbox.attempts > 0);
@@ -61,7 +65,11 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
     }
     const wait = s.refreshAt === null ? undefined : Math.max(0, s.refreshAt - Date.now());
     await (wait === undefined ? condition(() => inbox.revoke !== null) : condition(() => inbox.revoke !== null, wait));
-    if (inbox.revoke) await end('revoked', `revoked by ${inbox.revoke.actor}: ${inbox.revoke.reason}`);
+    if (inbox.revoke) {
+      const request = inbox.revoke;
+      const receipt = usersOwn ? { ...revokedData(request), revocation: await revokeAtProvider() } : {};
+      await end('revoked', `revoked by ${request.actor}: ${request.reason}`, receipt);
+    }
   }
   await condition(allHandlersFinished);
   return view(s);
@@ -76,8 +84,11 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
           expectedGeneration: s.generation,
         }),
       );
+      const first = s.phase === 'starting';
       setPhase(s, 'active');
       s.cyclesThisRun++;
+      if (usersOwn && first)
+        await announce(input.owner, s.credentialId, 'credential.active', { scope: s.scope, expires_at: isoTime(s.accessExpiresAt) });
     } catch (err) {
       const next = afterFailedAcquire(s, { code: failureCode(err), permanent: isPermanent(err), now: Date.now() });
       if (next === 'retry') {
@@ -107,8 +118,20 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
     });
   }
 
-  async function end(phase: Phase, reason: string): Promise<void> {
+  /** What the provider said to revoking the tokens (RFC 7009); the credential ends here whatever it said. */
+  async function revokeAtProvider(): Promise<RevocationOutcome> {
+    try {
+      s.revocation = { outcome: (await acts.revokeAtProvider({ credentialId: s.credentialId })).outcome };
+    } catch (err) {
+      s.revocation = { outcome: 'provider_failed', code: failureCode(err) };
+    }
+    return s.revocation.outcome;
+  }
+
+  async function end(phase: Phase, reason: string, data: LifecycleEvent['data'] = {}): Promise<void> {
     await acts.endCredential({ credentialId: s.credentialId, status: phase, reason });
+    const type = ENDED_EVENTS[phase];
+    if (usersOwn && type) await announce(input.owner, s.credentialId, type, { status: phase, reason, ...data });
     s.endReason = reason;
     s.refreshAt = null;
     setPhase(s, phase);

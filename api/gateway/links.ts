@@ -39,9 +39,12 @@ export function unavailable(owner: CredentialOwner, why: string): ApiError {
 }
 
 /** A failed authorization as the agent hears it: the workflow's reason when it is a stable code. */
+/** Why the worker could not exchange a user's identity: the agent must present a (newer) one. */
+const IDENTITY_REFUSALS = new Set(['identity_required', 'identity_predates_revocation']);
+
 export function authorizationFailed(reason: string | null): ApiError {
-  // No identity from the tool's identity provider was kept for this user (ID-JAG, token exchange).
-  const code = reason === 'identity_required' ? 'enterprise_identity_required' : (reason ?? 'authorization_failed');
+  // No usable identity from the tool's identity provider was kept for this user (ID-JAG, token exchange).
+  const code = IDENTITY_REFUSALS.has(reason ?? '') ? 'enterprise_identity_required' : (reason ?? 'authorization_failed');
   return new ApiError(
     STARTUP_FAILURES.has(code) ? catalogCode(code, 'authorization_unavailable') : 'authorization_unavailable',
     `the authorization could not start or complete: ${code}`,
@@ -83,6 +86,9 @@ export async function stepUpFor(
   const plan = planStepUp((await deps.broker.readActive(owner))?.scope ?? null, requested);
   if (!plan.missing.length)
     throw new ApiError('scope_already_granted', 'the credential already holds these scopes; another consent would not change the answer');
+  // No consent to widen: a machine token's or an exchanged identity's scopes are what the tool's configuration asks for.
+  if (deps.broker.obtainsItself(owner))
+    throw new ApiError('scope_not_allowed', "this tool's credential is obtained without consent; widen its configured scopes instead");
   const refused = await scopesNotAllowed(deps.oauth, tool, plan.missing);
   if (refused.length) throw new ApiError('scope_not_allowed', `this tool does not allow the scope ${refused[0]!.slice(0, 100)}`);
   return deps.broker.stepUp(owner, plan.scopes);

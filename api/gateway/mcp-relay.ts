@@ -60,11 +60,12 @@ export async function relayCall(
   const post = (payload: unknown, signal?: EventEmitter) =>
     callAsUser(
       { broker: deps.broker, owner: session.owner, seen: session.seen },
+      { method: 'POST', url },
       true,
-      (bearer) =>
+      (auth) =>
         deps.outbound.request(url, {
           method: 'POST',
-          headers: { ...headers, authorization: `Bearer ${bearer}` },
+          headers: { ...headers, ...auth },
           body: Buffer.from(JSON.stringify(payload)),
           ...(signal ? { signal } : {}),
         }),

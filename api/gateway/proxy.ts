@@ -15,7 +15,7 @@ import { consentLinkFor } from './links.js';
 import { proxyTarget } from './proxy-path.js';
 import { callOutcome, errorCode, recordCall } from './record.js';
 import { codingsOf, decodersFor, NULL_BODY_STATUS, redacting } from './scan.js';
-import { callAsUser, fixedHeaders, SeenTokens, UpstreamAuthRequired, undiciView } from './upstream.js';
+import { callAsUser, fixedHeaders, SeenTokens, UpstreamAuthRequired, undiciView, type TokenHeaders } from './upstream.js';
 
 /** Request bodies up to this size are held, so a 401 can be answered by a refresh and one retry. */
 export const REPLAYABLE_BYTES = 1024 * 1024;
@@ -135,14 +135,15 @@ export async function forward(
   const started = performance.now();
   let upstream: Dispatcher.ResponseData;
   try {
-    const send = (bearer: string) =>
+    const send = (auth: TokenHeaders) =>
       deps.outbound.request(call.target, {
         method: req.method!,
-        headers: { ...headers, authorization: `Bearer ${bearer}` },
+        headers: { ...headers, ...auth },
         ...(body === undefined ? {} : { body: body === 'stream' ? req : body }),
         signal: gone,
       });
-    upstream = await callAsUser({ broker: deps.broker, owner, seen }, body !== 'stream', send, undiciView);
+    const request = { method: req.method!, url: call.target };
+    upstream = await callAsUser({ broker: deps.broker, owner, seen }, request, body !== 'stream', send, undiciView);
   } catch (err) {
     const code = errorCode(err);
     recordCall(deps, call.caller, owner, 'http', call.what, callOutcome(err), {

@@ -4,6 +4,7 @@ import { isTerminal, type CredentialOwner } from '../../lib/domain.js';
 import type { OutboundPolicy } from '../../lib/net/outbound.js';
 import type { ActiveCredential, CredentialBroker } from '../broker.js';
 import { authorizationFailed } from './links.js';
+import { proofHeaders, requestedNonce } from '../../lib/oauth/dpop.js';
 import type { Tool } from '../../lib/tools.js';
 
 /**
@@ -101,27 +102,26 @@ export interface AnswerView {
  */
 export async function callAsUser<T>(
   opts: Omit<UpstreamOptions, 'outbound' | 'tool'>,
+  request: { method: string; url: string | URL },
   replayable: boolean,
-  send: (bearer: string) => Promise<T>,
+  send: (auth: TokenHeaders) => Promise<T>,
   view: (answer: T) => AnswerView,
 ): Promise<T> {
   const { broker, owner, seen } = opts;
-  let token = await currentToken(broker, owner);
-  seen.add(token);
-  let res = await send(token);
+  let current = await currentToken(broker, owner);
+  let res = await sendWith(current);
   let answer = view(res);
   if (answer.status === 401) {
     await answer.discard();
-    const fresh = await newerToken(token);
+    const fresh = await newerToken(current.accessToken);
     if (!replayable) throw new UpstreamUnavailable('the token was refreshed; send the request again');
-    token = fresh;
-    seen.add(token);
-    res = await send(token);
+    current = fresh;
+    res = await sendWith(current);
     answer = view(res);
     if (answer.status === 401) {
       await answer.discard();
       // A token the workflow just issued, refused too: the grant no longer opens the tool.
-      throw new UpstreamAuthRequired({ kind: 'reauthorize', refused: fingerprint(token) });
+      throw new UpstreamAuthRequired({ kind: 'reauthorize', refused: fingerprint(current.accessToken) });
     }
   }
   if (answer.status === 403) {
@@ -134,13 +134,34 @@ export async function callAsUser<T>(
   return res;
 
   /**
+   * One request with the token: as a bearer token, or DPoP-bound with a fresh proof (RFC 9449) — and once more
+   * when the server answers that the proof must carry its nonce (a body that can be sent again).
+   */
+  async function sendWith(credential: ActiveCredential): Promise<T> {
+    seen.add(credential.accessToken);
+    const key = credential.proofKey;
+    if (!key) return send({ authorization: `Bearer ${credential.accessToken}` });
+    const origin = new URL(request.url).origin;
+    const sent = await send(await proofHeaders(key, request, credential.accessToken, dpopNonces.get(origin)));
+    const seenAnswer = view(sent);
+    const nonce = requestedNonce(seenAnswer.status, seenAnswer.header) ?? seenAnswer.header('dpop-nonce');
+    if (nonce && nonce !== dpopNonces.get(origin)) {
+      if (dpopNonces.size >= 1_000) dpopNonces.clear();
+      dpopNonces.set(origin, nonce);
+    }
+    if (!requestedNonce(seenAnswer.status, seenAnswer.header) || !replayable) return sent;
+    await seenAnswer.discard();
+    return send(await proofHeaders(key, request, credential.accessToken, dpopNonces.get(origin)));
+  }
+
+  /**
    * A newer token than `refused`: another call's refresh, else one refresh through the workflow. Only a workflow
    * that has ended means the user must authorize again; a refresh that is late or failed for now is a retry later
    * (the token the upstream refused is not revoked for a hiccup).
    */
-  async function newerToken(refused: string): Promise<string> {
+  async function newerToken(refused: string): Promise<ActiveCredential> {
     const current = await currentToken(broker, owner);
-    if (current !== refused) return current;
+    if (current.accessToken !== refused) return current;
     const refreshed = await broker.shared(owner, 'refresh', REFRESH_WAIT_MS);
     if (refreshed === 'pending') throw new UpstreamUnavailable('the credential is being refreshed');
     if (refreshed === null || isTerminal(refreshed.phase))
@@ -149,9 +170,15 @@ export async function callAsUser<T>(
     broker.forget(owner);
     const read = await broker.readActive(owner);
     if (!read || read.accessToken === refused) throw new UpstreamUnavailable('the refresh has not produced a new token yet');
-    return read.accessToken;
+    return read;
   }
 }
+
+/** How a request carries the user's token: `Authorization`, and a DPoP proof where the token is bound to a key. */
+export type TokenHeaders = { authorization: string; dpop?: string };
+
+/** The nonce each resource server last gave for DPoP proofs (RFC 9449 §9), by origin. */
+const dpopNonces = new Map<string, string>();
 
 /** An answer of undici's request API, as the token logic sees it. */
 export const undiciView = (r: Dispatcher.ResponseData): AnswerView => ({
@@ -178,23 +205,24 @@ export function fixedHeaders(tool: Tool): Record<string, string> {
 export function userFetch(opts: UpstreamOptions): (input: string | URL | Request, init?: RequestInit) => Promise<Response> {
   return (input, init = {}) => {
     const replayable = init.body === undefined || init.body === null || typeof init.body === 'string' || init.body instanceof Uint8Array;
-    const send = (bearer: string) => {
+    const send = (auth: TokenHeaders) => {
       const headers = new Headers(init.headers);
-      for (const [k, v] of Object.entries(fixedHeaders(opts.tool))) headers.set(k, v);
-      headers.set('authorization', `Bearer ${bearer}`);
+      for (const [k, v] of Object.entries({ ...fixedHeaders(opts.tool), ...auth })) headers.set(k, v);
       return opts.outbound.streamingFetch(input, { ...init, headers });
     };
-    return callAsUser(opts, replayable, send, fetchView);
+    const url = input instanceof Request ? input.url : input;
+    const method = init.method ?? (input instanceof Request ? input.method : 'GET');
+    return callAsUser(opts, { method, url }, replayable, send, fetchView);
   };
 }
 
 /** The owner's usable access token; a late refresh is nudged once and waited for briefly. */
-async function currentToken(broker: CredentialBroker, owner: CredentialOwner): Promise<string> {
+async function currentToken(broker: CredentialBroker, owner: CredentialOwner): Promise<ActiveCredential> {
   let hit = await broker.usable(owner);
   if (hit === null && broker.obtainsItself(owner)) hit = await obtainNow(broker, owner);
   if (hit === null) throw new UpstreamAuthRequired({ kind: 'authorize' });
   if (hit === 'late') throw new UpstreamUnavailable('the credential is being refreshed');
-  return hit.accessToken;
+  return hit;
 }
 
 /**

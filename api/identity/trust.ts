@@ -73,8 +73,9 @@ export interface VerifiedIdentity {
   verified: boolean;
   /** The identity names the agent it was issued for (`agent_claim`): an agent's, not a browser's. */
   agentBound?: boolean;
-  /** When the token expires (epoch seconds), where it says. */
+  /** When the token expires and when it was issued (epoch seconds), where it says. */
   expiresAt?: number;
+  issuedAt?: number;
   failure?: string;
 }
 
@@ -166,6 +167,7 @@ export class TrustManager {
         verified: false,
         failure: err.code,
         ...(typeof claims.exp === 'number' ? { expiresAt: claims.exp } : {}),
+        ...(typeof claims.iat === 'number' ? { issuedAt: claims.iat } : {}),
       };
     }
   }
@@ -219,6 +221,7 @@ export class TrustManager {
       verified: true,
       agentBound: Boolean(claim && payload[claim] !== undefined),
       ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp } : {}),
+      ...(typeof payload.iat === 'number' ? { issuedAt: payload.iat } : {}),
     };
   }
 

@@ -5,6 +5,7 @@ import type { CredentialBroker } from '../broker.js';
 import { isoTime, type CredentialOwner } from '../../lib/domain.js';
 import { resolveOwner } from '../owner.js';
 import { compareManifest, listServerTools } from '../mcp-check.js';
+import { SeenTokens, userFetch } from '../gateway/upstream.js';
 import type { OutboundPolicy } from '../../lib/net/outbound.js';
 import type { OAuthClients } from '../../lib/oauth/client.js';
 import type { ToolRegistry } from '../../lib/tools.js';
@@ -153,7 +154,8 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
     if (!active) throw new ApiError('credential_not_active', 'there is no active credential to check; POST to authorize first');
     let serverTools;
     try {
-      serverTools = await listServerTools(tool, active.accessToken, deps.outbound.streamingFetch as typeof fetch);
+      // The stored credential as the gateway sends it (a DPoP-bound one with its proofs).
+      serverTools = await listServerTools(tool, userFetch({ broker, outbound: deps.outbound, owner, tool, seen: new SeenTokens() }));
     } catch (err) {
       const status = (err as { code?: unknown }).code;
       await record(req, owner, 'credential.checked', 'failure', { credentialId: active.credentialId, code: 'mcp_unreachable' });
@@ -194,7 +196,8 @@ export function credentialRoutes(deps: CredentialRoutesDeps): Router {
         retryAfterSeconds: 5,
         expectedKey: 'audit',
       });
-    const exposed = deps.tools.get(owner.toolId)?.exposeToken ?? deps.exposeTokens;
+    // A DPoP-bound token is of no use without the key only the broker holds: it is used through the gateway only.
+    const exposed = !hit.proofKey && (deps.tools.get(owner.toolId)?.exposeToken ?? deps.exposeTokens);
     await record(req, owner, 'credential.issued', 'success', { credentialId: hit.credentialId, ...(exposed ? {} : { token: 'withheld' }) });
     res.setHeader('Cache-Control', 'no-store');
     const expiresAt = hit.expiresAt?.toISOString() ?? null;

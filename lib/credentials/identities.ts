@@ -10,6 +10,14 @@ export interface PresentedIdentityInput {
   issuer: string;
   token: string;
   expiresAt: number;
+  /** When it was issued (epoch seconds), where it says: a credential revoked after that is not restored with it. */
+  issuedAt?: number;
+}
+
+export interface KeptIdentity {
+  token: string;
+  expiresAt: Date;
+  issuedAt: Date | null;
 }
 
 /**
@@ -29,29 +37,34 @@ export class PresentedIdentities {
   async keep(identity: PresentedIdentityInput): Promise<void> {
     const id = identityId(identity);
     if ((this.kept.get(id) ?? 0) >= identity.expiresAt) return;
-    const em = fork(this.orm);
-    const current = await em.findOne(PresentedIdentitySchema, { id }, { fields: ['expiresAt'] });
-    if (!current || current.expiresAt.getTime() < identity.expiresAt * 1000) {
-      await em.upsert(PresentedIdentitySchema, {
-        id,
-        agentId: identity.agentId,
-        userId: identity.userId,
-        issuer: identity.issuer,
-        token: this.vault.encrypt(identity.token, context(identity, id)),
-        expiresAt: new Date(identity.expiresAt * 1000),
-        updatedAt: new Date(),
-      });
-    }
+    const row = {
+      id,
+      agentId: identity.agentId,
+      userId: identity.userId,
+      issuer: identity.issuer,
+      token: this.vault.encrypt(identity.token, context(identity, id)),
+      expiresAt: new Date(identity.expiresAt * 1000),
+      issuedAt: identity.issuedAt ? new Date(identity.issuedAt * 1000) : null,
+      updatedAt: new Date(),
+    };
+    // One statement: a newer identity replaces an older one, never the other way round, however requests race.
+    await fork(this.orm)
+      .createQueryBuilder(PresentedIdentitySchema)
+      .insert(row)
+      .onConflict('id')
+      .merge(['token', 'expiresAt', 'issuedAt', 'updatedAt'])
+      .where({ expiresAt: { $lt: row.expiresAt } })
+      .execute();
     if (this.kept.size >= 50_000) this.kept.clear();
-    this.kept.set(id, identity.expiresAt);
+    this.kept.set(id, Math.max(this.kept.get(id) ?? 0, identity.expiresAt));
   }
 
   /** The newest identity presented for this user by this agent, and until when it is valid; null when none was. */
-  async find(who: { agentId: string; userId: string; issuer: string }): Promise<{ token: string; expiresAt: Date } | null> {
+  async find(who: { agentId: string; userId: string; issuer: string }): Promise<KeptIdentity | null> {
     const id = identityId(who);
     const row = await fork(this.orm).findOne(PresentedIdentitySchema, { id });
     if (!row) return null;
-    return { token: this.vault.decrypt(row.token, context(who, id)), expiresAt: row.expiresAt };
+    return { token: this.vault.decrypt(row.token, context(who, id)), expiresAt: row.expiresAt, issuedAt: row.issuedAt ?? null };
   }
 }
 

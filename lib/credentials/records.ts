@@ -15,7 +15,7 @@ export function ownerOf(row: Credential | AuthorizationRequest): CredentialOwner
 }
 
 const ACTIVE_SQL =
-  'select id, access_token, token_type, scope, access_expires_at from credentials ' +
+  'select id, access_token, token_type, scope, access_expires_at, dpop_key from credentials ' +
   "where agent_id = ? and user_id = ? and tool_id = ? and status = 'active' and deleted_at is null " +
   'order by created_at desc limit 1';
 
@@ -25,6 +25,8 @@ export interface ActiveRow {
   token_type: string | null;
   scope: string | null;
   access_expires_at: Date | string | number | null;
+  /** Encrypted; null when the tokens are not DPoP-bound. */
+  dpop_key: string | null;
 }
 
 /** PostgreSQL returns Dates; SQLite returns what MikroORM stored (epoch milliseconds or ISO text). */

@@ -67,6 +67,7 @@ export class CredentialStore {
         updatedAt: now,
         accessToken: null,
         refreshToken: null,
+        dpopKey: null,
       });
     }
     await em.nativeUpdate(AuthorizationRequestSchema, { credentialId: credential.id, codeVerifier: { $ne: null } }, WIPED_REQUEST);
@@ -107,6 +108,13 @@ export class CredentialUnit {
    * owner's previous credential when it ended needing re-authorization (the same connection, asked again). After
    * an expiry or a revocation any account may connect.
    */
+  /** When the owner's connection was last revoked (by the agent, the user or an admin); null when never. */
+  async lastRevokedAt({ agentId, userId, toolId }: Credential): Promise<Date | null> {
+    const where = { agentId, userId, toolId, status: 'revoked' };
+    const last = await this.em.findOne(CredentialSchema, where, { orderBy: { deletedAt: 'desc' }, fields: ['deletedAt'] });
+    return last?.deletedAt ?? null;
+  }
+
   async pinnedAccount(credential: Credential): Promise<string | null> {
     if (credential.accountId) return credential.accountId;
     const previous = await this.em.findOne(

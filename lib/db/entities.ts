@@ -35,6 +35,8 @@ export const CredentialSchema = defineEntity({
     accountName: p.string().length(300).nullable(),
     /** When an agent last used it (read or through the gateway), written at most once a minute. */
     lastUsedAt: p.datetime().nullable(),
+    /** The DPoP key its tokens are bound to (a private JWK, encrypted); null when the server does not bind them. */
+    dpopKey: p.text().nullable(),
   }),
   indexes: [{ properties: ['agentId', 'userId', 'toolId', 'createdAt'] }],
 });
@@ -224,6 +226,8 @@ export const PresentedIdentitySchema = defineEntity({
     issuer: p.text(),
     token: p.text(),
     expiresAt: p.datetime(),
+    /** The token's `iat`: an identity issued before a credential was revoked does not restore it. */
+    issuedAt: p.datetime().nullable(),
     updatedAt: p.datetime(),
   }),
 });

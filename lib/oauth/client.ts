@@ -5,6 +5,7 @@ import { brokerClientMetadata } from './client-metadata.js';
 import { DiscoveryError, discoverMcpAuthorization, originOf } from './mcp-discovery.js';
 import { quirkFetch } from './quirks.js';
 import { clientAuthFor } from './client-auth.js';
+import { bindsWithDpop } from './dpop.js';
 import type { ClientKeys } from './client-keys.js';
 import type { ClientRegistrations, RegisteredClient } from './registrations.js';
 
@@ -30,6 +31,8 @@ export interface OAuthClientOptions {
   discoveryTtlMs?: number;
   /** Signing keys for `private_key_jwt` client authentication. */
   clientKeys?: ClientKeys;
+  /** Whether agents may read access tokens (EXPOSE_TOKENS; a tool's `expose_token` overrides): see bindsWithDpop. */
+  exposeTokens?: boolean;
 }
 
 /** Default for OAuthClientOptions.discoveryTtlMs. */
@@ -53,6 +56,8 @@ export interface ToolClient {
    * spread over more than one origin (the shape of a mix-up, where only `iss` ties the response to the server meant).
    */
   requireIss: boolean;
+  /** Tokens are bound to the credential's DPoP key (RFC 9449): the server supports it and the tool does not opt out. */
+  dpop: boolean;
 }
 
 /** Builds (and caches per tool) the openid-client configuration for a tool's authorization server. */
@@ -89,7 +94,16 @@ export class OAuthClients {
     const idp = tool.auth.identity_provider;
     if (!idp) return Promise.reject(new DiscoveryError('invalid_metadata', `tool ${tool.id} has no identity provider`));
     const { issuer, token_url, client_id, client_secret, token_endpoint_auth_method } = idp;
-    const auth = { type: 'oauth2' as const, issuer, token_url, client_id, client_secret, token_endpoint_auth_method, scopeList: [] };
+    const auth = {
+      type: 'oauth2' as const,
+      issuer,
+      token_url,
+      client_id,
+      client_secret,
+      token_endpoint_auth_method,
+      dpop: tool.auth.dpop,
+      scopeList: [],
+    };
     return this.forTool({ ...tool, id: `${tool.id}\0identity-provider`, toolType: 'api', auth });
   }
 
@@ -144,6 +158,7 @@ export class OAuthClients {
       allowedScopes: auth.allowed_scopes ?? auth.scopeList,
       discovered: false,
       requireIss: false,
+      dpop: bindsWithDpop(tool, config.serverMetadata(), this.opts.exposeTokens),
     };
   }
 
@@ -191,6 +206,7 @@ export class OAuthClients {
       allowedScopes: tool.auth.allowed_scopes ?? [...new Set([...tool.auth.scopeList, ...found.scopes, ...found.scopesSupported])],
       discovered: true,
       requireIss: requiresIss(found.serverMetadata),
+      dpop: bindsWithDpop(tool, found.serverMetadata, this.opts.exposeTokens),
     };
   }
 

@@ -34,7 +34,13 @@ export class UnexpectedTokenTypeError extends Error {
  *   tool's authorization server and whose resource is the tool, which that server redeems for an access token (RFC
  *   7523 JWT bearer grant, the broker authenticating as the client the grant names). The grant lives only here.
  */
-export async function exchangeIdentity(oauth: OAuthClients, tool: Tool, subjectToken: string): Promise<oidc.TokenEndpointResponse> {
+export async function exchangeIdentity(
+  oauth: OAuthClients,
+  tool: Tool,
+  subjectToken: string,
+  /** The issued token's DPoP proof (the last step's server binds it to the credential's key). */
+  proof: oidc.DPoPOptions = {},
+): Promise<oidc.TokenEndpointResponse> {
   const idp = await oauth.forIdentityProvider(tool);
   const { auth } = tool;
   const scope: Record<string, string> = auth.scopeList.length ? { scope: auth.scopeList.join(auth.scope_separator ?? ' ') } : {};
@@ -44,13 +50,18 @@ export async function exchangeIdentity(oauth: OAuthClients, tool: Tool, subjectT
   };
   if (auth.type === 'token_exchange') {
     return step('identity_provider', () =>
-      oidc.genericGrantRequest(idp.config, TOKEN_EXCHANGE, {
-        ...subject,
-        requested_token_type: TOKEN_TYPES.access_token,
-        ...(auth.audience ? { audience: auth.audience } : {}),
-        ...(auth.resource ? { resource: auth.resource } : {}),
-        ...scope,
-      }),
+      oidc.genericGrantRequest(
+        idp.config,
+        TOKEN_EXCHANGE,
+        {
+          ...subject,
+          requested_token_type: TOKEN_TYPES.access_token,
+          ...(auth.audience ? { audience: auth.audience } : {}),
+          ...(auth.resource ? { resource: auth.resource } : {}),
+          ...scope,
+        },
+        proof,
+      ),
     );
   }
   const server: ToolClient = await oauth.forTool(tool);

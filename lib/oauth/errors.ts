@@ -27,7 +27,8 @@ export function classifyOAuthError(err: unknown): ClassifiedOAuthError {
   if (refused) return { code: refused.code, permanent: true, message: `outbound request refused (${refused.reason})` };
   if (err instanceof DiscoveryError) return { code: err.code, permanent: !err.transient, message: err.message };
   if (err instanceof oidc.ResponseBodyError) {
-    const code = /^[a-z_]{1,64}$/.test(err.error) ? err.error : 'oauth_error';
+    // `identity_…` codes are the broker's own (a kept identity's state): a server cannot claim one.
+    const code = /^[a-z_]{1,64}$/.test(err.error) && !err.error.startsWith('identity_') ? err.error : 'oauth_error';
     const transient = err.status >= 500 || code === 'temporarily_unavailable' || code === 'server_error' || err.status === 429;
     const retryAfterSeconds = transient ? retryAfter(err.response) : undefined;
     return {

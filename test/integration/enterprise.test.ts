@@ -1,6 +1,6 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AuditEventSchema, CredentialSchema, PresentedIdentitySchema } from '../../lib/db/entities.js';
@@ -188,7 +188,46 @@ describe('enterprise-managed authorization (ID-JAG)', () => {
     expect(refused.status, refused.text).toBe(502);
     expect(refused.json.error.code).toBe('invalid_grant');
     const audit = await auditOf(agent, 'credential.identity_exchanged');
-    expect(audit.map((e) => [e.outcome, (e.detail as { code?: string }).code])).toEqual([['failure', 'invalid_grant']]);
+    expect(audit.map((e) => e.detail)).toEqual([{ code: 'invalid_grant', step: 'identity_provider' }]);
+    expect(audit[0]!.outcome).toBe('failure');
+  });
+});
+
+describe('enterprise connections taken back', () => {
+  it('a revocation holds (at the provider too) until the user signs in again', async () => {
+    const { agent } = freshOwner('enterprise-revoke');
+    const idToken = await idp.signIn('dave');
+    const first = await h.call('POST', '/api/v1/credentials/corp', as(agent, idToken));
+    expect(first.status, first.text).toBe(200);
+    const revoked = await h.call('DELETE', '/api/v1/credentials/corp', as(agent, idToken));
+    expect(revoked.status, revoked.text).toBe(200);
+    expect((await mcp.introspect(first.json.access_token))?.active).toBe(false);
+    // The agent still holds dave's ID token: it does not restore the connection on its own.
+    const again = await h.call('POST', '/api/v1/credentials/corp', as(agent, idToken));
+    expect(again.status, again.text).toBe(403);
+    expect(again.json.error.code).toBe('enterprise_identity_required');
+    // Dave signs in again (a new ID token, issued after the revocation): the connection is back.
+    await new Promise((r) => setTimeout(r, 1_100));
+    const restored = await h.call('POST', '/api/v1/credentials/corp', as(agent, await idp.signIn('dave')));
+    expect(restored.status, restored.text).toBe(200);
+    expect(await mcp.introspect(restored.json.access_token)).toMatchObject({ active: true, sub: 'dave' });
+  });
+
+  it('a tool that asks for wider scopes is told no consent can widen an exchanged identity', async () => {
+    const { agent } = freshOwner('enterprise-step-up');
+    const client = new Client({ name: 'enterprise-agent', version: '1.0.0' }, { capabilities: {} });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${h.baseUrl}/api/v1/mcp/corp`), {
+        requestInit: { headers: { 'x-agent-id': agent, 'x-user-identity': await idp.signIn('erin') } },
+      }),
+    );
+    try {
+      const refused = await client.callTool({ name: 'admin', arguments: {} }).catch((err: unknown) => err);
+      expect(refused).toBeInstanceOf(McpError);
+      expect((refused as McpError).data).toMatchObject({ code: 'scope_not_allowed' });
+    } finally {
+      await client.close();
+    }
   });
 });
 

@@ -8,6 +8,7 @@ import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import Provider, { errors } from 'oidc-provider';
 import { z } from 'zod';
 import { fetchTrusting } from './tls-proxy.js';
+import { checkTokenUse, dpopChallenge, type TokenBinding } from './dpop-check.js';
 
 export interface McpTestServer {
   /** The MCP endpoint, the only thing a tool needs to know. */
@@ -31,7 +32,7 @@ export interface McpTestServer {
   /** From now on, the protected resource metadata names this authorization server instead (a server that moved). */
   pointTo(issuer: string): void;
   /** Checks a token at the authorization server (for an API protected by the same provider). */
-  introspect(token: string): Promise<{ active: boolean; sub?: unknown; aud?: unknown; scope?: unknown } | null>;
+  introspect(token: string): Promise<Introspection | null>;
   close(): Promise<void>;
 }
 
@@ -71,11 +72,16 @@ export interface McpServerOptions {
   metadata?: 'path' | 'root' | '2025-03-26' | '2025-03-26-defaults';
   /** Keep introspection answers this long (a resource server's usual cache; the benchmark's upstream). */
   introspectionCacheMs?: number;
+  /** Proofs for DPoP-bound tokens must carry this nonce (RFC 9449 §9): the first try without it is refused. */
+  dpopNonce?: string;
   /** Pre-registered clients (a tool configured with its client id, an HTTP API protected by this provider). */
   clients?: { client_id: string; client_secret: string; redirect_uris: string[]; grant_types?: string[] }[];
 }
 
 const TOOLS = ['echo', 'add', 'admin'];
+
+/** What the authorization server says of a token (RFC 7662), `cnf.jkt` when it is DPoP-bound. */
+type Introspection = { active: boolean; sub?: unknown; aud?: unknown; scope?: unknown; token_type?: unknown } & TokenBinding;
 
 /**
  * A real remote MCP server (the official TypeScript SDK, streamable HTTP) that requires a bearer token and
@@ -179,6 +185,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   }
   const tokensSeen = new Set<string>();
   const rejected = new Set<string>();
+  const dpopState = { jtis: new Set<string>(), ...(opts.dpopNonce ? { nonce: opts.dpopNonce } : {}) };
   let rejectAll = false;
   const counters = { cancellations: 0 };
   /** Stateful Streamable HTTP sessions, by id. */
@@ -190,11 +197,19 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   };
   /** The token's introspection when it may use this server; otherwise answers 401 and returns null. */
   const authenticate = async (req: express.Request, res: express.Response) => {
-    const token = /^Bearer (.+)$/i.exec(req.get('authorization') ?? '')?.[1];
+    const presented = /^(Bearer|DPoP) (.+)$/i.exec(req.get('authorization') ?? '');
+    const token = presented?.[2];
     if (token) tokensSeen.add(token);
     const info = token && !rejected.has(token) && !rejectAll ? await checked(token) : null;
     if (!info?.active || (info.aud !== resource && !opts.acceptAnyResource)) {
       challenge(res);
+      return null;
+    }
+    // A DPoP-bound token only with a proof of its key; a bearer token only as one.
+    const use = { method: req.method, url: `${origin}${req.originalUrl}`, scheme: presented![1]!, token: token!, proof: req.get('dpop') };
+    const refusal = await checkTokenUse(use, info, dpopState);
+    if (refusal) {
+      res.status(401).set(dpopChallenge(refusal, dpopState.nonce)).json({ error: refusal });
       return null;
     }
     return { ...info, token: token! };
@@ -329,7 +344,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
     return info;
   }
 
-  async function introspect(token: string): Promise<{ active: boolean; sub?: unknown; aud?: unknown; scope?: unknown } | null> {
+  async function introspect(token: string): Promise<Introspection | null> {
     const res = await fetch(`${issuer}/token/introspection`, {
       method: 'POST',
       headers: {
@@ -338,7 +353,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
       },
       body: new URLSearchParams({ token }),
     });
-    return res.ok ? ((await res.json()) as { active: boolean; sub?: unknown; aud?: unknown; scope?: unknown }) : null;
+    return res.ok ? ((await res.json()) as Introspection) : null;
   }
 
   return {

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import express from 'express';
+import { checkTokenUse, dpopChallenge, type TokenBinding } from './dpop-check.js';
 
 export interface ProtectedApi {
   origin: string;
@@ -18,7 +19,7 @@ export interface ProtectedApi {
  * introspection there, on every request). It answers with what it received, so tests can see what the proxy sent.
  */
 export async function startProtectedApi(
-  introspect: (token: string) => Promise<{ active: boolean; sub?: unknown } | null>,
+  introspect: (token: string) => Promise<({ active: boolean; sub?: unknown } & TokenBinding) | null>,
 ): Promise<ProtectedApi> {
   const requests: ProtectedApi['requests'] = [];
   const tokensSeen = new Set<string>();
@@ -28,11 +29,19 @@ export async function startProtectedApi(
     requests.push({ method: req.method, url: req.originalUrl });
     next();
   });
+  const dpopState = { jtis: new Set<string>() };
+  /** Known once listening; requests come after. */
+  let origin = '';
   app.use('/v1', express.json(), async (req, res, next) => {
-    const token = /^Bearer (.+)$/i.exec(req.get('authorization') ?? '')?.[1];
+    const presented = /^(Bearer|DPoP) (.+)$/i.exec(req.get('authorization') ?? '');
+    const token = presented?.[2];
     if (token) tokensSeen.add(token);
     const info = token && !rejected.has(token) ? await introspect(token) : null;
     if (!info?.active) return void res.status(401).set('WWW-Authenticate', 'Bearer error="invalid_token"').json({ error: 'invalid_token' });
+    // A DPoP-bound token only with a proof of its key (RFC 9449); a bearer token only as one.
+    const use = { method: req.method, url: `${origin}${req.originalUrl}`, scheme: presented![1]!, token: token!, proof: req.get('dpop') };
+    const refusal = await checkTokenUse(use, info, dpopState);
+    if (refusal) return void res.status(401).set(dpopChallenge(refusal)).json({ error: refusal });
     res.locals.sub = info.sub;
     next();
   });
@@ -48,7 +57,7 @@ export async function startProtectedApi(
   // streamed in small chunks with ?chunked=1): the proxy must not hand it to the agent in any of these forms.
   app.get('/v1/leak', (req, res) => {
     const authorization = req.get('authorization') ?? '';
-    const body = Buffer.from(JSON.stringify({ seen: authorization, again: `token=${authorization.slice(7)}` }));
+    const body = Buffer.from(JSON.stringify({ seen: authorization, again: `token=${authorization.replace(/^\S+ /, '')}` }));
     res.set('x-echo', authorization).type('application/json');
     if (req.query.gzip) return void res.set('content-encoding', 'gzip').send(gzipSync(body));
     // Encodings as careless servers send them: stacked (gzip, then br), deflate with and without its zlib
@@ -70,8 +79,9 @@ export async function startProtectedApi(
   app.all('/v1/{*rest}', echo);
   const server: Server = createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
-    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    origin,
     requests,
     tokensSeen,
     rejectTokensSeen: () => {

@@ -36,6 +36,7 @@ describe('TrustManager (strict)', () => {
       verified: true,
       agentBound: false,
       expiresAt: expect.any(Number),
+      issuedAt: expect.any(Number),
     });
     // One issued to an agent says so (the users' page refuses those).
     expect((await trust.verify(await gw.sign('alice@example.com', { claims: { agent_id: 'agent-1' } }), 'agent-1')).agentBound).toBe(true);
