@@ -2,7 +2,7 @@ import { proofFor } from './proof.js';
 import { ApplicationFailure } from '@temporalio/activity';
 import * as oidc from 'openid-client';
 import { identifyAccount } from '../lib/oauth/account.js';
-import { proofHeaders } from '../lib/oauth/dpop.js';
+import { boundFetch, isBound } from '../lib/oauth/dpop.js';
 import { ownerOf, secretContext } from '../lib/credentials/records.js';
 import { authorizationDuration, authorizations, recordProviderCall } from '../lib/metrics.js';
 import { scopeParams } from '../lib/oauth/quirks.js';
@@ -137,12 +137,11 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
           throw await oauthFailure(em, 'authorization.completed', credential, err);
         }
         // The provider has answered: from here its tokens exist only in this process until they are committed.
-        const bound = proof.key;
+        const bound = isBound(tokens.token_type) ? proof.key : undefined;
         const account = await identifyAccount(
           tool,
           tokens,
-          deps.outbound.fetch,
-          bound ? (url) => proofHeaders(bound, { method: 'GET', url }, tokens.access_token) : undefined,
+          bound ? boundFetch(deps.outbound.fetch, bound, tokens.access_token) : deps.outbound.fetch,
         );
         if (pinned && account && pinned !== account.id) {
           // Consent with another account than this connection has: its tokens are given back, never stored.
@@ -158,7 +157,7 @@ export function authorizationActivities(deps: ActivityDeps, kit: Toolkit) {
         const now = new Date();
         const changes = {
           ...tokenChanges(credential, tokens, now, { consent: true }),
-          ...proof.changes,
+          ...proof.changesFor(tokens),
           // Unknown stays unknown: an id from before is not carried over to tokens nobody identified.
           accountId: account?.id ?? null,
           accountName: account?.name ?? null,

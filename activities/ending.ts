@@ -2,7 +2,7 @@ import * as oidc from 'openid-client';
 import { ownerOf, secretContext } from '../lib/credentials/records.js';
 import type { RevocationOutcome } from '../lib/domain.js';
 import { authorizations, revocations } from '../lib/metrics.js';
-import { ACTOR, sameIssuerClient, type ActivityDeps, type Toolkit } from './context.js';
+import { ACTOR, forTool, sameIssuerClient, type ActivityDeps, type Toolkit } from './context.js';
 
 /** Ending a credential: revocation at the provider, and the row marked ended with its secrets wiped. */
 export function endingActivities(deps: ActivityDeps, kit: Toolkit) {
@@ -30,7 +30,11 @@ export function endingActivities(deps: ActivityDeps, kit: Toolkit) {
       if (!tool) return none();
       let client;
       try {
-        client = await sameIssuerClient(deps.oauth, tool, credential);
+        // A token exchanged on the user's behalf came from the identity provider: it is revoked there.
+        client =
+          tool.auth.type === 'token_exchange'
+            ? await forTool(deps.oauth, tool, true)
+            : await sameIssuerClient(deps.oauth, tool, credential);
       } catch {
         // The tokens' server is no longer the tool's: they are not sent anywhere else; the credential still ends.
         return none();

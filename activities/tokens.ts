@@ -75,7 +75,7 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
         }
         // A rotated refresh token lives only here until committed: nothing else happens before the write.
         const now = new Date();
-        const changes = { ...tokenChanges(credential, tokens, now), ...proof.changes, lastRefreshedAt: now };
+        const changes = { ...tokenChanges(credential, tokens, now), ...proof.changesFor(tokens), lastRefreshedAt: now };
         await commit(credential, changes, {
           eventType: 'credential.refreshed',
           detail: { generation: changes.tokenGeneration, accessExpiresAt: changes.accessExpiresAt?.toISOString() ?? null },
@@ -132,7 +132,7 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
         const first = credential.tokenGeneration === 0;
         const changes = {
           ...tokenChanges(credential, tokens, now),
-          ...proof.changes,
+          ...proof.changesFor(tokens),
           acquiredAt: credential.acquiredAt ?? now,
           ...(first ? {} : { lastRefreshedAt: now }),
           status: 'active',

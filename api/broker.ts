@@ -4,7 +4,7 @@ import type { CredentialView, RevokeRequest } from '../workflows/messages.js';
 import type { Credential } from '../lib/db/entities.js';
 import { MACHINE_USER, type CredentialOwner } from '../lib/domain.js';
 import type { Vault, VaultError } from '../lib/vault/crypto.js';
-import { importProofKey, type ProofKey } from '../lib/oauth/dpop.js';
+import { importProofKey, isBound, type ProofKey } from '../lib/oauth/dpop.js';
 import { BrokerError, CredentialWorkflows, type WorkflowSettings } from './credential-workflows.js';
 
 export { BrokerError };
@@ -107,7 +107,8 @@ export class CredentialBroker {
     let proofKey: ProofKey | undefined;
     try {
       accessToken = entry.token ??= this.vault.decrypt(row.access_token, secretContext(owner, row.id, 'access_token'));
-      const stored = row.dpop_key;
+      // Bound tokens only (the row's token type says so): a key kept beside a bearer token is not used.
+      const stored = isBound(row.token_type) ? row.dpop_key : null;
       if (stored)
         proofKey = await (entry.proofKey ??= importProofKey(this.vault.decrypt(stored, secretContext(owner, row.id, 'dpop_key'))));
     } catch (err) {

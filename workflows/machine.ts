@@ -1,4 +1,12 @@
-import { allHandlersFinished, condition, makeContinueAsNewFunc, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  condition,
+  makeContinueAsNewFunc,
+  patched,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { createActivities, TokenMetadata } from '../activities/index.js';
 import { isoTime, isTerminal, MACHINE_USER, type LifecycleEvent, type RevocationOutcome } from '../lib/domain.js';
 import { announce, ENDED_EVENTS, revokedData } from './events.js';
@@ -67,7 +75,7 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
     await (wait === undefined ? condition(() => inbox.revoke !== null) : condition(() => inbox.revoke !== null, wait));
     if (inbox.revoke) {
       const request = inbox.revoke;
-      const receipt = usersOwn ? { ...revokedData(request), revocation: await revokeAtProvider() } : {};
+      const receipt = usersOwn && patched('enterprise-revocation') ? { ...revokedData(request), revocation: await revokeAtProvider() } : {};
       await end('revoked', `revoked by ${request.actor}: ${request.reason}`, receipt);
     }
   }

@@ -29,6 +29,8 @@ export const PROXY_ROUTE = '/api/v1/proxy/:toolId{/*path}';
 /** Never forwarded: the agent's own credentials and identity, cookies, hop-by-hop and proxy headers. */
 const DROPPED_REQUEST_HEADERS = new Set([
   'authorization',
+  // The gateway signs its own DPoP proofs; an agent's would sit beside a token it was not made for.
+  'dpop',
   'proxy-authorization',
   'x-user-identity',
   'x-agent-id',

@@ -4,7 +4,7 @@ import { isTerminal, type CredentialOwner } from '../../lib/domain.js';
 import type { OutboundPolicy } from '../../lib/net/outbound.js';
 import type { ActiveCredential, CredentialBroker } from '../broker.js';
 import { authorizationFailed } from './links.js';
-import { proofHeaders, requestedNonce } from '../../lib/oauth/dpop.js';
+import { proofHeaders, proofRefusal, validNonce } from '../../lib/oauth/dpop.js';
 import type { Tool } from '../../lib/tools.js';
 
 /**
@@ -142,16 +142,29 @@ export async function callAsUser<T>(
     const key = credential.proofKey;
     if (!key) return send({ authorization: `Bearer ${credential.accessToken}` });
     const origin = new URL(request.url).origin;
-    const sent = await send(await proofHeaders(key, request, credential.accessToken, dpopNonces.get(origin)));
-    const seenAnswer = view(sent);
-    const nonce = requestedNonce(seenAnswer.status, seenAnswer.header) ?? seenAnswer.header('dpop-nonce');
-    if (nonce && nonce !== dpopNonces.get(origin)) {
-      if (dpopNonces.size >= 1_000) dpopNonces.clear();
-      dpopNonces.set(origin, nonce);
+    const signed = async () => {
+      const sent = await send(await proofHeaders(key, request, credential.accessToken, dpopNonces.get(origin)));
+      const answer = view(sent);
+      const nonce = validNonce(answer.header('dpop-nonce'));
+      if (nonce && nonce !== dpopNonces.get(origin)) {
+        if (dpopNonces.size >= 1_000) dpopNonces.clear();
+        dpopNonces.set(origin, nonce);
+      }
+      return { sent, answer, refusal: proofRefusal(answer.status, answer.header) };
+    };
+    let attempt = await signed();
+    if (attempt.refusal?.error === 'use_dpop_nonce') {
+      await attempt.answer.discard();
+      // A body already sent cannot be sent again: the caller sends the request again, with the nonce now known.
+      if (!replayable) throw new UpstreamUnavailable('the server asked for a fresh DPoP nonce; send the request again');
+      attempt = await signed();
     }
-    if (!requestedNonce(seenAnswer.status, seenAnswer.header) || !replayable) return sent;
-    await seenAnswer.discard();
-    return send(await proofHeaders(key, request, credential.accessToken, dpopNonces.get(origin)));
+    // A refused proof is not a refused token: no refresh and no revocation for it; the request fails for now.
+    if (attempt.refusal) {
+      await attempt.answer.discard();
+      throw new UpstreamUnavailable(`the server refused the DPoP proof (${attempt.refusal.error})`);
+    }
+    return attempt.sent;
   }
 
   /**

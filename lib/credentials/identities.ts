@@ -27,7 +27,8 @@ export interface KeptIdentity {
  * A write happens only when a token newer than the one this process last kept arrives (about once per token life).
  */
 export class PresentedIdentities {
-  private readonly kept = new Map<string, number>();
+  /** What this process last kept per row: its expiry and issue time (epoch seconds). */
+  private readonly kept = new Map<string, { exp: number; iat: number }>();
 
   constructor(
     private readonly orm: Orm,
@@ -36,7 +37,9 @@ export class PresentedIdentities {
 
   async keep(identity: PresentedIdentityInput): Promise<void> {
     const id = identityId(identity);
-    if ((this.kept.get(id) ?? 0) >= identity.expiresAt) return;
+    const iat = identity.issuedAt ?? 0;
+    const known = this.kept.get(id);
+    if (known && known.exp >= identity.expiresAt && known.iat >= iat) return;
     const row = {
       id,
       agentId: identity.agentId,
@@ -47,16 +50,17 @@ export class PresentedIdentities {
       issuedAt: identity.issuedAt ? new Date(identity.issuedAt * 1000) : null,
       updatedAt: new Date(),
     };
-    // One statement: a newer identity replaces an older one, never the other way round, however requests race.
-    await fork(this.orm)
-      .createQueryBuilder(PresentedIdentitySchema)
-      .insert(row)
-      .onConflict('id')
-      .merge(['token', 'expiresAt', 'issuedAt', 'updatedAt'])
-      .where({ expiresAt: { $lt: row.expiresAt } })
-      .execute();
+    // A newer identity (issued later, or living longer) replaces an older one, never the other way round, however
+    // requests race: the row is created if missing, then replaced only where it is older (each one statement).
+    const em = fork(this.orm);
+    await em.createQueryBuilder(PresentedIdentitySchema).insert(row).onConflict('id').ignore().execute();
+    const older = row.issuedAt
+      ? [{ expiresAt: { $lt: row.expiresAt } }, { issuedAt: { $lt: row.issuedAt } }, { issuedAt: null }]
+      : [{ expiresAt: { $lt: row.expiresAt } }];
+    const { token, expiresAt, issuedAt, updatedAt } = row;
+    await em.nativeUpdate(PresentedIdentitySchema, { id, $or: older }, { token, expiresAt, issuedAt, updatedAt });
     if (this.kept.size >= 50_000) this.kept.clear();
-    this.kept.set(id, Math.max(this.kept.get(id) ?? 0, identity.expiresAt));
+    this.kept.set(id, { exp: Math.max(known?.exp ?? 0, identity.expiresAt), iat: Math.max(known?.iat ?? 0, iat) });
   }
 
   /** The newest identity presented for this user by this agent, and until when it is valid; null when none was. */

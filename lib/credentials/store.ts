@@ -108,9 +108,12 @@ export class CredentialUnit {
    * owner's previous credential when it ended needing re-authorization (the same connection, asked again). After
    * an expiry or a revocation any account may connect.
    */
-  /** When the owner's connection was last revoked (by the agent, the user or an admin); null when never. */
+  /**
+   * When someone took the owner's connection back (the agent, the user or an admin; not the gateway replacing a token
+   * the tool refused); null when never.
+   */
   async lastRevokedAt({ agentId, userId, toolId }: Credential): Promise<Date | null> {
-    const where = { agentId, userId, toolId, status: 'revoked' };
+    const where = { agentId, userId, toolId, status: 'revoked', $not: { endReason: { $like: 'revoked by gateway:%' } } };
     const last = await this.em.findOne(CredentialSchema, where, { orderBy: { deletedAt: 'desc' }, fields: ['deletedAt'] });
     return last?.deletedAt ?? null;
   }

@@ -18,16 +18,15 @@ const text = (v: unknown): string | null => (typeof v === 'string' && v ? v.slic
 export async function identifyAccount(
   tool: Tool,
   tokens: oidc.TokenEndpointResponse & Partial<oidc.TokenEndpointResponseHelpers>,
+  /** Sends the request (with a DPoP-bound token, `boundFetch` replaces the bearer header with the token and its proof). */
   fetch: (url: string, init: RequestInit) => Promise<Response>,
-  /** How the access token goes with the request (a DPoP-bound one with its proof); default: as a bearer token. */
-  authorize: (url: string) => Promise<Record<string, string>> = async () => ({ authorization: `Bearer ${tokens.access_token}` }),
 ): Promise<UpstreamAccount | null> {
   const claims = tokens.id_token ? tokens.claims?.() : undefined;
   if (claims?.sub) return { id: claims.sub, name: text(claims.email) ?? text(claims.name) ?? text(claims.preferred_username) };
   if (tool.auth.account_url) {
     try {
       const res = await fetch(tool.auth.account_url, {
-        headers: { ...(await authorize(tool.auth.account_url)), accept: 'application/json' },
+        headers: { authorization: `Bearer ${tokens.access_token}`, accept: 'application/json' },
       });
       if (res.ok) {
         const body = (await res.json()) as Record<string, unknown>;

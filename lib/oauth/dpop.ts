@@ -16,6 +16,11 @@ export interface ProofKey {
 
 const ALG = 'ES256';
 
+/** Whether a token answer's `token_type` says the token is bound to the proof's key. */
+export function isBound(tokenType: string | null | undefined): boolean {
+  return tokenType?.toLowerCase() === 'dpop';
+}
+
 /** Whether a server's metadata says it binds tokens with DPoP proofs the broker can sign (ES256). */
 export function supportsDpop(server: Record<string, unknown>): boolean {
   const algs = server.dpop_signing_alg_values_supported;
@@ -75,9 +80,45 @@ export async function proofHeaders(
   return { authorization: `DPoP ${accessToken}`, dpop: proof };
 }
 
-/** The nonce a resource server asks proofs to carry (401 `DPoP error="use_dpop_nonce"` with `DPoP-Nonce`). */
-export function requestedNonce(status: number, header: (name: string) => string | null): string | null {
-  if (status !== 401 || !/^\s*DPoP\b[^]*error="?use_dpop_nonce"?/i.test(header('www-authenticate') ?? '')) return null;
-  const nonce = header('dpop-nonce');
-  return nonce && /^[\x21\x23-\x5b\x5d-\x7e]{1,200}$/.test(nonce) ? nonce : null;
+/**
+ * A resource server's refusal of a proof (RFC 9449 §7.1, §9), wherever its DPoP challenge stands among others: it asks
+ * for its nonce (`use_dpop_nonce`, with `DPoP-Nonce`) or refuses the proof (`invalid_dpop_proof`); null otherwise.
+ */
+export function proofRefusal(
+  status: number,
+  header: (name: string) => string | null,
+): { error: 'use_dpop_nonce' | 'invalid_dpop_proof'; nonce: string | null } | null {
+  if (status !== 401) return null;
+  const error = /error="?(use_dpop_nonce|invalid_dpop_proof)"?/i.exec(header('www-authenticate') ?? '')?.[1]?.toLowerCase();
+  if (error !== 'use_dpop_nonce' && error !== 'invalid_dpop_proof') return null;
+  return { error, nonce: validNonce(header('dpop-nonce')) };
+}
+
+/** A server's `DPoP-Nonce`, when it is one (bounded, printable, no quotes or backslashes). */
+export function validNonce(value: string | null): string | null {
+  return value && /^[\x21\x23-\x5b\x5d-\x7e]{1,200}$/.test(value) ? value : null;
+}
+
+/**
+ * A fetch that sends a DPoP-bound token with a fresh proof of its key (in place of any `Authorization` header given),
+ * and once more with the server's nonce when it asks for one.
+ */
+export function boundFetch(
+  fetch: (url: string, init: RequestInit) => Promise<Response>,
+  key: ProofKey,
+  accessToken: string,
+): (url: string, init?: RequestInit) => Promise<Response> {
+  return async (url, init = {}) => {
+    const request = { method: init.method ?? 'GET', url };
+    const withProof = async (nonce?: string) =>
+      fetch(url, {
+        ...init,
+        headers: { ...(init.headers as Record<string, string>), ...(await proofHeaders(key, request, accessToken, nonce)) },
+      });
+    const res = await withProof();
+    const refusal = proofRefusal(res.status, (name) => res.headers.get(name));
+    if (refusal?.error !== 'use_dpop_nonce' || !refusal.nonce) return res;
+    await res.body?.cancel();
+    return withProof(refusal.nonce);
+  };
 }

@@ -78,7 +78,7 @@ export async function exchangeIdentity(
   if (grant.issued_token_type !== TOKEN_TYPES.id_jag)
     throw new UnexpectedTokenTypeError('the identity provider did not issue an identity assertion grant');
   return step('authorization_server', () =>
-    oidc.genericGrantRequest(server.config, JWT_BEARER, { assertion: grant.access_token, ...scope }),
+    oidc.genericGrantRequest(server.config, JWT_BEARER, { assertion: grant.access_token, ...scope }, proof),
   );
 }
 

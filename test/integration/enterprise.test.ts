@@ -53,6 +53,14 @@ beforeAll(async () => {
       auth: { type: 'enterprise', ...AS_CLIENT, identity_provider: identityProvider },
       manifest: [],
     },
+    // The same, its tokens bound to a key of the broker's (DPoP) at the authorization server.
+    {
+      id: 'corp-bound',
+      tool_type: 'mcp',
+      connection_params: { type: 'streamable-http', url: mcp.url },
+      auth: { type: 'enterprise', ...AS_CLIENT, identity_provider: identityProvider, dpop: true },
+      manifest: [],
+    },
     {
       id: 'corp-api',
       tool_type: 'api',
@@ -149,6 +157,28 @@ describe('enterprise-managed authorization (ID-JAG)', () => {
     for (const secret of [idToken, exchanges[0]!.issued, read.json.access_token as string]) {
       expect(histories.some((text) => text.includes(secret))).toBe(false);
     }
+  });
+
+  it('with DPoP, the redeemed token is bound to the broker’s key, and the gateway proves it', async () => {
+    const { agent } = freshOwner('enterprise-dpop');
+    const idToken = await idp.signIn('frank');
+    const before = new Set(mcp.tokensSeen);
+    const client = new Client({ name: 'enterprise-agent', version: '1.0.0' }, { capabilities: {} });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${h.baseUrl}/api/v1/mcp/corp-bound`), {
+        requestInit: { headers: { 'x-agent-id': agent, 'x-user-identity': idToken } },
+      }),
+    );
+    try {
+      const result = (await client.callTool({ name: 'whoami', arguments: {} })) as CallToolResult;
+      expect((result.content[0] as { text: string }).text).toBe('frank');
+    } finally {
+      await client.close();
+    }
+    const token = [...mcp.tokensSeen].find((t) => !before.has(t))!;
+    expect((await mcp.introspect(token))?.cnf?.jkt).toMatch(/^[\w-]{43}$/);
+    const row = await fork(h.services.orm).findOneOrFail(CredentialSchema, { agentId: agent, toolId: 'corp-bound' });
+    expect(row.tokenType?.toLowerCase()).toBe('dpop');
   });
 
   it('renews before expiry by exchanging the identity again, with no one involved', async () => {

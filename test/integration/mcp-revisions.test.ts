@@ -1,8 +1,12 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ToolConfig } from '../../lib/tools.js';
 import { freshOwner, startHarness, type Harness } from '../support/harness.js';
 import { providerUrlBehind, listMcpTools } from '../support/flows.js';
 import { startMcpServer, type McpTestServer } from '../support/mcp-server.js';
+import { startModernMcpServer, type ModernMcpServer } from '../support/mcp-server-v2.js';
 
 /**
  * MCP servers as clients meet them across revisions of the authorization spec (issue: speak every authorization
@@ -12,6 +16,7 @@ import { startMcpServer, type McpTestServer } from '../support/mcp-server.js';
  * only the MCP URL, and the token it obtains must open the server.
  */
 const servers: Record<string, McpTestServer> = {};
+let modern: ModernMcpServer;
 let h: Harness;
 
 beforeAll(async () => {
@@ -41,11 +46,21 @@ beforeAll(async () => {
       id === 'machine' ? { type: 'client_credentials', client_id: 'mcp-machine', client_secret: 'mcp-machine-secret' } : { type: 'oauth2' },
     manifest: [],
   }));
+  // A 2026-07-28 server (the official SDK v2), its tokens from `target`'s authorization server.
+  modern = await startModernMcpServer(servers.target);
+  tools.push({
+    id: 'modern',
+    tool_type: 'mcp',
+    connection_params: { type: 'streamable-http', url: modern.url },
+    auth: { type: 'oauth2' },
+    manifest: [],
+  });
   h = await startHarness({ extraTools: tools, env: { DISCOVERY_TTL_SECONDS: '1' } });
 });
 afterAll(async () => {
   await h?.close();
   for (const s of Object.values(servers)) await s.close();
+  await modern?.close();
 });
 
 describe('authorization across MCP spec revisions', () => {
@@ -109,5 +124,33 @@ describe('authorization across MCP spec revisions', () => {
     expect(second.status, second.text).toBe(202);
     expect((await providerUrlBehind(second.json.authorization_url)).href.startsWith(servers.target!.issuer)).toBe(true);
     expect(await servers.target!.registeredClients()).toBe(1);
+  });
+
+  it('a 2026-07-28 server (official SDK v2): discovered from its URL, authorized, checked and called through the gateway', async () => {
+    const who = freshOwner('rev-modern');
+    const first = await h.call('POST', '/api/v1/credentials/modern', who);
+    expect(first.status, first.text).toBe(202);
+    const provider = await providerUrlBehind(first.json.authorization_url);
+    expect(provider.href.startsWith(servers.target!.issuer)).toBe(true);
+    expect(provider.searchParams.get('resource')).toBe(modern.url);
+    const page = await h.consent(first.json.authorization_url, { login: who.user });
+    expect(page.status, page.html).toBe(200);
+    const check = await h.call('POST', '/api/v1/credentials/modern/check', who);
+    expect(check.status, check.text).toBe(200);
+    expect(check.json.server_tools).toEqual(['whoami']);
+    const agent = new Client({ name: 'agent', version: '1.0.0' }, { capabilities: {} });
+    await agent.connect(
+      new StreamableHTTPClientTransport(new URL(`${h.baseUrl}/api/v1/mcp/modern`), {
+        requestInit: { headers: { 'x-agent-id': who.agent, 'x-user-id': who.user } },
+      }),
+    );
+    try {
+      const result = (await agent.callTool({ name: 'whoami', arguments: {} })) as CallToolResult;
+      expect((result.content[0] as { text: string }).text).toBe(who.user);
+    } finally {
+      await agent.close();
+    }
+    // The broker's upstream side speaks the 2025-11-25 revision, which such servers also answer by default.
+    expect(new Set(modern.eras)).toEqual(new Set(['legacy']));
   });
 });

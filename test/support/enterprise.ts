@@ -218,6 +218,17 @@ export function acceptIdentityAssertions(
       const grant = new provider.Grant({ accountId: claims.sub!, clientId: client.clientId });
       grant.addResourceScope(at.resource, scope);
       const token = new provider.AccessToken({ accountId: claims.sub!, client, grantId: await grant.save(), gty: 'jwt-bearer', scope });
+      // DPoP (RFC 9449): a proof of a key with the request binds the token to that key.
+      const proof = ctx.get('dpop');
+      if (proof) {
+        try {
+          const { protectedHeader, payload } = await jose.jwtVerify(proof, jose.EmbeddedJWK, { typ: 'dpop+jwt', maxTokenAge: 60 });
+          if (payload.htm !== 'POST' || payload.htu !== `${at.issuer}/token`) throw new Error('wrong htm or htu');
+          token.setThumbprint('jkt', await jose.calculateJwkThumbprint(protectedHeader.jwk!));
+        } catch {
+          throw new errors.InvalidDpopProof('the DPoP proof does not verify');
+        }
+      }
       token.resourceServer = new provider.ResourceServer(at.resource, {
         scope: at.scopes.join(' '),
         audience: at.resource,
@@ -225,7 +236,7 @@ export function acceptIdentityAssertions(
         accessTokenFormat: 'opaque',
       });
       const value = await token.save();
-      ctx.body = { access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope };
+      ctx.body = { access_token: value, token_type: token.tokenType, expires_in: token.expiration, scope };
     },
     ['assertion', 'scope'],
   );

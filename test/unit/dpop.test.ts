@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as jose from 'jose';
 import { describe, expect, it } from 'vitest';
-import { bindsWithDpop, importProofKey, newProofKey, proofHeaders, requestedNonce } from '../../lib/oauth/dpop.js';
+import { bindsWithDpop, importProofKey, newProofKey, proofHeaders, proofRefusal } from '../../lib/oauth/dpop.js';
 
 const supporting = { dpop_signing_alg_values_supported: ['RS256', 'ES256'] };
 
@@ -40,12 +40,20 @@ describe('DPoP', () => {
     expect(payload.jti).toEqual(expect.any(String));
   });
 
-  it('hears a resource server ask for its nonce, and nothing else', () => {
+  it('hears a resource server ask for its nonce or refuse the proof, wherever its challenge stands, and nothing else', () => {
     const headers = (h: Record<string, string>) => (name: string) => h[name] ?? null;
     const asking = { 'www-authenticate': 'DPoP error="use_dpop_nonce", algs="ES256"', 'dpop-nonce': 'abc' };
-    expect(requestedNonce(401, headers(asking))).toBe('abc');
-    expect(requestedNonce(400, headers(asking))).toBeNull();
-    expect(requestedNonce(401, headers({ ...asking, 'www-authenticate': 'DPoP error="invalid_token"' }))).toBeNull();
-    expect(requestedNonce(401, headers({ ...asking, 'dpop-nonce': 'bad nonce"' }))).toBeNull();
+    expect(proofRefusal(401, headers(asking))).toEqual({ error: 'use_dpop_nonce', nonce: 'abc' });
+    expect(proofRefusal(401, headers({ ...asking, 'www-authenticate': 'Bearer realm="api", DPoP error="use_dpop_nonce"' }))).toEqual({
+      error: 'use_dpop_nonce',
+      nonce: 'abc',
+    });
+    expect(proofRefusal(401, headers({ 'www-authenticate': 'DPoP error="invalid_dpop_proof"' }))).toEqual({
+      error: 'invalid_dpop_proof',
+      nonce: null,
+    });
+    expect(proofRefusal(400, headers(asking))).toBeNull();
+    expect(proofRefusal(401, headers({ ...asking, 'www-authenticate': 'DPoP error="invalid_token"' }))).toBeNull();
+    expect(proofRefusal(401, headers({ ...asking, 'dpop-nonce': 'bad nonce"' }))?.nonce).toBeNull();
   });
 });
