@@ -1,6 +1,4 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { connectMcp } from './gateway/mcp-upstream.js';
 import type { Tool } from '../lib/tools.js';
 
 export interface ServerTool {
@@ -46,11 +44,7 @@ export function compareManifest(manifest: Tool['manifest'], server: ServerTool[]
 
 /** Connects to the MCP server (official SDK) through `fetchImpl`, which sends the user's credential, and lists its tools. */
 export async function listServerTools(tool: Tool, fetchImpl: typeof fetch): Promise<ServerTool[]> {
-  const url = new URL(tool.connection.url);
-  const options = { fetch: fetchImpl };
-  const transport = tool.connection.type === 'sse' ? new SSEClientTransport(url, options) : new StreamableHTTPClientTransport(url, options);
-  const client = new Client({ name: 'credential-broker', version: '1.0.0' });
-  await client.connect(transport);
+  const client = await connectMcp(tool, fetchImpl, 'credential-broker');
   try {
     const tools: ServerTool[] = [];
     let cursor: string | undefined;

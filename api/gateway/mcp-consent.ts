@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { McpError, UrlElicitationRequiredError, type ServerNotification } from '@modelcontextprotocol/sdk/types.js';
+import { ProtocolError, SdkError, SdkErrorCode } from '@modelcontextprotocol/client';
 import type { CredentialOwner } from '../../lib/domain.js';
 import type { Tool } from '../../lib/tools.js';
 import type { GatewayDeps } from './deps.js';
@@ -46,7 +47,12 @@ export class ConsentPrompts {
           : `Connect your ${this.tool.name} account: open the link to authorize`;
       return new UrlElicitationRequiredError([{ mode: 'url', elicitationId, url: link.url, message }], message);
     }
-    if (err instanceof McpError) return new McpError(err.code, this.seen.redact(err.message), this.seen.redactJson(err.data));
+    // A method the server's revision no longer has (2026-07-28 removed logging/setLevel and resource subscriptions).
+    if (err instanceof SdkError && err.code === SdkErrorCode.MethodNotSupportedByProtocolVersion)
+      return new McpError(-32601, "the tool's server does not support this method");
+    // The upstream's own JSON-RPC error (its client is the SDK v2: ProtocolError), passed on with no token in it.
+    if (err instanceof McpError || err instanceof ProtocolError)
+      return new McpError(err.code, this.seen.redact(err.message), this.seen.redactJson(err.data));
     return apiToMcp(err);
   }
 

@@ -11,6 +11,14 @@ import type { GatewaySession, RelayTarget } from './mcp-session.js';
 import { callOutcome, errorCode, recordCall, type CallOutcome } from './record.js';
 import { callAsUser, fixedHeaders, undiciView } from './upstream.js';
 
+/** The first revision of the stateless protocol. */
+export const STATELESS_PROTOCOL = '2026-07-28';
+
+/** The `_meta` every request of the stateless protocol carries (the broker's client declares no capabilities). */
+export function modernMeta(protocolVersion: string): Record<string, unknown> {
+  return { 'io.modelcontextprotocol/protocolVersion': protocolVersion, 'io.modelcontextprotocol/clientCapabilities': {} };
+}
+
 /** A JSON answer from the upstream read whole, at most. */
 const ANSWER_LIMIT = 16 * 1024 * 1024;
 
@@ -27,6 +35,7 @@ export interface Relay {
   cancel: (reason: string) => void;
 }
 
+type RpcMessage = { method: string; params?: Record<string, unknown> } & Record<string, unknown>;
 type RpcAnswer = { id?: unknown; result?: { isError?: unknown }; error?: { data?: { code?: unknown } } };
 
 /**
@@ -57,23 +66,27 @@ export async function relayCall(
     ...(target.sessionId ? { 'mcp-session-id': target.sessionId } : {}),
     ...(target.protocolVersion ? { 'mcp-protocol-version': target.protocolVersion } : {}),
   };
-  const post = (payload: unknown, signal?: EventEmitter) =>
-    callAsUser(
+  const post = (payload: RpcMessage, signal?: EventEmitter) => {
+    const envelope = target.modern ? stateless(payload, target.protocolVersion!) : { payload, headers: {} };
+    return callAsUser(
       { broker: deps.broker, owner: session.owner, seen: session.seen },
       { method: 'POST', url },
       true,
       (auth) =>
         deps.outbound.request(url, {
           method: 'POST',
-          headers: { ...headers, ...auth },
-          body: Buffer.from(JSON.stringify(payload)),
+          headers: { ...headers, ...envelope.headers, ...auth },
+          body: Buffer.from(JSON.stringify(envelope.payload)),
           ...(signal ? { signal } : {}),
         }),
       undiciView,
     );
+  };
   relay.cancel = (reason: string) => {
     if (cancelled) return;
     cancelled = true;
+    // Stateless: the request's own stream is the call; ending it is the cancellation.
+    if (target.modern) return void stop.emit('abort');
     const params = { requestId: relay.upstreamId, reason };
     void post({ jsonrpc: '2.0', method: 'notifications/cancelled', params })
       .then((r) => r.body.dump())
@@ -117,6 +130,36 @@ export async function relayCall(
       error: { code: e.code, message: e.message, ...(e.data === undefined ? {} : { data: e.data }) },
     });
   }
+}
+
+/**
+ * A message as the 2026-07-28 protocol sends it (stateless): its protocol version and the client's capabilities in
+ * `_meta`, and the routing headers the server checks against the body (`Mcp-Method`, and `Mcp-Name` for a call).
+ */
+function stateless(payload: RpcMessage, protocolVersion: string): { payload: unknown; headers: Record<string, string> } {
+  const params = payload.params ?? {};
+  // The protocol's own keys are the gateway's to say, never the agent's.
+  const meta = { ...withoutProtocolKeys(params._meta), ...modernMeta(protocolVersion) };
+  const name = typeof params.name === 'string' ? params.name : undefined;
+  return {
+    payload: { ...payload, params: { ...params, _meta: meta } },
+    headers: {
+      'mcp-method': payload.method,
+      ...(payload.method === 'tools/call' && name !== undefined ? { 'mcp-name': headerValue(name) } : {}),
+    },
+  };
+}
+
+/** An agent's `_meta` without the keys of the protocol itself (`io.modelcontextprotocol/…`). */
+export function withoutProtocolKeys(meta: unknown): Record<string, unknown> {
+  if (!meta || typeof meta !== 'object') return {};
+  return Object.fromEntries(Object.entries(meta).filter(([k]) => !k.startsWith('io.modelcontextprotocol/')));
+}
+
+/** A value as a routing header carries it: as it is when plain printable ASCII, else Base64 in the protocol's wrapper. */
+function headerValue(value: string): string {
+  const plain = /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(value) && !/^=\?base64\?.*\?=$/i.test(value);
+  return plain ? value : `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`;
 }
 
 /** A JSON-RPC message from the upstream as the agent may see it: tokens replaced in the values; the agent's id. */

@@ -1,6 +1,5 @@
 import type { Request, Response } from 'express';
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
@@ -37,8 +36,8 @@ import type { Tool } from '../../lib/tools.js';
 import type { Caller } from '../auth.js';
 import { callScope, findNeed, GATEWAY_RPC_ERRORS } from './mcp-errors.js';
 import { ConsentPrompts } from './mcp-consent.js';
-import type { Relay } from './mcp-relay.js';
-import { SeenTokens, type AuthNeed } from './upstream.js';
+import { STATELESS_PROTOCOL, withoutProtocolKeys, type Relay } from './mcp-relay.js';
+import { ownCause, SeenTokens, type AuthNeed } from './upstream.js';
 import { openUpstream } from './mcp-upstream.js';
 import type { GatewayDeps } from './deps.js';
 import { callOutcome, errorCode, recordCall } from './record.js';
@@ -49,6 +48,8 @@ type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 export interface RelayTarget {
   sessionId: string | undefined;
   protocolVersion: string | undefined;
+  /** The 2026-07-28 protocol or later: stateless, each request carrying its version (see mcp-relay's `stateless`). */
+  modern: boolean;
 }
 
 /** A tool call may run this long upstream without sending progress (progress resets the clock). */
@@ -134,7 +135,9 @@ export class GatewaySession {
     if (this.tool.connection.type === 'sse') return null;
     const client = await this.upstream?.catch(() => null);
     const transport = client?.transport as StreamableHTTPClientTransport | undefined;
-    return transport ? { sessionId: transport.sessionId, protocolVersion: transport.protocolVersion } : null;
+    if (!transport) return null;
+    const protocolVersion = client!.getNegotiatedProtocolVersion() ?? transport.protocolVersion;
+    return { sessionId: transport.sessionId, protocolVersion, modern: (protocolVersion ?? '') >= STATELESS_PROTOCOL };
   }
 
   /** Connects upstream now when the user has already authorized (the session's first call can then be relayed). */
@@ -235,7 +238,7 @@ export class GatewaySession {
   private async forward<T extends z.ZodType>(method: string, params: unknown, schema: T, extra: Extra): Promise<z.infer<T>> {
     const { _meta, ...rest } = (params ?? {}) as { _meta?: { progressToken?: string | number } & Record<string, unknown> };
     const progressToken = _meta?.progressToken;
-    const meta = _meta ? Object.fromEntries(Object.entries(_meta).filter(([k]) => k !== 'progressToken')) : undefined;
+    const meta = _meta ? Object.fromEntries(Object.entries(withoutProtocolKeys(_meta)).filter(([k]) => k !== 'progressToken')) : undefined;
     const upstreamParams = { ...rest, ...(meta && Object.keys(meta).length ? { _meta: meta } : {}) };
     try {
       const client = await this.connect();
@@ -286,6 +289,6 @@ export class GatewaySession {
   async translate(err: unknown): Promise<McpError> {
     const need = findNeed(err) ?? this.lastNeed;
     this.lastNeed = null;
-    return this.prompts.errorFor(err, need);
+    return this.prompts.errorFor(ownCause(err), need);
   }
 }

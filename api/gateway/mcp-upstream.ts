@@ -1,11 +1,8 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { Notification } from '@modelcontextprotocol/sdk/types.js';
+import { Client, SSEClientTransport, StreamableHTTPClientTransport, type Notification } from '@modelcontextprotocol/client';
 import type { CredentialOwner } from '../../lib/domain.js';
 import type { Tool } from '../../lib/tools.js';
 import type { GatewayDeps } from './deps.js';
-import { UpstreamAuthRequired, userFetch, type AuthNeed, type SeenTokens } from './upstream.js';
+import { ownCause, UpstreamAuthRequired, userFetch, type AuthNeed, type SeenTokens } from './upstream.js';
 
 export interface UpstreamHooks {
   deps: GatewayDeps;
@@ -19,9 +16,12 @@ export interface UpstreamHooks {
 }
 
 /**
- * The MCP client towards a tool's server, as the user: Streamable HTTP or the older HTTP+SSE transport, every
- * request through the user-token fetch (outbound policy, refresh on 401, step-up on insufficient_scope).
- * Connecting sends `initialize` with the user's token.
+ * The MCP client towards a tool's server, as the user (the official SDK v2): Streamable HTTP or the older HTTP+SSE
+ * transport, every request through the user-token fetch (outbound policy, refresh on 401, step-up on
+ * insufficient_scope). Connecting sends `initialize` with the user's token, as to every server before; a server of the
+ * 2026-07-28 revision that refuses it (it answers only the stateless protocol) is then spoken to statelessly
+ * (`server/discover`, no `initialize`, no session). A server that answers both stays on the older protocol, whose
+ * results every agent of the gateway understands.
  */
 export async function openUpstream(hooks: UpstreamHooks): Promise<Client> {
   const { deps, owner, tool, seen } = hooks;
@@ -34,14 +34,43 @@ export async function openUpstream(hooks: UpstreamHooks): Promise<Client> {
       throw err;
     }
   };
-  const url = new URL(tool.connection.url);
-  const transport =
-    tool.connection.type === 'sse' ? new SSEClientTransport(url, { fetch }) : new StreamableHTTPClientTransport(url, { fetch });
-  const client = new Client({ name: 'agent-credential-broker', version: '1.0.0' }, { capabilities: {} });
+  const client = await connectMcp(tool, fetch, 'agent-credential-broker');
   client.fallbackNotificationHandler = async (n) => {
     await hooks.onNotification(n);
   };
   client.onclose = hooks.onClose;
-  await client.connect(transport);
   return client;
+}
+
+/** Connects to a tool's MCP server through `fetch` (see openUpstream for which protocol); our own errors surface as they are. */
+export async function connectMcp(tool: Tool, fetch: typeof globalThis.fetch, name: string): Promise<Client> {
+  const url = new URL(tool.connection.url);
+  const connect = async (mode: 'legacy' | 'auto') => {
+    const transport =
+      tool.connection.type === 'sse' ? new SSEClientTransport(url, { fetch }) : new StreamableHTTPClientTransport(url, { fetch });
+    const client = new Client({ name, version: '1.0.0' }, { capabilities: {}, versionNegotiation: { mode } });
+    await client.connect(transport);
+    return client;
+  };
+  try {
+    try {
+      return await connect('legacy');
+    } catch (err) {
+      if (tool.connection.type === 'sse' || !refusesOlderClients(err)) throw err;
+      return await connect('auto');
+    }
+  } catch (err) {
+    throw ownCause(err);
+  }
+}
+
+/** The server refused `initialize` for its protocol version (-32022): it speaks only newer revisions. */
+function refusesOlderClients(err: unknown): boolean {
+  const data = (err as { data?: { status?: unknown; text?: unknown } } | null)?.data;
+  if (data?.status !== 400 || typeof data.text !== 'string') return false;
+  try {
+    return (JSON.parse(data.text) as { error?: { code?: unknown } }).error?.code === -32022;
+  } catch {
+    return false;
+  }
 }

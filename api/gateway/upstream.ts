@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { isTerminal, type CredentialOwner } from '../../lib/domain.js';
 import type { OutboundPolicy } from '../../lib/net/outbound.js';
-import type { ActiveCredential, CredentialBroker } from '../broker.js';
+import { BrokerError, type ActiveCredential, type CredentialBroker } from '../broker.js';
+import { ApiError } from '../errors.js';
 import { authorizationFailed } from './links.js';
 import { proofHeaders, proofRefusal, validNonce } from '../../lib/oauth/dpop.js';
 import type { Tool } from '../../lib/tools.js';
@@ -27,6 +28,18 @@ export class UpstreamAuthRequired extends Error {
 
 /** Thrown when the credential exists but cannot be served this moment (a refresh is late). */
 export class UpstreamUnavailable extends Error {}
+
+/**
+ * The broker's own error behind an SDK's wrapping of it (a fetch that failed inside a transport): what the agent
+ * must hear (a link, try again, a refusal with its code), not "the tool could not be reached"; else `err` itself.
+ */
+export function ownCause(err: unknown): unknown {
+  for (let e = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof UpstreamAuthRequired || e instanceof UpstreamUnavailable || e instanceof ApiError || e instanceof BrokerError)
+      return e;
+  }
+  return err;
+}
 
 /** How long a call whose token just ran out waits for its refresh. */
 const REFRESH_WAIT_MS = 10_000;

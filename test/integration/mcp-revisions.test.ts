@@ -17,6 +17,7 @@ import { startModernMcpServer, type ModernMcpServer } from '../support/mcp-serve
  */
 const servers: Record<string, McpTestServer> = {};
 let modern: ModernMcpServer;
+let modernOnly: ModernMcpServer;
 let h: Harness;
 
 beforeAll(async () => {
@@ -46,21 +47,27 @@ beforeAll(async () => {
       id === 'machine' ? { type: 'client_credentials', client_id: 'mcp-machine', client_secret: 'mcp-machine-secret' } : { type: 'oauth2' },
     manifest: [],
   }));
-  // A 2026-07-28 server (the official SDK v2), its tokens from `target`'s authorization server.
+  // 2026-07-28 servers (the official SDK v2), their tokens from `target`'s authorization server.
   modern = await startModernMcpServer(servers.target);
-  tools.push({
-    id: 'modern',
-    tool_type: 'mcp',
-    connection_params: { type: 'streamable-http', url: modern.url },
-    auth: { type: 'oauth2' },
-    manifest: [],
-  });
+  modernOnly = await startModernMcpServer(servers.target, { legacy: 'reject' });
+  for (const [id, server] of [
+    ['modern', modern],
+    ['modern-only', modernOnly],
+  ] as const)
+    tools.push({
+      id,
+      tool_type: 'mcp',
+      connection_params: { type: 'streamable-http', url: server.url },
+      auth: { type: 'oauth2' },
+      manifest: [],
+    });
   h = await startHarness({ extraTools: tools, env: { DISCOVERY_TTL_SECONDS: '1' } });
 });
 afterAll(async () => {
   await h?.close();
   for (const s of Object.values(servers)) await s.close();
   await modern?.close();
+  await modernOnly?.close();
 });
 
 describe('authorization across MCP spec revisions', () => {
@@ -126,31 +133,40 @@ describe('authorization across MCP spec revisions', () => {
     expect(await servers.target!.registeredClients()).toBe(1);
   });
 
-  it('a 2026-07-28 server (official SDK v2): discovered from its URL, authorized, checked and called through the gateway', async () => {
-    const who = freshOwner('rev-modern');
-    const first = await h.call('POST', '/api/v1/credentials/modern', who);
+  it.each([
+    ['modern', 'a 2026-07-28 server that also answers older clients'],
+    ['modern-only', 'a 2026-07-28 server that refuses every older client'],
+  ])('%s — %s (official SDK v2): discovered, authorized, checked and called through the gateway', async (id) => {
+    const server = id === 'modern' ? modern : modernOnly;
+    const who = freshOwner(`rev-${id}`);
+    const first = await h.call('POST', `/api/v1/credentials/${id}`, who);
     expect(first.status, first.text).toBe(202);
     const provider = await providerUrlBehind(first.json.authorization_url);
     expect(provider.href.startsWith(servers.target!.issuer)).toBe(true);
-    expect(provider.searchParams.get('resource')).toBe(modern.url);
+    expect(provider.searchParams.get('resource')).toBe(server.url);
     const page = await h.consent(first.json.authorization_url, { login: who.user });
     expect(page.status, page.html).toBe(200);
-    const check = await h.call('POST', '/api/v1/credentials/modern/check', who);
+    const check = await h.call('POST', `/api/v1/credentials/${id}/check`, who);
     expect(check.status, check.text).toBe(200);
     expect(check.json.server_tools).toEqual(['whoami']);
     const agent = new Client({ name: 'agent', version: '1.0.0' }, { capabilities: {} });
     await agent.connect(
-      new StreamableHTTPClientTransport(new URL(`${h.baseUrl}/api/v1/mcp/modern`), {
+      new StreamableHTTPClientTransport(new URL(`${h.baseUrl}/api/v1/mcp/${id}`), {
         requestInit: { headers: { 'x-agent-id': who.agent, 'x-user-id': who.user } },
       }),
     );
     try {
-      const result = (await agent.callTool({ name: 'whoami', arguments: {} })) as CallToolResult;
-      expect((result.content[0] as { text: string }).text).toBe(who.user);
+      expect((await agent.listTools()).tools.map((t) => t.name)).toEqual(['whoami']);
+      // Twice: the first call may go the SDK's way (connecting), the second is relayed by the fast lane.
+      for (let i = 0; i < 2; i++) {
+        const result = (await agent.callTool({ name: 'whoami', arguments: {} })) as CallToolResult;
+        expect((result.content[0] as { text: string }).text).toBe(who.user);
+      }
     } finally {
       await agent.close();
     }
-    // The broker's upstream side speaks the 2025-11-25 revision, which such servers also answer by default.
-    expect(new Set(modern.eras)).toEqual(new Set(['legacy']));
+    // A server that answers both keeps the older protocol (its results are what every agent understands); one that
+    // refuses it is spoken to statelessly: every request in the 2026-07-28 protocol, no initialize, no session.
+    expect(new Set(server.eras)).toEqual(new Set([id === 'modern' ? 'legacy' : 'modern']));
   });
 });

@@ -20,31 +20,38 @@ export interface ModernMcpServer {
 
 /**
  * A remote MCP server of the 2026-07-28 revision (the stateless protocol: `server/discover`, no `initialize`
- * needed, no sessions), built with the official TypeScript SDK v2 in its default dual-era mode (it also answers
- * clients of the 2025 revisions). It requires a bearer token (RFC 9728 challenge) that `authorizationServer`
+ * needed, no sessions), built with the official TypeScript SDK v2: in its default dual-era mode it also answers
+ * clients of the 2025 revisions; with `legacy: 'reject'` only 2026-07-28 clients. It requires a bearer token (RFC 9728 challenge) that `authorizationServer`
  * issued for it, checked by introspection there.
  */
-export async function startModernMcpServer(authorizationServer: {
-  issuer: string;
-  introspect(token: string): Promise<{ active: boolean; sub?: unknown; aud?: unknown; client_id?: unknown; exp?: unknown } | null>;
-}): Promise<ModernMcpServer> {
+export async function startModernMcpServer(
+  authorizationServer: {
+    issuer: string;
+    introspect(token: string): Promise<{ active: boolean; sub?: unknown; aud?: unknown; client_id?: unknown; exp?: unknown } | null>;
+  },
+  /** `reject`: answer 2026-07-28 clients only (every older client is refused). */
+  opts: { legacy?: 'stateless' | 'reject' } = {},
+): Promise<ModernMcpServer> {
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const url = new URL(`${origin}/mcp`);
   const eras: string[] = [];
-  const handler = createMcpHandler((ctx) => {
-    const mcp = new McpServer({ name: 'modern-mcp', version: '1.0.0' });
-    mcp.registerTool(
-      'whoami',
-      { description: 'The subject of the token this server received', inputSchema: z.object({}) },
-      async (_args, c) => {
-        eras.push(ctx.era);
-        return { content: [{ type: 'text', text: String(c.http?.authInfo?.extra?.sub) }] };
-      },
-    );
-    return mcp;
-  });
+  const handler = createMcpHandler(
+    (ctx) => {
+      const mcp = new McpServer({ name: 'modern-mcp', version: '1.0.0' });
+      mcp.registerTool(
+        'whoami',
+        { description: 'The subject of the token this server received', inputSchema: z.object({}) },
+        async (_args, c) => {
+          eras.push(ctx.era);
+          return { content: [{ type: 'text', text: String(c.http?.authInfo?.extra?.sub) }] };
+        },
+      );
+      return mcp;
+    },
+    { legacy: opts.legacy ?? 'stateless' },
+  );
   const gate = requireBearerAuth({
     resourceMetadataUrl: getOAuthProtectedResourceMetadataUrl(url),
     verifier: {
