@@ -1,4 +1,3 @@
-import { proofFor } from './proof.js';
 import { ApplicationFailure } from '@temporalio/activity';
 import * as oidc from 'openid-client';
 import { identifyAccount } from '../lib/oauth/account.js';
@@ -8,6 +7,7 @@ import { authorizationDuration, authorizations, recordProviderCall } from '../li
 import { scopeParams } from '../lib/oauth/quirks.js';
 import { START_PATH } from '../lib/config.js';
 import { sha256Hex } from '../lib/vault/crypto.js';
+import { proofFor } from './proof.js';
 import {
   ACTOR,
   forTool,

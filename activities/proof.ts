@@ -26,21 +26,25 @@ export async function proofFor(vault: Vault, credential: Credential, client: Too
   const context = secretContext(ownerOf(credential), credential.id, 'dpop_key');
   const stored = credential.dpopKey ? vault.decrypt(credential.dpopKey, context) : await newProofKey();
   const key = await importProofKey(stored);
-  let perConfig = handles.get(client.config);
-  if (!perConfig) handles.set(client.config, (perConfig = new Map()));
-  if (perConfig.size >= 10_000) perConfig.clear();
-  const options = perConfig.get(`${credential.id}\0${stored}`) ?? tokenRequestProof(client.config, key);
-  perConfig.set(`${credential.id}\0${stored}`, options);
   return {
     key,
-    options,
-    changesFor: (tokens) =>
-      isBound(tokens.token_type)
-        ? credential.dpopKey
-          ? {}
-          : { dpopKey: vault.encrypt(stored, context) }
-        : credential.dpopKey
-          ? { dpopKey: null }
-          : {},
+    options: handleFor(client.config, credential, key),
+    changesFor: (tokens) => {
+      if (isBound(tokens.token_type)) return credential.dpopKey ? {} : { dpopKey: vault.encrypt(stored, context) };
+      return credential.dpopKey ? { dpopKey: null } : {};
+    },
   };
+}
+
+/** The credential's handle for this configuration; a key not stored yet (its first request) gets a fresh one. */
+function handleFor(config: oidc.Configuration, credential: Credential, key: ProofKey): oidc.DPoPOptions {
+  if (!credential.dpopKey) return tokenRequestProof(config, key);
+  let perConfig = handles.get(config);
+  if (!perConfig) handles.set(config, (perConfig = new Map()));
+  if (perConfig.size >= 10_000) perConfig.clear();
+  // Keyed by the stored (encrypted) key: a credential whose key changed gets a new handle.
+  const id = `${credential.id}\0${credential.dpopKey}`;
+  const options = perConfig.get(id) ?? tokenRequestProof(config, key);
+  perConfig.set(id, options);
+  return options;
 }

@@ -1,4 +1,3 @@
-import { proofFor } from './proof.js';
 import { ApplicationFailure } from '@temporalio/activity';
 import * as oidc from 'openid-client';
 import { ownerOf, secretContext } from '../lib/credentials/records.js';
@@ -9,6 +8,7 @@ import { exchangeIdentity } from '../lib/oauth/enterprise.js';
 import { exchangesIdentity, type Tool } from '../lib/tools.js';
 import type { CredentialOwner } from '../lib/domain.js';
 import { recordProviderCall, refreshes } from '../lib/metrics.js';
+import { proofFor } from './proof.js';
 import {
   forTool,
   sameIssuerClient,
@@ -105,9 +105,10 @@ export function tokenActivities(deps: ActivityDeps, kit: Toolkit) {
         let tokens: oidc.TokenEndpointResponse;
         // The server that issues the token: the identity provider for token exchange, else the tool's own.
         const client = await forTool(deps.oauth, tool, tool.auth.type === 'token_exchange');
+        // A user's identity that cannot be exchanged is refused before anything is made for the request.
+        const identity = exchanged ? await presentedIdentity(unit, credential, tool, now) : null;
         const proof = await proofFor(vault, credential, client);
-        if (exchanged) {
-          const identity = await presentedIdentity(unit, credential, tool, now);
+        if (identity !== null) {
           try {
             tokens = await exchangeIdentity(deps.oauth, tool, identity, proof.options);
           } catch (err) {

@@ -2,7 +2,7 @@ import type { Client } from '@temporalio/client';
 import { secretContext, toDate, type ActiveRow, type CredentialRecords } from '../lib/credentials/records.js';
 import type { CredentialView, RevokeRequest } from '../workflows/messages.js';
 import type { Credential } from '../lib/db/entities.js';
-import { MACHINE_USER, type CredentialOwner } from '../lib/domain.js';
+import type { CredentialOwner } from '../lib/domain.js';
 import type { Vault, VaultError } from '../lib/vault/crypto.js';
 import { importProofKey, isBound, type ProofKey } from '../lib/oauth/dpop.js';
 import { BrokerError, CredentialWorkflows, type WorkflowSettings } from './credential-workflows.js';
@@ -184,7 +184,7 @@ export class CredentialBroker {
 
   /** A credential no one needs to consent to: machine access, or a user's exchanged enterprise identity. */
   obtainsItself(owner: CredentialOwner): boolean {
-    return owner.userId === MACHINE_USER || (this.settings.exchangesIdentity?.(owner.toolId) ?? false);
+    return this.workflows.obtainsItself(owner);
   }
 
   /** Temporal requests in flight in this process (see `shared`). */

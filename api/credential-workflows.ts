@@ -64,12 +64,19 @@ export class CredentialWorkflows {
     private readonly settings: WorkflowSettings,
   ) {}
 
+  /**
+   * A credential no one needs to consent to — machine access, or a user's exchanged enterprise identity: a token an
+   * activity obtains and renews (the machine workflow), no browser in between.
+   */
+  obtainsItself(owner: CredentialOwner): boolean {
+    return owner.userId === MACHINE_USER || (this.settings.exchangesIdentity?.(owner.toolId) ?? false);
+  }
+
   /** Starts the credential's workflow if none runs, and returns what the agent should do next. */
   async ensure(owner: CredentialOwner): Promise<CredentialView> {
     const workflowId = workflowIdOf(owner);
     const machine = owner.userId === MACHINE_USER;
-    // Machine tokens and exchanged identities: a token an activity obtains and renews, no browser in between.
-    const obtained = machine || (this.settings.exchangesIdentity?.(owner.toolId) ?? false);
+    const obtained = this.obtainsItself(owner);
     const cycles = this.settings.maxCyclesPerRun ? { maxCyclesPerRun: this.settings.maxCyclesPerRun } : {};
     const input: CredentialWorkflowInput | MachineWorkflowInput = obtained
       ? { owner, refreshSkewSeconds: this.settings.refreshSkewSeconds, ...cycles }

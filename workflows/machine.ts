@@ -21,7 +21,7 @@ import {
   type RevokeRequest,
 } from './messages.js';
 import { failureCode, isPermanent } from './failures.js';
-import { afterFailedAcquire, shouldContinueAsNew } from './lifecycle.js';
+import { afterFailedAcquire, revokedBy, shouldContinueAsNew } from './lifecycle.js';
 import { HOLDS_TOKENS } from './options.js';
 import { planRefreshAt, planRefreshRetryAt } from './schedule.js';
 import { DEFAULT_MAX_CYCLES_PER_RUN, initialState, setPhase, view } from './state.js';
@@ -76,7 +76,7 @@ export async function machineCredentialWorkflow(input: MachineWorkflowInput): Pr
     if (inbox.revoke) {
       const request = inbox.revoke;
       const receipt = usersOwn && patched('enterprise-revocation') ? { ...revokedData(request), revocation: await revokeAtProvider() } : {};
-      await end('revoked', `revoked by ${request.actor}: ${request.reason}`, receipt);
+      await end('revoked', revokedBy(request), receipt);
     }
   }
   await condition(allHandlersFinished);

@@ -38,10 +38,10 @@ export function unavailable(owner: CredentialOwner, why: string): ApiError {
   });
 }
 
-/** A failed authorization as the agent hears it: the workflow's reason when it is a stable code. */
 /** Why the worker could not exchange a user's identity: the agent must present a (newer) one. */
 const IDENTITY_REFUSALS = new Set(['identity_required', 'identity_predates_revocation']);
 
+/** A failed authorization as the agent hears it: the workflow's reason when it is a stable code. */
 export function authorizationFailed(reason: string | null): ApiError {
   // No usable identity from the tool's identity provider was kept for this user (ID-JAG, token exchange).
   const code = IDENTITY_REFUSALS.has(reason ?? '') ? 'enterprise_identity_required' : (reason ?? 'authorization_failed');

@@ -166,8 +166,7 @@ export class TrustManager {
         issuer: String(claims.iss ?? 'unknown'),
         verified: false,
         failure: err.code,
-        ...(typeof claims.exp === 'number' ? { expiresAt: claims.exp } : {}),
-        ...(typeof claims.iat === 'number' ? { issuedAt: claims.iat } : {}),
+        ...tokenTimes(claims),
       };
     }
   }
@@ -220,8 +219,7 @@ export class TrustManager {
       issuer: entry.config.issuer,
       verified: true,
       agentBound: Boolean(claim && payload[claim] !== undefined),
-      ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp } : {}),
-      ...(typeof payload.iat === 'number' ? { issuedAt: payload.iat } : {}),
+      ...tokenTimes(payload),
     };
   }
 
@@ -253,6 +251,14 @@ export class TrustManager {
       }
     }
   }
+}
+
+/** When a token expires and was issued (epoch seconds), where it says (VerifiedIdentity's times). */
+function tokenTimes(claims: jose.JWTPayload): Pick<VerifiedIdentity, 'expiresAt' | 'issuedAt'> {
+  return {
+    ...(typeof claims.exp === 'number' ? { expiresAt: claims.exp } : {}),
+    ...(typeof claims.iat === 'number' ? { issuedAt: claims.iat } : {}),
+  };
 }
 
 /** Users of different issuers live in their issuers' namespaces (see `user_namespace`). */

@@ -104,11 +104,6 @@ export class CredentialUnit {
   }
 
   /**
-   * The upstream account a new consent for this credential must land on: its own (a step-up), else that of the
-   * owner's previous credential when it ended needing re-authorization (the same connection, asked again). After
-   * an expiry or a revocation any account may connect.
-   */
-  /**
    * When someone took the owner's connection back (the agent, the user or an admin; not the gateway replacing a token
    * the tool refused); null when never.
    */
@@ -118,6 +113,11 @@ export class CredentialUnit {
     return last?.deletedAt ?? null;
   }
 
+  /**
+   * The upstream account a new consent for this credential must land on: its own (a step-up), else that of the
+   * owner's previous credential when it ended needing re-authorization (the same connection, asked again). After
+   * an expiry or a revocation any account may connect.
+   */
   async pinnedAccount(credential: Credential): Promise<string | null> {
     if (credential.accountId) return credential.accountId;
     const previous = await this.em.findOne(

@@ -11,6 +11,7 @@ import {
   acceptIdentityAssertions,
   IDP_CLIENT,
   startIdentityProvider,
+  JWT_BEARER,
   type AssertionCheck,
   type IdentityProvider,
 } from '../support/enterprise.js';
@@ -38,7 +39,7 @@ beforeAll(async () => {
   // The API checks tokens at the identity provider, which issues them for the API's URL.
   api = await startProtectedApi((token) => idp.introspect(token));
   idp = await startIdentityProvider({ accessTokenResource: `${api.origin}/v1` });
-  mcp = await startMcpServer({ gatewayTools: true, clients: [{ ...AS_CLIENT, redirect_uris: [], grant_types: [JWT_BEARER_GRANT] }] });
+  mcp = await startMcpServer({ gatewayTools: true, clients: [{ ...AS_CLIENT, redirect_uris: [], grant_types: [JWT_BEARER] }] });
   // Short tokens: renewal (a new exchange) shows within seconds.
   assertions = acceptIdentityAssertions(mcp.provider, { issuer: mcp.issuer, resource: mcp.url, scopes: ['mcp:tools'], ttlSeconds: 6 }, idp);
   idp.audiences.set(mcp.issuer, AS_CLIENT.client_id);
@@ -92,8 +93,6 @@ afterAll(async () => {
   await mcp?.close();
   await api?.close();
 });
-
-const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 function as(agent: string, identity: string) {
   return { headers: { 'x-agent-id': agent, 'x-user-identity': identity } };

@@ -5,6 +5,7 @@ import * as jose from 'jose';
 import * as oidc from 'openid-client';
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { consent } from './browser.js';
+import { introspectAt } from './introspect.js';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
@@ -158,14 +159,7 @@ export async function startIdentityProvider(opts: { accessTokenResource?: string
       return tokens.id_token!;
     },
     async introspect(token) {
-      const res = await fetch(`${issuer}/token/introspection`, {
-        method: 'POST',
-        headers: {
-          authorization: `Basic ${Buffer.from(`${INTROSPECTOR.client_id}:${INTROSPECTOR.client_secret}`).toString('base64')}`,
-          'content-type': 'application/x-www-form-urlencoded',
-        },
-        body: new URLSearchParams({ token }),
-      });
+      const res = await introspectAt(issuer, { id: INTROSPECTOR.client_id, secret: INTROSPECTOR.client_secret }, token);
       return (await res.json()) as { active: boolean; sub?: unknown; aud?: unknown };
     },
     close: () =>

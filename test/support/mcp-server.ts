@@ -8,6 +8,7 @@ import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import Provider, { errors } from 'oidc-provider';
 import { z } from 'zod';
 import { fetchTrusting } from './tls-proxy.js';
+import { introspectAt } from './introspect.js';
 import { checkTokenUse, dpopChallenge, type TokenBinding } from './dpop-check.js';
 
 export interface McpTestServer {
@@ -345,14 +346,7 @@ export async function startMcpServer(opts: McpServerOptions = {}): Promise<McpTe
   }
 
   async function introspect(token: string): Promise<Introspection | null> {
-    const res = await fetch(`${issuer}/token/introspection`, {
-      method: 'POST',
-      headers: {
-        authorization: `Basic ${Buffer.from(`${introspector.client_id}:${introspector.client_secret}`).toString('base64')}`,
-        'content-type': 'application/x-www-form-urlencoded',
-      },
-      body: new URLSearchParams({ token }),
-    });
+    const res = await introspectAt(issuer, { id: introspector.client_id, secret: introspector.client_secret }, token);
     return res.ok ? ((await res.json()) as Introspection) : null;
   }
 

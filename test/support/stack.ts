@@ -19,6 +19,7 @@ import { createWorker } from '../../worker/worker.js';
 import { Rbac } from '../../api/identity/rbac.js';
 import type { TrustConfigInput } from '../../api/identity/trust.js';
 import { consent, type ConsentOptions, type ConsentResult } from './browser.js';
+import { introspectAt } from './introspect.js';
 
 /** Where the run's shared parts are: the Temporal server, the prebuilt workflow bundle, the database. */
 export interface RunSettings {
@@ -239,14 +240,7 @@ export async function startStack(run: RunSettings, opts: HarnessOptions = {}): P
       return { status: res.status, json, text };
     },
     async introspect(token, hint) {
-      const res = await fetch(`${sandbox.issuer}/token/introspection`, {
-        method: 'POST',
-        headers: {
-          authorization: `Basic ${Buffer.from(`${sandbox.clientId}:${sandbox.clientSecret}`).toString('base64')}`,
-          'content-type': 'application/x-www-form-urlencoded',
-        },
-        body: new URLSearchParams({ token, ...(hint ? { token_type_hint: hint } : {}) }),
-      });
+      const res = await introspectAt(sandbox.issuer, { id: sandbox.clientId, secret: sandbox.clientSecret }, token, hint);
       return (await res.json()) as { active: boolean };
     },
     async close() {
